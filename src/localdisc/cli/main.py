@@ -1,0 +1,53 @@
+"""``localdisc`` entry point. Each subcommand lives in its own module under ``cli/`` and
+provides ``register(subparsers)`` (adds its parser, with help for every option) and
+``run(args)``. Errors a user can fix print one clear line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import LocaldiscError
+
+# subcommand -> module (imported when the parser is built; each is small)
+SUBCOMMANDS: dict[str, str] = {
+    "pretrain": "localdisc.cli.pretrain",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="localdisc",
+        description="Label-efficient medical image segmentation: local-discrimination pretraining, transfer, landmarks, structure discovery.",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"localdisc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in SUBCOMMANDS.items():
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except LocaldiscError as e:
+        print(f"localdisc {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Reading images, masks and volumes into numpy, with errors that name the file.
+
+Conventions used across localdisc:
+- images: float32 array (C, *spatial), intensities scaled to [0, 1] (8/16-bit integers by
+  their range; float volumes by 0.5/99.5 percentile clipping);
+- masks: int64 array (*spatial) of class indices (0 = background);
+- 2D spatial = (H, W); 3D spatial = (D, H, W) in the file's voxel order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp", ".ppm", ".pgm")
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".mha", ".npy")
+
+
+def suffix_of(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def is_volume(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() or suffix_of(p) in (".nii", ".nii.gz", ".dcm", ".npy")
+
+
+def _read_2d_raw(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("P", "PA"):
+                im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
+            elif im.mode in ("I;16", "I;16B", "I;16L"):
+                im = im.convert("I")
+            elif im.mode == "CMYK":
+                im = im.convert("RGB")
+            elif im.mode == "1":
+                im = im.convert("L")
+            return np.asarray(im)
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: file not found") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: unreadable or truncated image ({e})") from e
+
+
+def _read_volume_raw(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    suffix = suffix_of(path)
+    if suffix in (".nii", ".nii.gz"):
+        import nibabel as nib
+
+        try:
+            img = nib.load(str(path))
+            data = np.asanyarray(img.dataobj)
+            spacing = tuple(float(s) for s in img.header.get_zooms()[:3])
+        except FileNotFoundError as e:
+            raise DataError(f"{path}: file not found") from e
+        except Exception as e:
+            raise DataError(f"{path}: unreadable NIfTI volume ({e})") from e
+        if data.ndim == 4 and data.shape[-1] == 1:
+            data = data[..., 0]
+        if data.ndim != 3:
+            raise DataError(f"{path}: expected a 3-D volume, got shape {data.shape}")
+        # NIfTI stores (x, y, z); localdisc uses (D, H, W) = (z, y, x).
+        return np.ascontiguousarray(np.transpose(data, (2, 1, 0))), spacing[::-1]
+    if suffix == ".npy":
+        try:
+            data = np.load(path, allow_pickle=False)
+        except Exception as e:
+            raise DataError(f"{path}: unreadable .npy array ({e})") from e
+        return data, (1.0,) * data.ndim
+    if path.is_dir() or suffix == ".dcm":
+        return _read_dicom_series(path)
+    raise DataError(f"{path}: unsupported volume format {suffix!r}")
+
+
+def _read_dicom_series(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    import pydicom
+
+    files = sorted(path.glob("*.dcm")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"{path}: folder holds no .dcm files")
+    slices = []
+    for f in files:
+        try:
+            ds = pydicom.dcmread(str(f))
+            arr = ds.pixel_array.astype(np.float32)
+        except Exception as e:
+            raise DataError(f"{f}: unreadable DICOM file ({e})") from e
+        slope, inter = float(getattr(ds, "RescaleSlope", 1.0)), float(getattr(ds, "RescaleIntercept", 0.0))
+        pos = getattr(ds, "ImagePositionPatient", None)
+        z = float(pos[2]) if pos is not None else float(getattr(ds, "InstanceNumber", len(slices)))
+        slices.append((z, arr * slope + inter, ds))
+    slices.sort(key=lambda s: s[0])
+    vol = np.stack([s[1] for s in slices]) if slices[0][1].ndim == 2 else slices[0][1]
+    ds = slices[0][2]
+    px = [float(v) for v in getattr(ds, "PixelSpacing", [1.0, 1.0])]
+    dz = abs(slices[1][0] - slices[0][0]) if len(slices) > 1 else float(getattr(ds, "SliceThickness", 1.0))
+    return vol, (dz or 1.0, px[0], px[1])
+
+
+def read_spacing(path: str | Path) -> tuple[float, ...] | None:
+    """Voxel spacing (mm) of a volume, (D, H, W) order; None for plain 2D images."""
+    p = Path(path)
+    return _read_volume_raw(p)[1] if is_volume(p) else None
+
+
+def _scale_intensity(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        top = 65535.0 if arr.max() > 4095 else 4095.0
+        return arr.astype(np.float32) / top
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise ValueError("non-finite intensities")
+    lo, hi = np.percentile(arr, [0.5, 99.5])
+    if hi <= lo:
+        return np.zeros_like(arr)
+    return np.clip((arr - lo) / (hi - lo), 0.0, 1.0)
+
+
+def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
+    """Image or volume -> float32 (C, *spatial) in [0, 1].
+
+    ``channels``: 1 converts RGB to luminance, 3 repeats a gray image; None keeps what the
+    file has (alpha channels dropped). Other mismatches raise :class:`DataError`.
+    """
+    p = Path(path)
+    if is_volume(p):
+        raw, _ = _read_volume_raw(p)
+        arr = raw[None]
+    else:
+        raw = _read_2d_raw(p)
+        if raw.ndim == 2:
+            arr = raw[None]
+        elif raw.ndim == 3 and raw.shape[2] in (2, 4):  # drop alpha
+            arr = np.moveaxis(raw[..., : raw.shape[2] - 1], -1, 0)
+        elif raw.ndim == 3:
+            arr = np.moveaxis(raw, -1, 0)
+        else:
+            raise DataError(f"{p}: unexpected image array of shape {raw.shape}")
+    try:
+        arr = _scale_intensity(np.ascontiguousarray(arr))
+    except ValueError as e:
+        raise DataError(f"{p}: {e}") from e
+    have = arr.shape[0]
+    if channels is not None and channels != have:
+        if channels == 1 and have == 3:
+            arr = (0.299 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2])[None].astype(np.float32)
+        elif channels == 3 and have == 1:
+            arr = np.repeat(arr, 3, axis=0)
+        else:
+            raise DataError(f"{p}: has {have} channel(s), but {channels} are expected")
+    return arr
+
+
+def read_mask(path: str | Path, values: str = "auto", num_classes: int | None = None) -> np.ndarray:
+    """Label map -> int64 (*spatial).
+
+    ``values``: "binary" (any non-zero is foreground), "index" (pixel value = class), or
+    "auto": {0, 255} or {0, 1} -> binary, else class indices. RGB masks are reduced by their
+    maximum over channels. With ``num_classes``, values outside 0..num_classes-1 raise.
+    """
+    p = Path(path)
+    if is_volume(p):
+        raw, _ = _read_volume_raw(p)
+    else:
+        raw = _read_2d_raw(p)
+        if raw.ndim == 3:
+            raw = raw[..., :3].max(axis=-1) if raw.shape[-1] >= 3 else raw[..., 0]
+    if np.issubdtype(raw.dtype, np.floating):
+        if not np.isfinite(raw).all():
+            raise DataError(f"{p}: mask contains NaN/Inf")
+        if not np.allclose(raw, np.round(raw)):
+            raise DataError(f"{p}: mask holds non-integer values; expected class indices")
+    arr = np.round(raw).astype(np.int64)
+    uniq = np.unique(arr)
+    if (uniq < 0).any():
+        raise DataError(f"{p}: mask holds negative values {uniq[uniq < 0][:5].tolist()}")
+    if values == "binary" or (values == "auto" and set(uniq.tolist()) <= {0, 255}) or (values == "auto" and set(uniq.tolist()) <= {0, 1}):
+        arr = (arr > 0).astype(np.int64)
+    elif values == "auto" and 255 in uniq and len(uniq) > 2:
+        # JPEG-like artifacts around a 0/255 mask: a lossy mask is a data problem.
+        mid = uniq[(uniq > 0) & (uniq < 255)]
+        if len(mid) > 0 and num_classes in (None, 2):
+            raise DataError(f"{p}: mask has unexpected values {mid[:5].tolist()} between 0 and 255 (lossy format?); expected 0/255 or class indices")
+    if num_classes is not None and arr.max() >= num_classes:
+        raise DataError(f"{p}: mask holds class {int(arr.max())}, but only {num_classes} classes (0..{num_classes - 1}) are configured")
+    return arr

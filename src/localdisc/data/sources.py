@@ -1,0 +1,55 @@
+"""Turn a data spec string into a list of :class:`Sample`.
+
+Spec forms (``localdisc ... --data SPEC``):
+- ``/path/to/folder``: images in the folder (unlabeled), or an image/mask folder pair when the
+  folder holds ``images/`` and ``masks/`` (see :mod:`localdisc.data.folders`);
+- ``/path/to/manifest.csv``: columns image, mask, fov, split, spacing (paths relative to the CSV);
+- ``LAYOUT:/path``: a named public-dataset layout from :data:`LAYOUTS` (ph2, cxr, drive, ...);
+- ``synthetic-fundus[:N]`` / ``synthetic-3d[:N]``: built-in generated data (cached on disk).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..errors import DataError
+from .records import Sample
+
+# name -> callable(path: str, **opts) -> list[Sample]; filled by the layout modules.
+LAYOUTS: dict[str, Callable[..., list[Sample]]] = {}
+
+
+def register_layout(name: str):
+    def deco(fn):
+        LAYOUTS[name] = fn
+        return fn
+
+    return deco
+
+
+def resolve_source(spec: str, seed: int = 0, **opts) -> list[Sample]:
+    from . import folders, layouts, synthetic  # noqa: F401  (register layouts)
+
+    spec = str(spec)
+    head, _, rest = spec.partition(":")
+    if head in LAYOUTS and (rest or head.startswith("synthetic")):
+        return LAYOUTS[head](rest, seed=seed, **opts)
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(f"{spec}: no such file or folder (valid layout prefixes: {', '.join(sorted(LAYOUTS))})")
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return folders.read_manifest(path)
+    if path.is_dir():
+        return folders.read_folder(path)
+    return [Sample(id=path.stem, image=str(path))]
+
+
+def select_split(samples: list[Sample], split: str) -> list[Sample]:
+    """Samples of ``split`` plus unassigned ones; ``all`` keeps everything."""
+    if split == "all":
+        return list(samples)
+    chosen = [s for s in samples if s.split in (split, None)]
+    if not chosen:
+        raise DataError(f"no samples in split {split!r} (splits present: {sorted({str(s.split) for s in samples})})")
+    return chosen

@@ -1,0 +1,68 @@
+"""The interface every pretraining method implements, and the transfer helpers.
+
+A method is an ``nn.Module`` that owns the U-Net backbone (as ``self.backbone``) plus its
+heads. The training loop (``train/pretrain.py``) only calls:
+
+- ``training_step(images) -> (loss, logs)``: images (B, C, *S) in [0, 1] on the device,
+  views/augmentations are built inside the method (vectorized, on device);
+- ``prepare(ctx)``: once before training and again every ``refresh_every`` steps (e.g.
+  pseudo-classes for cluster-guided contrast); ``ctx`` is a :class:`PrepareContext`;
+- ``save_pictures(images, folder)``: figures from a few fixed images (optional).
+
+Everything else (optimizer, schedule, checkpoints, DDP) belongs to the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from ..nets import UNet
+
+
+@dataclass
+class PrepareContext:
+    step: int
+    run_dir: Path | None
+    dataset: Any  # the unlabeled torch Dataset ({"image": (C, *S)} items)
+    device: torch.device
+    seed: int
+    is_main: bool = True
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None  # all-gather along dim 0 under DDP
+
+
+class PretrainMethod(nn.Module):
+    name: ClassVar[str] = ""
+    Config: ClassVar[type]  # method-specific dataclass, options become --flags of `pretrain`
+
+    def __init__(self, backbone: UNet, cfg: Any):
+        super().__init__()
+        self.backbone = backbone
+        self.cfg = cfg
+
+    def training_step(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        # DDP calls forward(); it must run the whole step so gradients sync once.
+        return self.training_step(images)
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        """Hook before training and every ``refresh_every`` steps; default: nothing."""
+
+    def save_pictures(self, images: torch.Tensor, folder: Path) -> None:
+        """Write figures for a few fixed images; default: nothing."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-able state saved beside checkpoints (e.g. pseudo-class assignments)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def backbone_state_dict(self) -> dict[str, torch.Tensor]:
+        return self.backbone.state_dict()

@@ -1,0 +1,1 @@
+"""Training: run folders and checkpoints, the pretraining loop, supervised fine-tuning."""

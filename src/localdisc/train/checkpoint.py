@@ -1,0 +1,119 @@
+"""Atomic, pickle-free checkpoints.
+
+A checkpoint is a folder ``ckpt-{step:08d}/`` holding ``model.safetensors`` (weights),
+``state.pt`` (optimizer/scheduler/RNG state: tensors, numbers, lists and dicts only, read
+back with ``torch.load(weights_only=True)``) and ``meta.json``. It is written under a
+temporary name and renamed into place, then ``latest.json`` is replaced atomically, so a
+run killed at any instant leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import ConfigError
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors file written atomically; tensors are made contiguous CPU copies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    save_file(tensors, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: weights file not found")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises several types for corrupt files
+        raise ConfigError(f"{path}: not a readable safetensors file ({e})") from e
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_pos": random.getstate()[2],
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(int(x) for x in state["python"]), state["python_pos"]))
+    keys = state["numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, int(state["numpy_pos"]), 0, 0.0))
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model_state: dict[str, torch.Tensor],
+    train_state: dict[str, Any],
+    meta: dict[str, Any] | None = None,
+    keep: int = 2,
+) -> Path:
+    """Write ``run_dir/ckpt-{step}`` atomically and point ``latest.json`` at it."""
+    run_dir = Path(run_dir)
+    final = run_dir / f"ckpt-{step:08d}"
+    tmp = run_dir / f".ckpt-{step:08d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_weights(model_state, tmp / "model.safetensors")
+    torch.save(train_state, tmp / "state.pt")
+    atomic_write_text(tmp / "meta.json", json.dumps({"step": step, **(meta or {})}, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_text(run_dir / "latest.json", json.dumps({"checkpoint": final.name, "step": step}))
+    old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final)
+    for p in old[: max(0, len(old) - (keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = Path(run_dir) / "latest.json"
+    if not pointer.is_file():
+        return None
+    name = json.loads(pointer.read_text())["checkpoint"]
+    path = Path(run_dir) / name
+    return path if (path / "model.safetensors").is_file() else None
+
+
+def load_checkpoint(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """-> (model weights, train state, meta). Never unpickles arbitrary objects."""
+    ckpt = Path(ckpt)
+    weights = load_weights(ckpt / "model.safetensors")
+    state_path = ckpt / "state.pt"
+    state = torch.load(state_path, weights_only=True, map_location="cpu") if state_path.is_file() else {}
+    meta = json.loads((ckpt / "meta.json").read_text()) if (ckpt / "meta.json").is_file() else {}
+    return weights, state, meta

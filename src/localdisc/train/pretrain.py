@@ -1,0 +1,195 @@
+"""The pretraining loop shared by every method (nanoGPT-style: one readable loop).
+
+``pretrain(cfg, method_cfg)``: unlabeled images -> method.training_step -> Adam with the
+reference's step-halving schedule -> metrics.csv, pictures, atomic checkpoints, and at the
+end ``backbone.safetensors`` for transfer. ``--resume`` continues from the last checkpoint
+and ends with the same weights as an uninterrupted run (batches depend only on seed+step).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import field, to_dict
+from ..data.datasets import ImageDataset, stack_items
+from ..errors import ConfigError
+from ..methods import PrepareContext, get_method
+from ..nets import UNet, UNetConfig
+from ..utils import pick_device, progress, seed_everything
+from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from .run import Run
+from .sampling import StepBatchSampler
+from .transfer import save_backbone
+
+
+@dataclass
+class PretrainConfig:
+    data: str = field("synthetic-fundus", "unlabeled images: folder, manifest CSV, or layout spec (e.g. ph2:/path, cxr:/path, drive:/path, synthetic-fundus, synthetic-3d); labels are ignored")
+    out: str = field("runs/pretrain", "run folder to create (or continue with --resume)")
+    method: str = field("ld", "pretraining method (see `localdisc pretrain --help` for the list)")
+    split: str = field("train", "use samples of this split plus unassigned ones; 'all' uses every image (never pretrain on a test split you evaluate on)")
+    seed: int = field(0, "random seed; the same seed on the same machine gives the same numbers")
+    steps: int = field(2000, "optimizer steps")
+    batch_size: int = field(4, "images per step (global, across processes)")
+    lr: float = field(1e-3, "Adam learning rate")
+    lr_halve_every: int = field(0, "halve the learning rate every N steps (reference: 10000); 0 = constant")
+    weight_decay: float = field(0.0, "Adam weight decay")
+    image_size: tuple[int, ...] = field((256, 256), "images/volumes are resized to this (H W or D H W) before views are cut")
+    in_channels: int = field(0, "input channels; 0 = taken from the first image")
+    encoder_channels: tuple[int, ...] = field((16, 32, 64, 128, 128), "U-Net encoder widths")
+    decoder_channels: tuple[int, ...] = field((128, 64, 32, 32), "U-Net decoder widths (last = trunk)")
+    norm: str = field("batch", "normalization: batch | instance | group")
+    init: str = field("", "initialize from this earlier run's weights by parameter name (e.g. LD stage 1)")
+    workers: int = field(0, "data-loading worker processes")
+    device: str = field("auto", "auto | cpu | cuda | cuda:N")
+    precision: str = field("32", "32 | bf16 | 16-mixed (autocast; losses stay float32)")
+    log_every: int = field(10, "write metrics.csv every N steps")
+    checkpoint_every: int = field(200, "checkpoint every N steps")
+    picture_every: int = field(500, "refresh pictures every N steps (0 = only at the end)")
+    refresh_every: int = field(0, "call the method's prepare hook every N steps (e.g. recompute pseudo-classes); 0 = once")
+    max_images: int = field(0, "use at most N images (0 = all)")
+    resume: bool = field(False, "continue the run in --out from its last checkpoint")
+    overwrite: bool = field(False, "replace an existing run in --out")
+
+
+def build_backbone(cfg: PretrainConfig, in_channels: int) -> UNet:
+    return UNet(UNetConfig(spatial_dims=len(cfg.image_size), in_channels=in_channels, encoder_channels=cfg.encoder_channels, decoder_channels=cfg.decoder_channels, norm=cfg.norm))
+
+
+def unlabeled_dataset(cfg: PretrainConfig) -> ImageDataset:
+    from ..data.sources import resolve_source, select_split
+
+    samples = select_split(resolve_source(cfg.data, seed=cfg.seed), cfg.split)
+    if cfg.max_images:
+        samples = samples[: cfg.max_images]
+    from ..data.datasets import num_channels_of
+
+    channels = cfg.in_channels or num_channels_of(samples)
+    return ImageDataset(samples, cfg.image_size, channels, with_masks=False)
+
+
+def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
+    from . import distributed as dist
+
+    env = dist.init()
+    seed_everything(cfg.seed + env.rank)
+    device = pick_device(cfg.device) if cfg.device != "auto" else env.device
+    method_cls = get_method(cfg.method)
+    method_cfg = method_cfg if method_cfg is not None else method_cls.Config()
+    run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main)
+    dataset = unlabeled_dataset(cfg)
+    in_ch = dataset.channels
+    if cfg.in_channels == 0:
+        cfg.in_channels = in_ch
+    run.save_config_dict = {**to_dict(cfg), "method_config": to_dict(method_cfg)}
+    if env.is_main:
+        from .checkpoint import atomic_write_text
+        import yaml
+
+        atomic_write_text(run.path / "config.yaml", yaml.safe_dump(run.save_config_dict, sort_keys=False))
+
+    model = method_cls(build_backbone(cfg, in_ch), method_cfg).to(device)
+    if cfg.init:
+        names = _init_by_name(model, Path(cfg.init) / "model.safetensors")
+        print(f"initialized {len(names)} tensors by name from {cfg.init}")
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    halve = cfg.lr_halve_every or 10**12
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 ** (s // halve))
+
+    start = 0
+    ckpt = latest_checkpoint(run.path) if cfg.resume else None
+    if ckpt is not None:
+        weights, state, meta = load_checkpoint(ckpt)
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if env.world == meta.get("world", 1):
+            set_rng_state(state["rng"])
+        model.load_extra_state(meta.get("extra", {}))
+        start = int(meta["step"])
+        run.truncate_metrics(start)
+        print(f"resuming {run.path} from step {start}")
+    ddp_model = dist.wrap(model, env)
+
+    loader = DataLoader(
+        dataset,
+        batch_sampler=StepBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start, cfg.steps, env.rank, env.world),
+        collate_fn=stack_items,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+    )
+    fixed = stack_items([dataset[i] for i in range(min(4, len(dataset)))])["image"].to(device)
+    ctx = PrepareContext(step=start, run_dir=run.path if env.is_main else None, dataset=dataset, device=device, seed=cfg.seed, is_main=env.is_main, gather=dist.gather_fn(env))
+    model.prepare(ctx)
+    autocast = dist.autocast_context(cfg.precision, device)
+
+    model.train()
+    t0, seen = time.time(), 0
+    bar = progress(total=cfg.steps, initial=start, desc=f"pretrain {cfg.method}")
+    step = start
+    for step, batch in enumerate(loader, start=start):
+        if cfg.refresh_every and step > start and step % cfg.refresh_every == 0:
+            model.prepare(PrepareContext(**{**ctx.__dict__, "step": step}))
+        images = batch["image"].to(device, non_blocking=True)
+        with autocast():
+            loss, logs = ddp_model(images)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        seen += images.shape[0] * env.world
+        done = step + 1
+        bar.update(1)
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            elapsed = time.time() - t0
+            run.log(done, loss=float(loss.detach()), lr=scheduler.get_last_lr()[0], images_per_s=seen / max(elapsed, 1e-9), **{k: float(v) for k, v in logs.items()})
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        if env.is_main and cfg.picture_every and done % cfg.picture_every == 0:
+            _pictures(model, fixed, run.path)
+        if done % cfg.checkpoint_every == 0 and done < cfg.steps and env.is_main:
+            _checkpoint(run.path, done, model, optimizer, scheduler, env.world)
+    bar.close()
+    if env.is_main:
+        _pictures(model, fixed, run.path)
+        _checkpoint(run.path, cfg.steps, model, optimizer, scheduler, env.world)
+        from .checkpoint import save_weights
+
+        save_weights(model.state_dict(), run.path / "model.safetensors", metadata={"method": cfg.method})
+        save_backbone(model.backbone, run.path, cfg.method)
+        run.write_json("method_state.json", model.extra_state())
+    dist.barrier(env)
+    return run.path
+
+
+def _init_by_name(model: torch.nn.Module, src: Path) -> list[str]:
+    """Copy every tensor whose name and shape match; loud error if nothing or a shape differs."""
+    weights = load_weights(src)
+    target = model.state_dict()
+    wrong = [k for k, v in weights.items() if k in target and v.shape != target[k].shape]
+    if wrong:
+        raise ConfigError(f"{src}: shape mismatch for {wrong[:5]}; was it trained with other widths or channels?")
+    common = [k for k in weights if k in target]
+    if not any(k.startswith("backbone.") for k in common):
+        raise ConfigError(f"{src}: no backbone tensors match this model by name")
+    target.update({k: weights[k] for k in common})
+    model.load_state_dict(target)
+    return common
+
+
+def _checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, world: int) -> None:
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+    save_checkpoint(run_dir, step, model.state_dict(), state, meta={"world": world, "extra": model.extra_state()})
+
+
+def _pictures(model, images: torch.Tensor, run_dir: Path) -> None:
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        model.save_pictures(images, run_dir / "pictures")
+    model.train(was)

@@ -1,0 +1,85 @@
+"""One folder per run: resolved config, metrics.csv, checkpoints, final weights, pictures.
+
+Layout::
+
+    RUN/config.yaml        resolved config (what was actually used)
+    RUN/metrics.csv        one row per logged step (columns grow as new keys appear)
+    RUN/ckpt-XXXXXXXX/     rolling checkpoints (see checkpoint.py), latest.json points at one
+    RUN/model.safetensors  final weights (with RUN/model.json describing the network)
+    RUN/pictures/          figures refreshed during training
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..config import save_config, to_dict
+from ..errors import ConfigError, TrainingError
+from .checkpoint import atomic_write_text
+
+
+class Run:
+    def __init__(self, path: str | Path, resume: bool = False, overwrite: bool = False, is_writer: bool = True):
+        self.path = Path(path)
+        self.is_writer = is_writer
+        exists = (self.path / "config.yaml").exists()
+        if exists and not (resume or overwrite):
+            raise ConfigError(f"{self.path}: a run already exists here; pass --resume to continue it or --overwrite to replace it")
+        if is_writer:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "pictures").mkdir(exist_ok=True)
+        self._rows: list[dict[str, Any]] = []
+        metrics = self.path / "metrics.csv"
+        if resume and metrics.is_file():
+            with metrics.open() as f:
+                self._rows = list(csv.DictReader(f))
+
+    def save_config(self, cfg: Any) -> None:
+        if self.is_writer:
+            save_config(cfg, self.path / "config.yaml")
+
+    def log(self, step: int, **values: float) -> None:
+        """Append a metrics row; NaN/Inf in any loss-like value stops training with a clear error."""
+        for k, v in values.items():
+            if isinstance(v, float) and not math.isfinite(v) and "loss" in k:
+                raise TrainingError(f"{k} became {v} at step {step} (run {self.path}); lower the learning rate or check the input data. The last checkpoint is kept.")
+        if not self.is_writer:
+            return
+        # Drop rows from a killed run's future so a resumed run does not duplicate steps.
+        self._rows = [r for r in self._rows if int(float(r["step"])) < step]
+        self._rows.append({"step": step, **{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in values.items()}})
+        keys: list[str] = []
+        for r in self._rows:
+            keys += [k for k in r if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self._rows)
+        atomic_write_text(self.path / "metrics.csv", buf.getvalue())
+
+    def truncate_metrics(self, step: int) -> None:
+        """On resume from a checkpoint at ``step``, forget rows logged after it."""
+        self._rows = [r for r in self._rows if int(float(r["step"])) <= step]
+
+    def write_json(self, name: str, data: Any) -> Path:
+        path = self.path / name
+        if self.is_writer:
+            atomic_write_text(path, json.dumps(data, indent=2, default=str))
+        return path
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a localdisc run (no config.yaml)")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+__all__ = ["Run", "read_run_config", "to_dict"]

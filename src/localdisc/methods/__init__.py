@@ -23,4 +23,26 @@ def get_method(name: str) -> type[PretrainMethod]:
     return getattr(importlib.import_module(module, __name__), cls)
 
 
-__all__ = ["METHODS", "get_method", "PretrainMethod", "PrepareContext"]
+def load_pretrained_method(run_dir, device: str = "cpu") -> PretrainMethod:
+    """Rebuild a finished pretraining run (config.yaml + model.safetensors) in eval mode."""
+    from pathlib import Path
+
+    from ..config import build_config
+    from ..train.checkpoint import load_weights
+    from ..train.run import read_run_config
+    from ..train.transfer import load_backbone_config
+    from ..nets import UNet
+
+    cfg = read_run_config(run_dir)
+    cls = get_method(cfg.get("method", "ld"))
+    mcfg = build_config(cls.Config, cfg.get("method_config") or {})
+    unet_cfg, _ = load_backbone_config(run_dir)
+    model = cls(UNet(unet_cfg), mcfg)
+    weights = load_weights(Path(run_dir) / "model.safetensors")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"{run_dir}: weights do not match the method {cls.name!r}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.to(device).eval()
+
+
+__all__ = ["METHODS", "get_method", "load_pretrained_method", "PretrainMethod", "PrepareContext"]

@@ -14,6 +14,9 @@ from ..errors import LocaldiscError
 # subcommand -> module (imported when the parser is built; each is small)
 SUBCOMMANDS: dict[str, str] = {
     "pretrain": "localdisc.cli.pretrain",
+    "finetune": "localdisc.cli.finetune",
+    "evaluate": "localdisc.cli.evaluate",
+    "demo": "localdisc.cli.demo",
 }
 
 

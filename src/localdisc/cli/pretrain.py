@@ -45,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
     file_opts = load_config_file(args.config) if args.config else {}
     names = {f for f in method_cls.Config.__dataclass_fields__}
     mcfg = build_config(method_cls.Config, {k: v for k, v in (file_opts.get("method_config") or {}).items()}, {k: v for k, v in vars(args).items() if k in names})
-    out = pretrain(cfg, mcfg)
+    out = method_cls.run_schedule(cfg, mcfg)
     print(f"pretraining finished: {out}")
     return 0

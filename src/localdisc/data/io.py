@@ -9,6 +9,8 @@ Conventions used across localdisc:
 
 from __future__ import annotations
 
+import gzip
+import io
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +35,18 @@ def _read_2d_raw(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        # gzip-compressed images (STARE ships im0001.ppm.gz): decompress in memory.
+        src: Path | io.BytesIO = path
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path) as fz:
+                src = io.BytesIO(fz.read())
+        with Image.open(src) as im:
             im.load()
             if im.mode in ("P", "PA"):
                 im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
             elif im.mode in ("I;16", "I;16B", "I;16L"):
-                im = im.convert("I")
+                # keep uint16 so intensities scale by bit depth, not by percentiles
+                return np.asarray(im).astype(np.uint16)
             elif im.mode == "CMYK":
                 im = im.convert("RGB")
             elif im.mode == "1":
@@ -46,7 +54,7 @@ def _read_2d_raw(path: Path) -> np.ndarray:
             return np.asarray(im)
     except FileNotFoundError as e:
         raise DataError(f"{path}: file not found") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise DataError(f"{path}: unreadable or truncated image ({e})") from e
 
 

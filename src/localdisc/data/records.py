@@ -48,4 +48,8 @@ def load_sample_mask(sample: Sample, num_classes: int | None = None) -> np.ndarr
 def load_sample_fov(sample: Sample) -> np.ndarray | None:
     from .io import read_mask
 
+    if sample.extra.get("fov_from_image"):  # layouts without FOV files (STARE, CHASE_DB1)
+        from .layouts import derive_fov
+
+        return derive_fov(sample)
     return None if sample.fov is None else read_mask(sample.fov, values="binary").astype(bool)

@@ -11,6 +11,7 @@ from .base import PrepareContext, PretrainMethod
 
 METHODS: dict[str, str] = {
     # name -> "module:Class" (imported on demand so that one method's import cost stays its own)
+    "ld": ".ld.method:LocalDiscrimination",
 }
 
 

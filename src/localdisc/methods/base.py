@@ -66,3 +66,11 @@ class PretrainMethod(nn.Module):
 
     def backbone_state_dict(self) -> dict[str, torch.Tensor]:
         return self.backbone.state_dict()
+
+    @classmethod
+    def run_schedule(cls, cfg: Any, method_cfg: Any = None) -> Path:
+        """Run the method's whole pretraining (the CLI calls this); default: one
+        ``train.pretrain.pretrain`` run. Multi-stage methods (LD ``--stage both``) override it."""
+        from ..train.pretrain import pretrain
+
+        return pretrain(cfg, method_cfg)

@@ -21,7 +21,7 @@ from ..data.datasets import ImageDataset, stack_items
 from ..errors import ConfigError
 from ..methods import PrepareContext, get_method
 from ..nets import UNet, UNetConfig
-from ..utils import pick_device, progress, seed_everything
+from ..utils import progress, seed_everything
 from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .run import Run
 from .sampling import StepBatchSampler
@@ -77,13 +77,18 @@ def unlabeled_dataset(cfg: PretrainConfig) -> ImageDataset:
 def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
     from . import distributed as dist
 
-    env = dist.init()
+    env = dist.init(cfg.device)
     seed_everything(cfg.seed + env.rank)
-    device = pick_device(cfg.device) if cfg.device != "auto" else env.device
+    device = env.device
     method_cls = get_method(cfg.method)
     method_cfg = method_cfg if method_cfg is not None else method_cls.Config()
     run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main)
+    dist.barrier(env)  # every rank has checked the folder before rank 0 writes into it
+    if not env.is_main:
+        dist.barrier(env)  # rank 0 builds any on-disk data cache first
     dataset = unlabeled_dataset(cfg)
+    if env.is_main:
+        dist.barrier(env)
     in_ch = dataset.channels
     if cfg.in_channels == 0:
         cfg.in_channels = in_ch
@@ -109,12 +114,15 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         model.load_state_dict(weights)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        # Per-rank RNG streams continue exactly on the same world size; on another world
+        # size batches still match (they depend on seed+step) but augmentation draws differ.
         if env.world == meta.get("world", 1):
-            set_rng_state(state["rng"])
+            set_rng_state(state.get("rng_ranks", [state["rng"]])[env.rank])
         model.load_extra_state(meta.get("extra", {}))
         start = int(meta["step"])
         run.truncate_metrics(start)
-        print(f"resuming {run.path} from step {start}")
+        if env.is_main:
+            print(f"resuming {run.path} from step {start} (saved with {meta.get('world', 1)} process(es), now {env.world})")
     ddp_model = dist.wrap(model, env)
 
     loader = DataLoader(
@@ -123,11 +131,13 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         collate_fn=stack_items,
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,
+        pin_memory=device.type == "cuda",
     )
     fixed = stack_items([dataset[i] for i in range(min(4, len(dataset)))])["image"].to(device)
     ctx = PrepareContext(step=start, run_dir=run.path if env.is_main else None, dataset=dataset, device=device, seed=cfg.seed, is_main=env.is_main, gather=dist.gather_fn(env))
     model.prepare(ctx)
     autocast = dist.autocast_context(cfg.precision, device)
+    scaler = dist.grad_scaler(cfg.precision, device)
 
     model.train()
     t0, seen = time.time(), 0
@@ -140,24 +150,31 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         with autocast():
             loss, logs = ddp_model(images)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         seen += images.shape[0] * env.world
         done = step + 1
         bar.update(1)
         if done % cfg.log_every == 0 or done == cfg.steps:
             elapsed = time.time() - t0
-            run.log(done, loss=float(loss.detach()), lr=scheduler.get_last_lr()[0], images_per_s=seen / max(elapsed, 1e-9), **{k: float(v) for k, v in logs.items()})
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            # means over ranks (collectives: every rank logs at the same steps)
+            loss_value = dist.reduce_mean(loss.detach().float())
+            logged = {k: dist.reduce_mean(float(v)) for k, v in logs.items()}
+            run.log(done, loss=loss_value, lr=scheduler.get_last_lr()[0], images_per_s=seen / max(elapsed, 1e-9), **logged)
+            bar.set_postfix(loss=f"{loss_value:.4f}")
         if env.is_main and cfg.picture_every and done % cfg.picture_every == 0:
             _pictures(model, fixed, run.path)
-        if done % cfg.checkpoint_every == 0 and done < cfg.steps and env.is_main:
-            _checkpoint(run.path, done, model, optimizer, scheduler, env.world)
+        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+            rngs = dist.gather_objects(rng_state())  # collective: every rank's RNG stream
+            if env.is_main:
+                _checkpoint(run.path, done, model, optimizer, scheduler, env.world, rngs)
     bar.close()
+    rngs = dist.gather_objects(rng_state())
     if env.is_main:
         _pictures(model, fixed, run.path)
-        _checkpoint(run.path, cfg.steps, model, optimizer, scheduler, env.world)
+        _checkpoint(run.path, cfg.steps, model, optimizer, scheduler, env.world, rngs)
         from .checkpoint import save_weights
 
         save_weights(model.state_dict(), run.path / "model.safetensors", metadata={"method": cfg.method})
@@ -182,8 +199,9 @@ def _init_by_name(model: torch.nn.Module, src: Path) -> list[str]:
     return common
 
 
-def _checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, world: int) -> None:
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+def _checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, world: int, rngs: list | None = None) -> None:
+    rngs = rngs or [rng_state()]
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rngs[0], "rng_ranks": rngs}
     save_checkpoint(run_dir, step, model.state_dict(), state, meta={"world": world, "extra": model.extra_state()})
 
 

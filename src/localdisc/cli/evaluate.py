@@ -1,0 +1,34 @@
+"""``localdisc evaluate RUN``: score a fine-tuned run on a split at original resolution."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a fine-tuned run (Dice, IoU, HD95; AUC/accuracy for vessels) and draw overlays",
+        description="Predict every image of a split at the run's image size, resample to the original size and "
+        "score there. Writes per_image.csv, summary.json, predictions/ and overlays/.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("run_dir", metavar="RUN", help="folder of a finished `localdisc finetune` run")
+    p.add_argument("--data", default=None, help="data spec (default: the data the run was trained on)")
+    p.add_argument("--split", default="test", help="train | val | test | all (splits are rebuilt with the run's seeds)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/eval-SPLIT)")
+    p.add_argument("--checkpoint", default="best", help="best (validation-selected) | last")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--max-overlays", type=int, default=100, help="draw overlays for at most N images (0 = none)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tasks.evaluate import evaluate, format_summary
+
+    summary = evaluate(args.run_dir, args.data, args.split, args.out, args.checkpoint, args.device,
+                       overlays=args.max_overlays > 0, max_overlays=args.max_overlays)
+    print(f"{summary['n_images']} {summary['split']} images of {summary['data']}")
+    print(format_summary(summary))
+    print(f"results: {summary['out']}")
+    return 0

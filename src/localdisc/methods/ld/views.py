@@ -1,0 +1,75 @@
+"""The five LD views of a step (SPEC section 2), built on device in one batch.
+
+Pairing: the loop's batch of N images is split in halves, x1 = images[:N/2] and
+x2 = images[N/2:], so B = N/2 samples, each with two DIFFERENT images (no image is its own
+negative twice). N must be even; ``--batch-size 8`` reproduces the reference's B=4, i.e.
+20 network images per step.
+
+Per image (x1 and x2 independently): one random affine geometry (resized crop + flips +
+rotation, :func:`~localdisc.methods.augment.random_affine`) to ``size`` is shared by views a
+and b; a and b get independent photometric jitter; b additionally gets a random exact
+rot90/flip (``ops``) which :func:`align` undoes on the network's output maps, so pixel p of
+view a and pixel p of aligned view b show the same anatomy. Mixup m = lam x1a + (1-lam) x2a
+with lam ~ U(lam_range) per sample. Network input order: (x1a, x2a, x1b, x2b, m), 5B images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from ...errors import TrainingError
+from .. import augment
+
+
+@dataclass
+class LDViews:
+    inputs: torch.Tensor  # (5B, C, *size): x1a, x2a, x1b, x2b, m  (b views rot90/flipped)
+    lam: torch.Tensor  # (B,)
+    ops: list[augment.Dihedral]  # 2B ops applied to (x1b, x2b)
+    B: int
+    theta: torch.Tensor  # (2B, d, d+1) geometry of (x1, x2), shared by a and b
+
+
+def view_size(images: torch.Tensor, crop_size: Sequence[int]) -> tuple[int, ...]:
+    size = tuple(int(s) for s in crop_size) or tuple(images.shape[2:])
+    if len(size) != images.dim() - 2:
+        raise TrainingError(f"crop_size {size} has {len(size)} dims but the images are {images.dim() - 2}D")
+    return size
+
+
+def _jitter(x: torch.Tensor, cfg: Any) -> torch.Tensor:
+    return augment.photometric(x, cfg.brightness, cfg.contrast, cfg.gamma, cfg.noise, cfg.blur_prob, cfg.blur_sigma)
+
+
+def make_views(images: torch.Tensor, cfg: Any) -> LDViews:
+    """images (N, C, *S) in [0, 1], N even -> :class:`LDViews` with inputs (5 N/2, C, *size).
+
+    ``cfg`` provides crop_size, crop_scale, rotate_degrees, flip, dihedral, brightness,
+    contrast, gamma, noise, blur_prob, blur_sigma, lam_range (see ``LDConfig``)."""
+    N = images.shape[0]
+    if N < 2 or N % 2:
+        raise TrainingError(f"LD pairs two images per sample and needs an even batch of at least 2 images per process; got {N} (set --batch-size to an even number)")
+    B, d = N // 2, images.dim() - 2
+    size = view_size(images, cfg.crop_size)
+    theta = augment.random_affine(N, d, cfg.crop_scale, rotate_degrees=cfg.rotate_degrees, flip=cfg.flip, device=images.device)
+    geo = augment.warp(images, augment.affine_grid(theta, size))  # (2B, C, *size): x1, x2
+    a = _jitter(geo, cfg)
+    b = _jitter(geo, cfg)
+    ops = augment.sample_dihedral(N, size) if cfg.dihedral else [augment.Dihedral(0, (0, 1), ())] * N
+    b = augment.apply_dihedral(b, ops)
+    lo, hi = cfg.lam_range
+    lam = torch.rand(B, device=images.device) * (hi - lo) + lo
+    lam_v = lam.view(B, *([1] * (images.dim() - 1))).to(a.dtype)
+    m = lam_v * a[:B] + (1 - lam_v) * a[B:]
+    return LDViews(inputs=torch.cat([a, b, m]), lam=lam, ops=ops, B=B, theta=theta)
+
+
+def align(maps: torch.Tensor, views: LDViews) -> torch.Tensor:
+    """Undo view b's rot90/flip on per-pixel outputs. maps (5B, C', *size) in input order ->
+    same order and shape, with rows 2B..4B mapped back so pixel p matches view a's pixel p."""
+    B = views.B
+    b = augment.invert_dihedral(maps[2 * B : 4 * B], views.ops)
+    return torch.cat([maps[: 2 * B], b, maps[4 * B :]])

@@ -1,0 +1,86 @@
+"""Overlay pictures: an image with prediction and ground-truth contours (matplotlib, Agg).
+
+Ground truth is drawn solid, the prediction dashed, one colour per foreground class. Volumes
+are shown by the slice (along the first axis) with the most foreground.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+COLORS = ["#e41a1c", "#377eb8", "#4daf4a", "#ff7f00", "#984ea3", "#ffff33", "#a65628", "#f781bf"]
+
+
+def pick_slice(*masks: np.ndarray | None) -> int:
+    """Index along axis 0 with the most foreground over the given (D, H, W) masks."""
+    area = sum((m > 0).reshape(m.shape[0], -1).sum(1) for m in masks if m is not None)
+    return int(np.argmax(area)) if np.ndim(area) else 0
+
+
+def to_display(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W) gray or (H, W, 3) RGB for imshow."""
+    image = np.clip(np.asarray(image, dtype=np.float32), 0, 1)
+    return image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
+
+
+def save_overlay(image: np.ndarray, pred: np.ndarray | None, target: np.ndarray | None, path: str | Path,
+                 class_names: Sequence[str] | None = None, title: str = "", max_side: float = 6.0) -> Path:
+    """image (C, *S), pred/target (*S) class maps (either may be None) -> PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    if image.ndim == 4:  # volume: one informative slice
+        z = pick_slice(pred, target)
+        image = image[:, z]
+        pred = None if pred is None else pred[z]
+        target = None if target is None else target[z]
+    h, w = image.shape[-2:]
+    scale = max_side / max(h, w)
+    fig, ax = plt.subplots(figsize=(max(w * scale, 2), max(h * scale, 2)), dpi=100)
+    disp = to_display(image)
+    ax.imshow(disp, cmap="gray" if disp.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    classes = sorted({int(c) for m in (pred, target) if m is not None for c in np.unique(m)} - {0})
+    handles = []
+    for c in classes:
+        color = COLORS[(c - 1) % len(COLORS)]
+        name = class_names[c] if class_names and c < len(class_names) else f"class {c}"
+        for mask, style in ((target, "solid"), (pred, "dashed")):
+            if mask is not None and (mask == c).any() and min(mask.shape) > 1:
+                ax.contour((mask == c).astype(float), levels=[0.5], colors=[color], linestyles=style, linewidths=1.2)
+        handles.append(Line2D([], [], color=color, label=name))
+    if handles:
+        handles += [Line2D([], [], color="k", ls="solid", label="truth"), Line2D([], [], color="k", ls="dashed", label="prediction")]
+        ax.legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.6)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout(pad=0.1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_mask(mask: np.ndarray, path: str | Path, num_classes: int, spacing: Sequence[float] | None = None) -> Path:
+    """Class map -> file: 2D PNG (binary tasks as 0/255, else class indices), 3D NIfTI (x, y, z order)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mask.ndim == 3:
+        import nibabel as nib
+
+        zooms = tuple(spacing[::-1]) if spacing else (1.0, 1.0, 1.0)
+        img = nib.Nifti1Image(np.transpose(mask.astype(np.uint8), (2, 1, 0)), np.diag(list(zooms) + [1.0]))
+        nib.save(img, str(path))
+        return path
+    from PIL import Image
+
+    arr = (mask > 0).astype(np.uint8) * 255 if num_classes == 2 else mask.astype(np.uint8)
+    Image.fromarray(arr).save(path)
+    return path

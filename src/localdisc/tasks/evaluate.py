@@ -1,0 +1,140 @@
+"""Evaluate a fine-tuned run on a split at each image's ORIGINAL resolution (SPEC section 8).
+
+``evaluate(run_dir, data, split="test")``: for every image, predict at the training
+``image_size`` (sliding window of the training patch size), resample the class
+probabilities back to the image's own size (bilinear/trilinear), take the argmax, and score
+against the untouched original mask (and FOV for vessel tasks). Writes into ``out``:
+
+- ``per_image.csv``: one row per image (Dice/IoU/HD95 per class; AUC/accuracy for vessels);
+- ``summary.json``: mean/std/n per metric, plus run, data, split and checkpoint;
+- ``predictions/<id>.png`` (binary tasks as 0/255, else class indices) or ``.nii.gz`` for 3D;
+- ``overlays/<id>.png``: image with truth (solid) and prediction (dashed) contours.
+
+The split is rebuilt with the run's own ``split_seed``/``test_fraction``/``val_fraction``, so
+"test" is exactly the images the run never trained or selected on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, DataError
+
+
+def _samples_for(run_cfg: dict[str, Any], data: str, split: str):
+    from ..config import build_config
+    from ..data.sources import resolve_source
+    from ..train.finetune import FinetuneConfig, assigned_splits, finetune_samples
+
+    known = {k: v for k, v in run_cfg.items() if k in FinetuneConfig.__dataclass_fields__}
+    cfg = build_config(FinetuneConfig, known, {"data": data})
+    if split == "all":
+        return resolve_source(cfg.data, seed=cfg.split_seed)
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"--split must be train, val, test or all, got {split!r}")
+    if split == "test":  # no need to carve validation or apply budgets
+        samples = assigned_splits(resolve_source(cfg.data, seed=cfg.split_seed), cfg.split_seed, cfg.test_fraction)
+        chosen = [s for s in samples if s.split == "test"]
+    else:
+        chosen = finetune_samples(cfg)[split]
+    if not chosen:
+        raise DataError(f"{data}: no images in the {split!r} split")
+    return chosen
+
+
+@torch.no_grad()
+def predict_probs(unet, image: np.ndarray, info: dict[str, Any], device, sw_batch_size: int = 4, overlap: float = 0.25) -> torch.Tensor:
+    """image (C, *S_orig) in [0, 1] -> softmax probabilities (K, *S_orig) on the CPU."""
+    from ..data.datasets import resize_image
+    from ..train.finetune import predict_logits
+
+    size = tuple(info["image_size"])
+    x = resize_image(torch.from_numpy(image), size)[None].to(device)
+    probs = torch.softmax(predict_logits(unet, x, tuple(info.get("patch_size") or ()), sw_batch_size, overlap), dim=1)
+    orig = tuple(image.shape[1:])
+    if orig != size:
+        mode = "bilinear" if len(orig) == 2 else "trilinear"
+        probs = F.interpolate(probs, size=orig, mode=mode, align_corners=False)
+    return probs[0].cpu()
+
+
+def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", out: str | Path | None = None,
+             checkpoint: str = "best", device: str = "auto", overlays: bool = True, max_overlays: int = 100,
+             save_predictions: bool = True) -> dict[str, Any]:
+    """Score ``run_dir`` on ``split`` of ``data`` (default: the run's data); returns summary.json's content."""
+    from ..data.records import load_sample_fov, load_sample_image, load_sample_mask
+    from ..report.overlays import save_mask, save_overlay
+    from ..train.checkpoint import atomic_write_text
+    from ..train.finetune import load_finetuned
+    from ..train.run import read_run_config
+    from ..utils import pick_device, progress
+    from .metrics import SegmentationMetrics
+
+    run_dir = Path(run_dir)
+    dev = pick_device(device)
+    unet, info = load_finetuned(run_dir, checkpoint, dev)
+    run_cfg = read_run_config(run_dir)
+    data = data or run_cfg.get("data")
+    samples = _samples_for(run_cfg, data, split)
+    num_classes, class_names = int(info["num_classes"]), list(info["class_names"])
+    vessel = any(s.extra.get("task") == "vessel" for s in samples[:1]) or info.get("task") == "vessel"
+    out = Path(out) if out else run_dir / f"eval-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = SegmentationMetrics(num_classes, class_names, vessel=vessel)
+    for i, s in enumerate(progress(samples, desc=f"evaluate {split}")):
+        image = load_sample_image(s, int(info["in_channels"]))
+        target = load_sample_mask(s, num_classes)
+        if target is None:
+            raise DataError(f"{s.image}: no mask to evaluate against")
+        if tuple(target.shape) != tuple(image.shape[1:]):
+            raise DataError(f"{s.mask or s.image}: mask size {tuple(target.shape)} differs from image size {tuple(image.shape[1:])}")
+        fov = load_sample_fov(s) if vessel else None
+        probs = predict_probs(unet, image, info, dev)
+        pred = probs.argmax(0).numpy()
+        metrics.update(pred, target, probs.numpy() if vessel else None, fov, spacing=s.spacing, id=s.id)
+        suffix = ".nii.gz" if pred.ndim == 3 else ".png"
+        if save_predictions:
+            save_mask(pred, out / "predictions" / f"{s.id}{suffix}", num_classes, s.spacing)
+        if overlays and i < max_overlays:
+            d = metrics.rows()[-1]["dice_mean"]
+            save_overlay(image, pred, target, out / "overlays" / f"{s.id}.png", class_names, title=f"{s.id}  Dice {d:.3f}")
+    rows = metrics.rows()
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows([{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
+    atomic_write_text(out / "per_image.csv", buf.getvalue())
+    summary = {"run": str(run_dir), "data": str(data), "split": split, "checkpoint": checkpoint, "n_images": len(rows),
+               "class_names": class_names, "metrics": metrics.summary()}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+    summary["out"] = str(out)
+    return summary
+
+
+def _json_default(v: Any) -> Any:
+    return None if isinstance(v, float) and math.isnan(v) else str(v)
+
+
+def format_summary(summary: dict[str, Any], keys: tuple[str, ...] = ("dice", "hd95")) -> str:
+    """Short text table: one line per foreground class, mean +- std of each metric kind."""
+    m = summary["metrics"]
+    lines = [f"{'class':<22}" + "".join(f"{k:>18}" for k in keys)]
+    for name in summary["class_names"][1:]:
+        cells = []
+        for k in keys:
+            e = m.get(f"{k}_{name}", {})
+            cells.append(f"{e.get('mean', math.nan):8.3f} +- {e.get('std', math.nan):6.3f}")
+        lines.append(f"{name:<22}" + "".join(f"{c:>18}" for c in cells))
+    for extra in ("auc", "accuracy"):
+        if extra in m:
+            lines.append(f"{extra:<22}{m[extra]['mean']:8.3f} +- {m[extra]['std']:6.3f}")
+    return "\n".join(lines)

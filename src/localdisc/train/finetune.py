@@ -1,0 +1,407 @@
+"""Supervised fine-tuning of the U-Net (SPEC sections 1, 6, 8): one readable loop.
+
+``finetune(cfg) -> run_dir``: labeled images -> (optionally) weights transferred from a
+pretraining run -> foreground-biased random patches + augmentation -> DiceCE (+ PDCR) ->
+Adam with a cosine or constant schedule -> model selection on validation Dice.
+
+Splits (honest protocol): the data's own split (layout, manifest) is kept; images without
+one are assigned train/test by ``split_seed``. Validation is carved from TRAIN only
+(``val_fraction``, also by ``split_seed``, so it stays fixed across seeds and budgets), then
+the label budget (``labels``) picks a nested subset of the remaining training images by
+``seed``. The validation images are labeled images on top of the budget; ``splits.json``
+lists every id so a run can be audited.
+
+Run folder: config.yaml, metrics.csv (train loss, val Dice per class), ckpt-*/ (atomic, with
+optimizer/scheduler/RNG state), model.safetensors (last), best.safetensors (best validation
+mean foreground Dice), model.json (network + classes + sizes), splits.json, transfer.json.
+``--resume`` continues a killed run and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..config import field, to_dict
+from ..data.datasets import ImageDataset, num_channels_of, stack_items
+from ..data.records import Sample
+from ..errors import ConfigError, DataError, TrainingError
+from ..nets import UNet, UNetConfig
+from ..utils import pick_device, progress, seed_everything
+from .augment import AugmentConfig, augment_batch
+from .checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
+from .run import Run
+from .sampling import StepBatchSampler
+
+
+@dataclass
+class FinetuneConfig:
+    data: str = field("synthetic-fundus", "labeled images: folder (images/ + masks/), manifest CSV, or layout spec (ph2:/path, cxr:/path, drive:/path, synthetic-fundus, ...)")
+    out: str = field("runs/finetune", "run folder to create (or continue with --resume)")
+    seed: int = field(0, "seed for the label subset, weight init, batches and augmentation")
+    split_seed: int = field(0, "seed for assigning train/test (data without a split) and carving validation; keep it fixed when comparing runs")
+    test_fraction: float = field(0.2, "fraction of images held out as test when the data defines no split")
+    labels: float = field(0, "label budget: a count of labeled training images (e.g. 4) or a fraction (e.g. 0.25); 0 = all")
+    val_fraction: float = field(0.2, "validation images carved from the training split (fraction or count; never from test); 0 = none (last step is kept)")
+    steps: int = field(2000, "optimizer steps")
+    batch_size: int = field(4, "patches per step (global, across processes)")
+    lr: float = field(1e-3, "Adam learning rate")
+    weight_decay: float = field(1e-5, "Adam weight decay")
+    schedule: str = field("cosine", "learning-rate schedule: cosine | constant")
+    image_size: tuple[int, ...] = field((256, 256), "images/volumes are resized to this (H W or D H W) for training and prediction")
+    patch_size: tuple[int, ...] = field((), "random training patches of this size, biased toward foreground; prediction slides a window of this size; empty = whole image")
+    patch_foreground: float = field(0.5, "probability that a training patch is centred on a foreground pixel")
+    num_classes: int = field(0, "classes including background; 0 = from class names or the largest mask value")
+    in_channels: int = field(0, "input channels; 0 = from the data")
+    init: str = field("", "pretraining run folder to initialize from (its backbone.safetensors); empty = random init")
+    transfer: str = field("encoder", "what to transfer from --init: encoder | encoder+decoder")
+    freeze_encoder_steps: int = field(0, "keep the encoder weights fixed for the first N steps")
+    encoder_channels: tuple[int, ...] = field((16, 32, 64, 128, 128), "U-Net encoder widths (ignored with --init: taken from the run)")
+    decoder_channels: tuple[int, ...] = field((128, 64, 32, 32), "U-Net decoder widths, last = trunk (ignored with --init)")
+    norm: str = field("batch", "normalization: batch | instance | group (ignored with --init)")
+    augment: bool = field(True, "random flips (left/right class swap where the data defines pairs), rotation/scaling, intensity jitter")
+    eval_every: int = field(100, "validate every N steps (and at the end)")
+    sw_batch_size: int = field(4, "windows per forward pass in sliding-window prediction")
+    sw_overlap: float = field(0.25, "overlap of sliding windows")
+    max_minutes: float = field(0.0, "stop training after this many minutes (0 = no limit); the schedule still assumes --steps")
+    device: str = field("auto", "auto | cpu | cuda | cuda:N")
+    precision: str = field("32", "32 | bf16 | 16-mixed (autocast; losses in float32)")
+    workers: int = field(0, "data-loading worker processes")
+    log_every: int = field(10, "write metrics.csv every N steps")
+    checkpoint_every: int = field(100, "checkpoint every N steps")
+    resume: bool = field(False, "continue the run in --out from its last checkpoint")
+    overwrite: bool = field(False, "replace an existing run in --out")
+    pdcr: bool = field(False, "add the PDCR contrastive regularizer (patch-dragsaw, SPEC section 6)")
+    pdcr_layers: tuple[str, ...] = field(("decoder.2", "decoder.3"), "feature maps PDCR samples from (encoder.i / decoder.j)")
+    pdcr_vectors: int = field(64, "feature vectors sampled per image and layer")
+    pdcr_windows: tuple[int, ...] = field((5, 7, 9), "label-window sizes in pixels (0 = whole receptive field)")
+    pdcr_tau: float = field(0.1, "PDCR temperature")
+    pdcr_weight: float = field(0.05, "weight of the PDCR loss")
+    pdcr_cross_layer: bool = field(False, "also contrast vectors across layers")
+    uafs_stages: tuple[int, ...] = field((), "decoder stages (0 = deepest) followed by an uncertainty-aware feature selection block")
+
+
+# ---------------------------------------------------------------- data
+
+
+def assigned_splits(samples: list[Sample], split_seed: int, test_fraction: float) -> list[Sample]:
+    """Keep the data's splits; give unassigned samples train/test (no val: it is carved later)."""
+    if all(s.split is not None for s in samples):
+        return samples
+    from ..data.splits import assign_splits
+
+    return assign_splits(samples, seed=split_seed, val_fraction=0.0, test_fraction=test_fraction)
+
+
+def finetune_samples(cfg: FinetuneConfig) -> dict[str, list[Sample]]:
+    """{"train": labeled budget, "val": validation, "test": test} following the module rules."""
+    from ..data.sources import resolve_source
+    from ..data.splits import carve_validation, label_budget
+
+    samples = assigned_splits(resolve_source(cfg.data, seed=cfg.split_seed), cfg.split_seed, cfg.test_fraction)
+    train = [s for s in samples if s.split == "train"]
+    val = [s for s in samples if s.split == "val"]
+    test = [s for s in samples if s.split == "test"]
+    if not train:
+        raise DataError(f"{cfg.data}: no training images (splits present: {sorted({str(s.split) for s in samples})})")
+    if not val and cfg.val_fraction and len(train) >= 2:
+        train, val = carve_validation(train, cfg.val_fraction, cfg.split_seed)
+    if cfg.labels:
+        # 4 and 4.0 mean four images; 1.0 and 0.25 are fractions (1.0 = all).
+        labels = int(cfg.labels) if float(cfg.labels).is_integer() and cfg.labels > 1 or isinstance(cfg.labels, int) else float(cfg.labels)
+        train = label_budget(train, labels, cfg.seed)
+    return {"train": train, "val": val, "test": test}
+
+
+def infer_num_classes(datasets: Sequence[ImageDataset], class_names: list[str] | None) -> int:
+    if class_names:
+        return max(2, len(class_names))
+    top = max(int(ds[i]["mask"].max()) for ds in datasets for i in range(len(ds)))
+    return max(2, top + 1)
+
+
+def sample_patches(images: torch.Tensor, labels: torch.Tensor, patch: Sequence[int], fg_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crops (B, C, *patch) / (B, *patch); a crop is centred on a random foreground voxel
+    with probability ``fg_prob``. Random numbers: torch global CPU RNG, a fixed count per sample."""
+    size = images.shape[2:]
+    if not patch or tuple(patch) == tuple(size):
+        return images, labels
+    out_x, out_y = [], []
+    for b in range(images.shape[0]):
+        u, r, starts = float(torch.rand(())), float(torch.rand(())), torch.rand(len(size))
+        fg = torch.nonzero(labels[b] > 0) if u < fg_prob else None
+        if fg is not None and len(fg):
+            centre = fg[min(int(r * len(fg)), len(fg) - 1)].tolist()
+            lo = [min(max(c - p // 2, 0), s - p) for c, p, s in zip(centre, patch, size)]
+        else:
+            lo = [int(t * (s - p + 1)) for t, p, s in zip(starts.tolist(), patch, size)]
+        sl = tuple(slice(a, a + p) for a, p in zip(lo, patch))
+        out_x.append(images[(b, slice(None)) + sl])
+        out_y.append(labels[(b,) + sl])
+    return torch.stack(out_x), torch.stack(out_y)
+
+
+@torch.no_grad()
+def predict_logits(unet: nn.Module, images: torch.Tensor, patch: Sequence[int] = (), sw_batch_size: int = 4, overlap: float = 0.25) -> torch.Tensor:
+    """images (B, C, *S) -> logits (B, K, *S); sliding window (Gaussian blend) when a patch size is set."""
+    if not patch or all(p >= s for p, s in zip(patch, images.shape[2:])):
+        return unet(images).float()
+    from monai.inferers import sliding_window_inference
+
+    return sliding_window_inference(images, roi_size=tuple(patch), sw_batch_size=sw_batch_size, predictor=lambda x: unet(x).float(), overlap=overlap, mode="gaussian")
+
+
+# ---------------------------------------------------------------- model
+
+
+class Supervised(nn.Module):
+    """U-Net + losses in one module so that DDP's forward runs the whole step.
+
+    forward(x (B, C, *S), y (B, *S) int64) -> (loss, logs).
+    """
+
+    def __init__(self, unet: UNet, pdcr: nn.Module | None = None, pdcr_weight: float = 0.0):
+        super().__init__()
+        from monai.losses import DiceCELoss
+
+        self.unet = unet
+        self.seg_loss = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.pdcr = pdcr
+        self.pdcr_weight = pdcr_weight
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.pdcr is None:
+            logits = self.unet(x)
+            seg = self.seg_loss(logits.float(), y[:, None])
+            return seg, {"seg_loss": seg.detach()}
+        features = self.unet.forward_features(x)
+        logits = self.unet.seg_head(features.trunk)
+        seg = self.seg_loss(logits.float(), y[:, None])
+        reg = self.pdcr(features, y)
+        return seg + self.pdcr_weight * reg, {"seg_loss": seg.detach(), "pdcr_loss": reg.detach()}
+
+
+def build_unet(cfg: FinetuneConfig, in_channels: int, num_classes: int) -> UNet:
+    if cfg.init:
+        from .transfer import load_backbone_config
+
+        src, _ = load_backbone_config(cfg.init)
+        if src.spatial_dims != len(cfg.image_size):
+            raise ConfigError(f"{cfg.init}: pretrained in {src.spatial_dims}D, but --image-size has {len(cfg.image_size)} numbers")
+        unet_cfg = replace(src, in_channels=in_channels, uafs_stages=tuple(cfg.uafs_stages))
+    else:
+        unet_cfg = UNetConfig(spatial_dims=len(cfg.image_size), in_channels=in_channels, encoder_channels=cfg.encoder_channels,
+                              decoder_channels=cfg.decoder_channels, norm=cfg.norm, uafs_stages=tuple(cfg.uafs_stages))
+    return UNet(unet_cfg, out_channels=num_classes)
+
+
+def load_finetuned(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> tuple[UNet, dict[str, Any]]:
+    """(U-Net in eval mode, model.json info) from a finished fine-tuning run; which = best | last."""
+    from .checkpoint import load_weights
+
+    run_dir = Path(run_dir)
+    info_path = run_dir / "model.json"
+    if not info_path.is_file():
+        raise ConfigError(f"{run_dir}: no model.json; is this a finished `localdisc finetune` run?")
+    info = json.loads(info_path.read_text())
+    unet = UNet(UNetConfig(**info["unet"]), out_channels=int(info["num_classes"]))
+    name = {"best": "best.safetensors", "last": "model.safetensors"}.get(which, which)
+    unet.load_state_dict(load_weights(run_dir / name))
+    return unet.to(device).eval(), info
+
+
+def _validate(cfg: FinetuneConfig) -> None:
+    if len(cfg.image_size) not in (2, 3):
+        raise ConfigError(f"--image-size needs 2 (H W) or 3 (D H W) numbers, got {list(cfg.image_size)}")
+    if cfg.patch_size and (len(cfg.patch_size) != len(cfg.image_size) or any(p > s for p, s in zip(cfg.patch_size, cfg.image_size))):
+        raise ConfigError(f"--patch-size {list(cfg.patch_size)} must have as many numbers as --image-size {list(cfg.image_size)} and not exceed it")
+    if cfg.transfer not in ("encoder", "encoder+decoder"):
+        raise ConfigError(f"--transfer must be encoder or encoder+decoder, got {cfg.transfer!r}")
+    if cfg.schedule not in ("cosine", "constant"):
+        raise ConfigError(f"--schedule must be cosine or constant, got {cfg.schedule!r}")
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise ConfigError("--steps and --batch-size must be >= 1")
+
+
+def _check_finite(model: nn.Module, step: int, run: Run) -> None:
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise TrainingError(f"weights became NaN/Inf at step {step} (run {run.path}), e.g. {bad[:3]}; lower the learning rate. The last checkpoint is kept.")
+
+
+# ---------------------------------------------------------------- loop
+
+
+def finetune(cfg: FinetuneConfig) -> Path:
+    from . import distributed as dist
+
+    _validate(cfg)
+    env = dist.init(cfg.device)
+    device = pick_device(cfg.device) if cfg.device != "auto" else env.device
+    seed_everything(cfg.seed)
+
+    # Data first: a bad file must fail before anything is written.
+    parts = finetune_samples(cfg)
+    first = parts["train"][0]
+    class_names = first.extra.get("class_names")
+    channels = cfg.in_channels or int(first.extra.get("channels") or 0) or num_channels_of(parts["train"])
+    nc = cfg.num_classes or None
+    train_ds = ImageDataset(parts["train"], cfg.image_size, channels, with_masks=True, num_classes=nc)
+    val_ds = ImageDataset(parts["val"], cfg.image_size, channels, with_masks=True, num_classes=nc) if parts["val"] else None
+    for ds in (train_ds, val_ds):  # load + check every labeled image now (cached for training)
+        for i in range(len(ds) if ds is not None else 0):
+            ds[i]
+    num_classes = cfg.num_classes or infer_num_classes([d for d in (train_ds, val_ds) if d is not None], class_names)
+    if not class_names or len(class_names) != num_classes:
+        class_names = ["background"] + [f"class{c}" for c in range(1, num_classes)]
+    flip_pairs = [tuple(p) for p in first.extra.get("flip_pairs", ())]
+
+    run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main)
+    run.save_config(cfg)
+    unet = build_unet(cfg, channels, num_classes)
+    transferred: list[str] = []
+    if cfg.init:
+        from .transfer import load_pretrained_into
+
+        transferred = load_pretrained_into(unet, cfg.init, tuple(cfg.transfer.split("+")))
+        run.write_json("transfer.json", {"init": str(cfg.init), "parts": cfg.transfer, "transferred": transferred,
+                                         "not_transferred": sorted(set(unet.state_dict()) - set(transferred))})
+    pdcr = None
+    if cfg.pdcr:
+        from ..losses.pdcr import PDCRLoss
+
+        pdcr = PDCRLoss(unet_config=unet.config, num_classes=num_classes, layers=cfg.pdcr_layers, vectors_per_layer=cfg.pdcr_vectors,
+                        windows=cfg.pdcr_windows, tau=cfg.pdcr_tau, cross_layer=cfg.pdcr_cross_layer)
+    model = Supervised(unet, pdcr, cfg.pdcr_weight).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.steps
+    lam = (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))) if cfg.schedule == "cosine" else (lambda s: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lam)
+    info = {"unet": asdict(unet.config), "num_classes": num_classes, "class_names": class_names, "image_size": list(cfg.image_size),
+            "patch_size": list(cfg.patch_size), "in_channels": channels, "task": first.extra.get("task", "segmentation"),
+            "flip_pairs": [list(p) for p in flip_pairs], "init": cfg.init, "transferred_tensors": len(transferred)}
+    run.write_json("splits.json", {k: [s.id for s in v] for k, v in parts.items()})
+
+    start, best = 0, {"dice": -1.0, "step": 0}
+    ckpt = latest_checkpoint(run.path) if cfg.resume else None
+    if ckpt is not None:
+        weights, state, meta = load_checkpoint(ckpt)
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if env.world == meta.get("world", 1):
+            set_rng_state(state["rng"])
+        start, best = int(meta["step"]), meta.get("best", best)
+        run.truncate_metrics(start)
+        print(f"resuming {run.path} from step {start}")
+    ddp_model = dist.wrap(model, env)
+    loader = DataLoader(train_ds, batch_sampler=StepBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, start, cfg.steps, env.rank, env.world),
+                        collate_fn=stack_items, num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+                        generator=torch.Generator().manual_seed(cfg.seed))  # own generator: iterating must not draw from the global RNG (resume)
+    autocast = dist.autocast_context(cfg.precision, device)
+    aug_cfg = AugmentConfig()
+    encoder_params = [p for n, p in unet.named_parameters() if n.startswith("encoder.")]
+    stop_after = int(os.environ.get("LOCALDISC_STOP_AFTER_STEP", 0))  # test hook: simulate a kill
+    nan_at = int(os.environ.get("LOCALDISC_NAN_AT_STEP", 0))  # test hook: inject a NaN loss
+
+    def validate(done: int) -> dict[str, float]:
+        if val_ds is None or not env.is_main:
+            return {}
+        scores = evaluate_dataset(unet, val_ds, num_classes, class_names, cfg, device)
+        if scores["val_dice"] > best["dice"]:
+            best.update(dice=scores["val_dice"], step=done)
+            _check_finite(unet, done, run)
+            save_weights(unet.state_dict(), run.path / "best.safetensors", metadata={"step": str(done)})
+        return scores
+
+    def checkpoint(done: int) -> None:
+        if env.is_main:
+            _check_finite(model, done, run)
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+            save_checkpoint(run.path, done, model.state_dict(), state, meta={"world": env.world, "best": best})
+
+    model.train()
+    t0, seen, done = time.time(), 0, start
+    bar = progress(total=cfg.steps, initial=start, desc="finetune")
+    for step, batch in enumerate(loader, start=start):
+        images = batch["image"].to(device, non_blocking=True)
+        labels = batch["mask"].to(device, non_blocking=True)
+        images, labels = sample_patches(images, labels, cfg.patch_size, cfg.patch_foreground)
+        if cfg.augment:
+            images, labels = augment_batch(images, labels, aug_cfg, flip_pairs)
+        with autocast():
+            loss, logs = ddp_model(images, labels)
+        if nan_at and step + 1 == nan_at:
+            loss = loss * float("nan")
+        if not torch.isfinite(loss.detach()):
+            raise TrainingError(f"loss became {float(loss)} at step {step + 1} (run {run.path}); lower the learning rate or check the input data. The last checkpoint is kept.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if step < cfg.freeze_encoder_steps:
+            for p in encoder_params:  # Adam skips parameters without a gradient
+                p.grad = None
+        optimizer.step()
+        scheduler.step()
+        done = step + 1
+        seen += images.shape[0] * env.world
+        bar.update(1)
+        out_of_time = bool(cfg.max_minutes) and time.time() - t0 > cfg.max_minutes * 60
+        row: dict[str, float] = {}
+        if done % cfg.log_every == 0 or done == cfg.steps or out_of_time:
+            row.update(loss=float(loss.detach()), lr=scheduler.get_last_lr()[0], images_per_s=seen / max(time.time() - t0, 1e-9), **{k: float(v) for k, v in logs.items()})
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+        if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps or out_of_time:
+            model.eval()
+            row.update(validate(done))
+            model.train()
+        if row:
+            run.log(done, **row)
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time:
+            checkpoint(done)
+        dist.barrier(env)
+        if stop_after and done == stop_after:
+            raise KeyboardInterrupt(f"LOCALDISC_STOP_AFTER_STEP={stop_after}")
+        if out_of_time:
+            print(f"time limit of {cfg.max_minutes} min reached at step {done}")
+            break
+    bar.close()
+    if env.is_main:
+        _check_finite(unet, done, run)
+        save_weights(unet.state_dict(), run.path / "model.safetensors", metadata={"step": str(done)})
+        if val_ds is None or not (run.path / "best.safetensors").is_file():
+            save_weights(unet.state_dict(), run.path / "best.safetensors", metadata={"step": str(done)})
+            best.update(step=done)
+        info.update(steps_done=done, best_step=best["step"], best_val_dice=best["dice"] if val_ds is not None else None,
+                    n_train=len(parts["train"]), n_val=len(parts["val"]), n_test=len(parts["test"]))
+        atomic_write_text(run.path / "model.json", json.dumps(info, indent=2))
+    dist.barrier(env)
+    return run.path
+
+
+@torch.no_grad()
+def evaluate_dataset(unet: UNet, ds: ImageDataset, num_classes: int, class_names: list[str], cfg: FinetuneConfig, device) -> dict[str, float]:
+    """Validation Dice at the training resolution: {"val_dice": mean foreground, "val_dice_<class>": ...}."""
+    from ..tasks.metrics import SegmentationMetrics
+
+    was = unet.training
+    unet.eval()
+    m = SegmentationMetrics(num_classes, class_names, hd95=False)
+    for i in range(len(ds)):
+        item = ds[i]
+        logits = predict_logits(unet, item["image"][None].to(device), cfg.patch_size, cfg.sw_batch_size, cfg.sw_overlap)
+        m.update(logits.argmax(1)[0].cpu(), item["mask"])
+    unet.train(was)
+    s = m.summary()
+    return {"val_dice": s["dice_mean"]["mean"], **{f"val_dice_{n}": s[f"dice_{n}"]["mean"] for n in class_names[1:]}}
+
+
+__all__ = ["FinetuneConfig", "finetune", "finetune_samples", "load_finetuned", "predict_logits", "sample_patches", "Supervised", "to_dict"]

@@ -49,13 +49,16 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     inits = {"random": ""}
     if "ld" in METHODS:
+        from ..methods import get_method
         from ..train.pretrain import PretrainConfig, pretrain
 
         print(f"[demo] pretraining LD on the unlabeled training images of {data} ...")
         pcfg = PretrainConfig(data=data, out=str(out / "pretrain-ld"), method="ld", split="train", seed=args.seed, steps=s["pretrain_steps"],
                               batch_size=s["batch"], image_size=(s["size"], s["size"]), encoder_channels=enc, decoder_channels=dec,
                               checkpoint_every=10**9, log_every=max(1, s["pretrain_steps"] // 10), picture_every=0, overwrite=True, device=args.device)
-        inits["ld"] = str(pretrain(pcfg))
+        method = get_method("ld")
+        schedule = getattr(method, "run_schedule", None)  # LD's default is stage 1 then stage 2
+        inits["ld"] = str(schedule(pcfg, method.Config()) if schedule else pretrain(pcfg))
     else:
         print("[demo] the 'ld' pretraining method is not available; fine-tuning from random initialization only")
     results = {}

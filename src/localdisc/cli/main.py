@@ -14,9 +14,13 @@ from ..errors import LocaldiscError
 # subcommand -> module (imported when the parser is built; each is small)
 SUBCOMMANDS: dict[str, str] = {
     "pretrain": "localdisc.cli.pretrain",
+    "simulate-shapes": "localdisc.cli.simulate",
     "finetune": "localdisc.cli.finetune",
     "evaluate": "localdisc.cli.evaluate",
     "demo": "localdisc.cli.demo",
+    "landmarks": "localdisc.cli.landmarks",
+    "discover": "localdisc.cli.discover",
+    "export": "localdisc.cli.export",
 }
 
 

@@ -131,7 +131,7 @@ def _scale_intensity(arr: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(arr, [0.5, 99.5])
     if hi <= lo:
         return np.zeros_like(arr)
-    return np.clip((arr - lo) / (hi - lo), 0.0, 1.0)
+    return np.clip((arr - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)  # numpy 2: float64 percentiles would promote
 
 
 def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:

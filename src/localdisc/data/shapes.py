@@ -66,6 +66,7 @@ def grow_tree(
     ndim = len(extent)
     step = max(1.5, float(extent.min()) / 48)
     lo_t, hi_t = float(thickness[0]), float(thickness[1])
+    ext_list = extent.tolist()
     stack = []
     for root in roots:
         p, d = np.asarray(root[0], float), _unit(np.asarray(root[1], float))
@@ -84,7 +85,7 @@ def grow_tree(
             turn = _perp(turn, d)
             p = p + step * d
             pts.append(p.copy())
-            if np.any(p < -step) or np.any(p > extent + step) or any(float((p - c).dot(p - c)) < r * r for c, r in avoid):
+            if any(v < -step or v > e + step for v, e in zip(p.tolist(), ext_list)) or any(float((p - c).dot(p - c)) < r * r for c, r in avoid):
                 stopped = True
                 break
         pts_a = np.array(pts)
@@ -122,18 +123,18 @@ def render_branches(shape, branches: list[Branch], spacing=None) -> tuple[np.nda
             continue
         box = tuple(slice(a, z) for a, z in zip(lo, hi))
         axes = [np.arange(a, z, dtype=np.float32) * s for a, z, s in zip(lo, hi, sp)]
-        X = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(shape))  # (P, nd)
+        X = [g.ravel() for g in np.meshgrid(*axes, indexing="ij")]  # nd arrays of (P,)
         a = pts[:-1].astype(np.float32)
         ab = (pts[1:] - pts[:-1]).astype(np.float32)  # (S, nd)
         den = np.maximum((ab * ab).sum(-1), 1e-12)
-        rel = X[:, None, :] - a[None]  # (P, S, nd)
-        t = np.clip((rel * ab[None]).sum(-1) / den, 0.0, 1.0)  # (P, S)
-        dist = np.linalg.norm(rel - t[..., None] * ab[None], axis=-1)
-        rr = r[:-1][None] + t * (r[1:] - r[:-1])[None]
+        rel = [X[k][:, None] - a[None, :, k] for k in range(len(shape))]  # nd x (P, S): no (P, S, nd) temporaries
+        t = np.clip(sum(rel[k] * ab[:, k] for k in range(len(shape))) / den, 0.0, 1.0)  # (P, S)
+        dist = np.sqrt(sum((rel[k] - t * ab[:, k]) ** 2 for k in range(len(shape))))
+        rr = r[:-1].astype(np.float32) + t * (r[1:] - r[:-1]).astype(np.float32)
         sd = dist - rr
-        j = sd.argmin(1)
-        best = np.take_along_axis(sd, j[:, None], 1)[:, 0].reshape(hi - lo)
-        best_r = np.take_along_axis(rr, j[:, None], 1)[:, 0].reshape(hi - lo)
+        j = sd.argmin(1)[:, None]
+        best = np.take_along_axis(sd, j, 1)[:, 0].reshape(hi - lo)
+        best_r = np.take_along_axis(rr, j, 1)[:, 0].reshape(hi - lo)
         cur = sdf[box]
         win = best < cur
         cur[win] = best[win]

@@ -39,7 +39,7 @@ def _texture(shape, rng: np.random.Generator, sigma: float) -> np.ndarray:
     return t / max(float(t.std()), 1e-6)
 
 
-def _fundus_roots(disc_c, fovea_c, temporal, rng):
+def _fundus_roots(disc_c, temporal, rng):
     """Main arcades from the disc: superior/inferior x temporal/nasal, each an artery and a vein.
     Temporal arcades bend toward the macula; nasal ones run straighter."""
     roots = {"artery": [], "vein": []}
@@ -80,7 +80,7 @@ def make_fundus(size=(256, 256), rng: np.random.Generator | None = None) -> dict
     sdf, rad = np.full((H, W), np.inf, np.float32), np.zeros((H, W), np.float32)
     contrast = np.zeros((H, W), np.float32)
     avoid = [(fovea_c, 0.45 * dd)]
-    for kind, roots in _fundus_roots(disc_c, fovea_c, temporal, rng).items():
+    for kind, roots in _fundus_roots(disc_c, temporal, rng).items():
         tmax = s * (0.021 if kind == "vein" else 0.016) * rng.uniform(0.9, 1.1)
         branches = []
         for p, d, turn, bend in roots:
@@ -117,7 +117,7 @@ def make_fundus(size=(256, 256), rng: np.random.Generator | None = None) -> dict
     img *= 1 - np.array([0.35, 0.85, 0.7], np.float32)[:, None, None] * contrast[None]
     img = gaussian_filter(img, (0, 0.5 * s / 256 + 0.3, 0.5 * s / 256 + 0.3))
     img = img + rng.normal(0, 0.012, img.shape).astype(np.float32)
-    edge = np.clip((1 - np.sqrt(r2)) * R / 1.5 + 0.5, 0, 1)  # antialiased FOV rim
+    edge = np.clip((1 - np.sqrt(r2)) * R / 1.5, 0, 1)  # soft rim inside the FOV, black outside
     img = np.clip(img * edge[None], 0, 1).astype(np.float32)
     return {
         "image": img, "vessels": vessels, "disc": disc & fov, "fov": fov, "eye": eye,

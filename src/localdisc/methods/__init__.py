@@ -12,6 +12,11 @@ from .base import PrepareContext, PretrainMethod
 METHODS: dict[str, str] = {
     # name -> "module:Class" (imported on demand so that one method's import cost stays its own)
     "ld": ".ld.method:LocalDiscrimination",
+    "ld-shape": ".ld_shape:ShapeGuidedLD",
+    "simclr": ".simclr.method:SimCLR",
+    "densecl": ".densecl.method:DenseCL",
+    "genesis": ".genesis.method:Genesis",
+    "cluster-contrast": ".cluster_contrast.method:ClusterContrast",
 }
 
 

@@ -5,6 +5,8 @@ heads. The training loop (``train/pretrain.py``) only calls:
 
 - ``training_step(images) -> (loss, logs)``: images (B, C, *S) in [0, 1] on the device,
   views/augmentations are built inside the method (vectorized, on device);
+  a method with the class attribute ``wants_batch = True`` gets the whole batch dict instead
+  ({"image": (B, C, *S), "index": (B,)} on the device);
 - ``prepare(ctx)``: once before training and again every ``refresh_every`` steps (e.g.
   pseudo-classes for cluster-guided contrast); ``ctx`` is a :class:`PrepareContext`;
 - ``save_pictures(images, folder)``: figures from a few fixed images (optional).
@@ -33,6 +35,7 @@ class PrepareContext:
     seed: int
     is_main: bool = True
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None  # all-gather along dim 0 under DDP
+    refresh_every: int = 0  # the loop's refresh period, so a resumed run knows whether ``step`` is a refresh step
 
 
 class PretrainMethod(nn.Module):

@@ -11,7 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
-COLORS = ["#e41a1c", "#377eb8", "#4daf4a", "#ff7f00", "#984ea3", "#ffff33", "#a65628", "#f781bf"]
+# Bright colours that stand out on both red fundus and gray X-ray/CT images.
+COLORS = ["#00e5ff", "#ffea00", "#76ff03", "#ff40ff", "#ff9100", "#2979ff", "#ffffff", "#ff1744"]
+BINARY = {"truth": "#00ff66", "prediction": "#ffee00"}  # one foreground class: colour tells truth from prediction
 
 
 def pick_slice(*masks: np.ndarray | None) -> int:
@@ -46,16 +48,21 @@ def save_overlay(image: np.ndarray, pred: np.ndarray | None, target: np.ndarray 
     disp = to_display(image)
     ax.imshow(disp, cmap="gray" if disp.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     classes = sorted({int(c) for m in (pred, target) if m is not None for c in np.unique(m)} - {0})
+    binary = len(class_names or ()) == 2 or classes == [1]
     handles = []
     for c in classes:
         color = COLORS[(c - 1) % len(COLORS)]
         name = class_names[c] if class_names and c < len(class_names) else f"class {c}"
-        for mask, style in ((target, "solid"), (pred, "dashed")):
+        for mask, style, kind in ((target, "solid", "truth"), (pred, "dashed", "prediction")):
             if mask is not None and (mask == c).any() and min(mask.shape) > 1:
-                ax.contour((mask == c).astype(float), levels=[0.5], colors=[color], linestyles=style, linewidths=1.2)
-        handles.append(Line2D([], [], color=color, label=name))
-    if handles:
-        handles += [Line2D([], [], color="k", ls="solid", label="truth"), Line2D([], [], color="k", ls="dashed", label="prediction")]
+                ax.contour((mask == c).astype(float), levels=[0.5], colors=[BINARY[kind] if binary else color], linestyles=style, linewidths=1.0)
+        if not binary:
+            handles.append(Line2D([], [], color=color, label=name))
+    if classes:
+        if binary:
+            handles = [Line2D([], [], color=BINARY[k], ls=ls, label=f"{k} ({class_names[1] if class_names else 'foreground'})") for k, ls in (("truth", "solid"), ("prediction", "dashed"))]
+        else:
+            handles += [Line2D([], [], color="gray", ls="solid", label="truth"), Line2D([], [], color="gray", ls="dashed", label="prediction")]
         ax.legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.6)
     ax.set_axis_off()
     if title:

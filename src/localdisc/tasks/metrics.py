@@ -17,6 +17,7 @@ Conventions (documented because papers differ):
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -61,7 +62,9 @@ def hd95_per_class(pred: Any, target: Any, num_classes: int, spacing: Sequence[f
             continue
         y_pred = torch.from_numpy(pc)[None, None]
         y = torch.from_numpy(tc)[None, None]
-        d = compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=list(spacing) if spacing else None)
+        with warnings.catch_warnings():  # MONAI 1.5+ deprecation chatter from inside its own code
+            warnings.simplefilter("ignore", FutureWarning)
+            d = compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=list(spacing) if spacing else None)
         out[c - 1] = float(d.reshape(-1)[0])
     return out
 

@@ -134,7 +134,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         pin_memory=device.type == "cuda",
     )
     fixed = stack_items([dataset[i] for i in range(min(4, len(dataset)))])["image"].to(device)
-    ctx = PrepareContext(step=start, run_dir=run.path if env.is_main else None, dataset=dataset, device=device, seed=cfg.seed, is_main=env.is_main, gather=dist.gather_fn(env))
+    ctx = PrepareContext(step=start, run_dir=run.path if env.is_main else None, dataset=dataset, device=device, seed=cfg.seed, is_main=env.is_main, gather=dist.gather_fn(env), refresh_every=cfg.refresh_every)
     model.prepare(ctx)
     autocast = dist.autocast_context(cfg.precision, device)
     scaler = dist.grad_scaler(cfg.precision, device)
@@ -148,7 +148,9 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
             model.prepare(PrepareContext(**{**ctx.__dict__, "step": step}))
         images = batch["image"].to(device, non_blocking=True)
         with autocast():
-            loss, logs = ddp_model(images)
+            # methods with ``wants_batch`` (cluster-contrast: pseudo-class by "index") get the whole dict
+            inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items()} if getattr(model, "wants_batch", False) else images
+            loss, logs = ddp_model(inputs)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -51,15 +51,15 @@ def bezier_intensity(x: torch.Tensor, invert_prob: float = 0.5, generator=None, 
 
 def local_pixel_shuffle(x: torch.Tensor, window: int = 4, fraction: float = 0.5, generator=None) -> torch.Tensor:
     """Permute pixels (the same permutation for every channel) inside a random ``fraction`` of
-    the w^d windows of a grid with a random offset; border pixels outside whole windows stay."""
+    the w^d windows of a grid with a random offset; border pixels outside whole windows stay
+    (no wrap-around, so every shuffle stays local)."""
     n, c, *S = x.shape
     d, dev = len(S), x.device
     w = max(1, min([window, *S]))
-    shift = [int(v) for v in (_rand((d,), generator, dev) * w).long().tolist()]
-    dims = tuple(range(2, 2 + d))
-    xr = torch.roll(x, shift, dims)
-    g = [s // w for s in S]
-    core = xr[(slice(None), slice(None)) + tuple(slice(0, gi * w) for gi in g)]
+    offset = [int(v) for v in (_rand((d,), generator, dev) * w).long().tolist()]
+    g = [(s - o) // w for s, o in zip(S, offset)]
+    region = (slice(None), slice(None)) + tuple(slice(o, o + gi * w) for o, gi in zip(offset, g))
+    core = x[region]
     split = core.reshape(n, c, *[v for gi in g for v in (gi, w)])
     order = [0, 1] + [2 + 2 * i for i in range(d)] + [3 + 2 * i for i in range(d)]
     win = split.permute(order).reshape(n, c, -1, w**d)  # (n, C, windows, w^d)
@@ -68,9 +68,9 @@ def local_pixel_shuffle(x: torch.Tensor, window: int = 4, fraction: float = 0.5,
     perm = torch.where(keep, torch.arange(w**d, device=dev).expand_as(perm), perm)
     win = win.gather(3, perm[:, None].expand_as(win))
     back = win.reshape(n, c, *g, *([w] * d)).permute([order.index(i) for i in range(2 + 2 * d)]).reshape(core.shape)
-    out = xr.clone()
-    out[(slice(None), slice(None)) + tuple(slice(0, gi * w) for gi in g)] = back
-    return torch.roll(out, [-s for s in shift], dims)
+    out = x.clone()
+    out[region] = back
+    return out
 
 
 def box_mask(n: int, size: Sequence[int], max_boxes: int, side: tuple[float, float], min_boxes: int = 1, generator=None, device=None) -> torch.Tensor:

@@ -1,0 +1,112 @@
+"""Export a finished run for deployment: TorchScript, ONNX, safetensors, MONAI bundle, encoder.
+
+``export_run(run_dir, fmt, out)``:
+
+- fine-tuning runs (``model.json`` + ``best.safetensors``/``model.safetensors``, see
+  :func:`localdisc.train.finetune.load_finetuned`) export the whole segmentation network
+  (input (B, C, *image_size) in [0, 1] -> logits (B, num_classes, *S)) as ``torchscript``,
+  ``onnx``, ``safetensors`` (weights + JSON config) or ``monai-bundle`` (2D);
+- pretraining runs (``backbone.safetensors`` + ``backbone.json``) and fine-tuning runs export
+  the ``encoder`` alone (``encoder.*`` tensors + JSON with the UNetConfig) for transfer.
+
+TorchScript and ONNX exports are checked against the PyTorch model on a random input; a
+mismatch raises instead of writing a silently wrong file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+
+FORMATS = ("torchscript", "onnx", "safetensors", "monai-bundle", "encoder")
+
+
+def is_finetune_run(run_dir: Path) -> bool:
+    return (Path(run_dir) / "model.json").is_file()
+
+
+def load_segmenter(run_dir: str | Path, which: str = "best") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(U-Net with seg head in eval mode on the CPU, model.json info) of a fine-tuning run."""
+    run_dir = Path(run_dir)
+    if not is_finetune_run(run_dir):
+        hint = " (this is a pretraining run: only --format encoder applies)" if (run_dir / "backbone.json").is_file() else ""
+        raise ConfigError(f"{run_dir}: no model.json; not a finished `localdisc finetune` run{hint}")
+    from ..train.finetune import load_finetuned
+
+    name = {"best": "best.safetensors", "last": "model.safetensors"}.get(which, which)
+    if not (run_dir / name).is_file():
+        which = "last" if which == "best" else which
+    model, info = load_finetuned(run_dir, which=which, device="cpu")
+    return model.float().eval(), info
+
+
+def example_input(info: dict[str, Any], batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """Random (batch, C, *image_size) input in [0, 1] (export tracing and checks)."""
+    size = tuple(int(s) for s in info["image_size"])
+    channels = int(info.get("in_channels") or info["unet"]["in_channels"])
+    return torch.rand(batch, channels, *size, generator=torch.Generator().manual_seed(seed))
+
+
+def export_encoder(run_dir: str | Path, out: str | Path) -> Path:
+    """``encoder.*`` weights -> OUT (.safetensors) + OUT with .json (UNetConfig, source run)."""
+    from ..train.checkpoint import atomic_write_text, load_weights, save_weights
+
+    run_dir, out = Path(run_dir), _with_suffix(out, ".safetensors")
+    if (run_dir / "backbone.json").is_file():
+        from ..train.transfer import load_backbone_config
+
+        cfg, method = load_backbone_config(run_dir)
+        weights, unet_cfg = load_weights(run_dir / "backbone.safetensors"), asdict(cfg)
+    else:
+        model, info = load_segmenter(run_dir)
+        weights, unet_cfg, method = model.state_dict(), info["unet"], "finetune"
+    enc = {k: v for k, v in weights.items() if k.startswith("encoder.")}
+    if not enc:
+        raise ConfigError(f"{run_dir}: holds no encoder.* tensors")
+    save_weights(enc, out, metadata={"source": str(run_dir), "method": method})
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"method": method, "unet": unet_cfg, "parts": ["encoder"], "source": str(run_dir)}, indent=2))
+    return out
+
+
+def export_run(run_dir: str | Path, fmt: str, out: str | Path, which: str = "best", check: bool = True) -> Path:
+    """Write ``run_dir`` as ``fmt`` (one of :data:`FORMATS`) to ``out``; returns the written path."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run folder")
+    if fmt == "encoder":
+        return export_encoder(run_dir, out)
+    model, info = load_segmenter(run_dir, which)
+    if fmt == "torchscript":
+        from .torchscript import to_torchscript
+
+        return to_torchscript(model, info, _with_suffix(out, ".ts"), check=check)
+    if fmt == "onnx":
+        from .onnx import to_onnx
+
+        return to_onnx(model, info, _with_suffix(out, ".onnx"), check=check)
+    if fmt == "safetensors":
+        from ..train.checkpoint import atomic_write_text, save_weights
+
+        path = _with_suffix(out, ".safetensors")
+        save_weights(model.state_dict(), path, metadata={"source": str(run_dir)})
+        atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2))
+        return path
+    from .bundle import write_bundle
+
+    return write_bundle(model, info, Path(out), check=check)
+
+
+def _with_suffix(out: str | Path, suffix: str) -> Path:
+    out = Path(out)
+    return out if out.suffix else out.with_suffix(suffix)
+
+
+__all__ = ["FORMATS", "export_run", "export_encoder", "load_segmenter", "example_input", "is_finetune_run"]

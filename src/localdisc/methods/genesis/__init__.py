@@ -1,0 +1,6 @@
+"""Models-Genesis-style restoration baseline (SPEC 7): distortions and method."""
+
+from .distortions import bezier_intensity, box_mask, distort, local_pixel_shuffle, paint
+from .method import Genesis, GenesisConfig
+
+__all__ = ["Genesis", "GenesisConfig", "bezier_intensity", "box_mask", "distort", "local_pixel_shuffle", "paint"]

@@ -1,0 +1,150 @@
+"""Shape-guided Local Discrimination (SPEC section 4b, seed 002): discover one structure with
+an unpaired shape prior.
+
+LD (K=8 by default) plus a small mask discriminator D (:class:`MaskDiscriminator`) that tells
+cluster channel 0 of the non-mixup views, a_0 (4B, 1, *s), from prior masks (vessel masks of
+another dataset, or simulated ones). Generator and discriminator are trained by ONE optimizer
+over ``model.parameters()``, so both GAN updates live in one loss:
+
+    L_D   = BCE(D(priors), 1) + BCE(D(a_0.detach()), 0)        (trains D only: a_0 is detached)
+    L_adv = adv_weight * BCE(D_frozen(a_0), 1)                  (trains the LD network only)
+
+where D_frozen is D evaluated by ``torch.func.functional_call`` with detached parameters, so the
+generator term can never push D toward "fake is real". Total = LD terms + L_D + L_adv.
+
+Priors are read once in :meth:`prepare` (a folder of 2D masks / 3D volumes, or
+``simulate:KIND[:N]`` to draw them from :mod:`localdisc.data.shapes`), resized to the training
+image size, and each step a random subset is warped with the same random-resized-crop/flip/
+rotation distribution as the LD views, so priors and a_0 share scale statistics.
+
+Prediction (:meth:`structure_probability`): a_0, or with ``rule="prototype"`` the region rule
+softmax_k( cos(v_p, r_k) / 0.2 ) channel 0, with r_k the image's region embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ..config import field
+from ..data.datasets import resize_image
+from ..errors import ConfigError, DataError
+from ..losses import ld as L
+from ..nets.discriminator import MaskDiscriminator
+from . import augment
+from .base import PrepareContext
+from .ld.method import LDConfig, LocalDiscrimination
+from .ld.views import view_size
+
+
+@dataclass
+class ShapeLDConfig(LDConfig):
+    num_clusters: int = field(8, "K: channels of the clustering head (channel 0 is shape-guided)")
+    prior_masks: str = field("simulate:vessels:200", "unpaired prior masks: a folder of mask images/volumes, or simulate:KIND[:N] (KIND: vessels, lungs, disc, tubes3d)")
+    adv_weight: float = field(0.1, "weight of the generator term BCE(D(a_0), 1)")
+    disc_weight: float = field(1.0, "weight of the discriminator loss (real priors vs detached a_0)")
+    disc_lr_scale: float = field(1.0, "discriminator learning rate as a multiple of --lr (runtime weight scaling; the loop has one optimizer)")
+    disc_width: int = field(32, "discriminator width of the first layer")
+    disc_layers: int = field(4, "discriminator stride-2 conv layers")
+    prior_batch: int = field(0, "prior masks per step (0 = as many as a_0 maps, i.e. 4B)")
+    prior_seed: int = field(0, "seed of simulated priors (simulate:KIND)")
+
+
+def load_prior_masks(spec: str, size: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """(N, 1, *size) float masks in [0, 1] from a folder or ``simulate:KIND[:N]``."""
+    if spec.startswith("simulate:"):
+        from ..data.shapes import simulate
+
+        parts = spec.split(":")
+        kind, n = parts[1], int(parts[2]) if len(parts) > 2 else 200
+        masks = [torch.from_numpy((m > 0).astype("float32")) for m in simulate(kind, n, size, seed=seed)]
+    else:
+        from ..data.io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, read_mask, suffix_of
+
+        folder = Path(spec)
+        if not folder.is_dir():
+            raise DataError(f"{spec}: prior mask folder not found (or use simulate:vessels)")
+        files = sorted(p for p in folder.iterdir() if suffix_of(p) in IMAGE_SUFFIXES + VOLUME_SUFFIXES or p.name.lower().endswith(".gz"))
+        if not files:
+            raise DataError(f"{folder}: holds no mask images")
+        masks = []
+        for f in files:
+            m = torch.from_numpy(read_mask(f, values="binary").astype("float32"))
+            if m.dim() != len(size):
+                raise DataError(f"{f}: prior mask is {m.dim()}-D but the images are {len(size)}-D")
+            masks.append(resize_image(m[None], size)[0])
+    return torch.stack(masks)[:, None].clamp(0, 1)
+
+
+def adversarial_terms(a0: torch.Tensor, priors: torch.Tensor, disc: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_D, L_G) for fake maps a0 (n, 1, *s) and real priors (m, 1, *s).
+
+    L_D = BCE(D(priors), 1) + BCE(D(a0.detach()), 0) reaches only D's parameters;
+    L_G = BCE(D_detached(a0), 1) reaches only a0 (D runs with detached parameters).
+    """
+    real = disc(priors)
+    fake = disc(a0.detach())
+    d_loss = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    frozen = {k: p.detach() for k, p in disc.named_parameters()}
+    frozen.update(dict(disc.named_buffers()))
+    g = functional_call(disc, frozen, (a0,))
+    return d_loss, F.binary_cross_entropy_with_logits(g, torch.ones_like(g))
+
+
+class ShapeGuidedLD(LocalDiscrimination):
+    name = "ld-shape"
+    Config = ShapeLDConfig
+
+    def __init__(self, backbone, cfg: ShapeLDConfig | None = None):
+        cfg = cfg or ShapeLDConfig(stage="2")
+        super().__init__(backbone, cfg)
+        d = backbone.config.spatial_dims
+        self.discriminator = MaskDiscriminator(d, 1, cfg.disc_width, cfg.disc_layers, lr_scale=cfg.disc_lr_scale)
+        self.priors: torch.Tensor | None = None  # (N, 1, *image_size); not saved with the weights
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        if self.priors is not None:
+            return
+        size = tuple(ctx.dataset[0]["image"].shape[1:])
+        self.priors = load_prior_masks(self.cfg.prior_masks, size, self.cfg.prior_seed).to(ctx.device)
+
+    def sample_priors(self, n: int, size: tuple[int, ...]) -> torch.Tensor:
+        """n random priors warped by the views' random geometry to ``size``: (n, 1, *size)."""
+        if self.priors is None:
+            raise ConfigError("ld-shape: prior masks are not loaded (prepare() was not called)")
+        idx = torch.randint(len(self.priors), (n,), device=self.priors.device)
+        theta = augment.random_affine(n, len(size), self.cfg.crop_scale, rotate_degrees=self.cfg.rotate_degrees, flip=self.cfg.flip, device=self.priors.device)
+        return augment.warp(self.priors[idx], augment.affine_grid(theta, size), padding_mode="zeros")
+
+    def loss_terms(self, outputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        terms = super().loss_terms(outputs)
+        a = outputs.get("assign")
+        if a is None:  # stage 1 has no clustering head: plain LD
+            return terms
+        a0 = a[: 4 * outputs["B"], :1].float()
+        priors = self.sample_priors(self.cfg.prior_batch or a0.shape[0], tuple(a0.shape[2:]))
+        d_loss, g_loss = adversarial_terms(a0, priors, self.discriminator)
+        terms["disc"] = self.cfg.disc_weight * d_loss
+        terms["adv"] = self.cfg.adv_weight * g_loss
+        return terms
+
+    @torch.no_grad()
+    def structure_probability(self, images: torch.Tensor, rule: str = "threshold") -> torch.Tensor:
+        """images (B, C, *S) -> probability of the guided structure (B, *S).
+
+        rule "threshold": a_0; "prototype": softmax_k(cos(v_p, r_k) / tau_ld)[0]."""
+        trunk = self.backbone.forward_features(images).trunk
+        a = self.cluster_head(trunk)
+        if rule == "threshold":
+            return a[:, 0]
+        if rule == "prototype":
+            v = self.embed_head(trunk)
+            r = L.region_embeddings(a, v)  # (B, K, D)
+            logits = torch.einsum("bkd,bd...->bk...", r, v) / self.cfg.tau_ld
+            return logits.softmax(dim=1)[:, 0]
+        raise ConfigError(f"unknown prediction rule {rule!r}; valid: threshold, prototype")

@@ -1,0 +1,27 @@
+import numpy as np
+from PIL import Image
+
+from localdisc.cli.main import main
+
+
+def test_simulate_shapes_writes_n_pngs(tmp_path):
+    out = tmp_path / "priors"
+    assert main(["simulate-shapes", "--kind", "vessels", "--n", "3", "--size", "40", "48", "--out", str(out), "--seed", "1",
+                 "--thickness", "1", "3", "--depth", "3"]) == 0
+    files = sorted(out.glob("*.png"))
+    assert len(files) == 3
+    arr = np.asarray(Image.open(files[0]))
+    assert arr.shape == (40, 48) and set(np.unique(arr)) == {0, 255}
+
+
+def test_simulate_shapes_lungs_and_tubes(tmp_path):
+    assert main(["simulate-shapes", "--kind", "lungs", "--n", "2", "--size", "48", "48", "--out", str(tmp_path / "l")]) == 0
+    assert len(list((tmp_path / "l").glob("*.png"))) == 2
+    assert main(["simulate-shapes", "--kind", "tubes3d", "--n", "1", "--size", "12", "16", "16", "--out", str(tmp_path / "t")]) == 0
+    assert len(list((tmp_path / "t").glob("*.nii.gz"))) == 1
+
+
+def test_simulate_shapes_bad_options(tmp_path, capsys):
+    assert main(["simulate-shapes", "--kind", "disc", "--size", "32", "32", "32", "--out", str(tmp_path)]) == 2
+    assert main(["simulate-shapes", "--kind", "disc", "--depth", "3", "--out", str(tmp_path)]) == 2
+    assert "does not apply" in capsys.readouterr().err

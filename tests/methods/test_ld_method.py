@@ -112,6 +112,11 @@ def test_two_stage_schedule_then_transfer_by_name(tmp_path):
     header = (out / "metrics.csv").read_text().splitlines()[0]
     assert "loss_ld" in header and "loss_ld" not in (out / "stage1" / "metrics.csv").read_text().splitlines()[0]
 
+    from localdisc.methods import load_pretrained_method
+
+    loaded = load_pretrained_method(out)
+    assert loaded.cfg.stage == "2" and loaded.assign(torch.rand(1, 1, 32, 32)).shape == (1, 16, 32, 32)
+
     seg = UNet(UNetConfig(spatial_dims=2, in_channels=1, **TINY), out_channels=2)
     names = load_pretrained_into(seg, out)
     assert names == sorted(seg.encoder_parameter_names())

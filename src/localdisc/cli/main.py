@@ -14,9 +14,11 @@ from ..errors import LocaldiscError
 # subcommand -> module (imported when the parser is built; each is small)
 SUBCOMMANDS: dict[str, str] = {
     "pretrain": "localdisc.cli.pretrain",
+    "pseudo-classes": "localdisc.cli.pseudo_classes",
     "simulate-shapes": "localdisc.cli.simulate",
     "finetune": "localdisc.cli.finetune",
     "evaluate": "localdisc.cli.evaluate",
+    "benchmark": "localdisc.cli.benchmark",
     "demo": "localdisc.cli.demo",
     "landmarks": "localdisc.cli.landmarks",
     "discover": "localdisc.cli.discover",

@@ -42,7 +42,7 @@ def inference_config(info: dict[str, Any]) -> dict[str, Any]:
         else {"_target_": "SimpleInferer"}
     )
     return {
-        "imports": ["$import os", "$import glob", "$import PIL.Image"],
+        "imports": ["$import os", "$import glob", "$from PIL import Image"],
         "bundle_root": ".",
         "dataset_dir": "$os.path.join(@bundle_root, 'images')",
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
@@ -68,7 +68,7 @@ def inference_config(info: dict[str, Any]) -> dict[str, Any]:
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "inferer": inferer,
         "predict": "$lambda d: torch.nn.functional.interpolate(torch.softmax(@inferer(d['image'][None].to(@device), @network).float(), dim=1), size=d['spatial_shape'], mode='bilinear', align_corners=False).argmax(1)[0].to(torch.uint8).cpu().numpy()",
-        "save": "$lambda name, mask: PIL.Image.fromarray(mask).save(os.path.join(@output_dir, name + '_seg.png'))",
+        "save": "$lambda name, mask: Image.fromarray(mask).save(os.path.join(@output_dir, name + '_seg.png'))",
         "initialize": ["$torch.set_grad_enabled(False)", "$os.makedirs(@output_dir, exist_ok=True)"],
         "run": ["$[@save(d['name'], @predict(d)) for d in @dataset]"],
     }

@@ -103,9 +103,10 @@ def pdcr_contrast(z_a: torch.Tensor, z_b: torch.Tensor, aff: torch.Tensor, tau: 
     With ``exclude_self`` (z_a is z_b) pairs i == j are dropped. Returns the mean over windows,
     groups and pairs of  log sum_{k} exp(d_ik s_ik) - a_ij s_ij.
     """
-    if z_a.dtype in (torch.float16, torch.bfloat16):  # autocast: the exp/logsumexp need float32
+    if z_a.dtype in (torch.float16, torch.bfloat16):  # autocast: s / tau and the exps need float32
         z_a, z_b = z_a.float(), z_b.float()
-    s = torch.einsum("gnd,gmd->gnm", F.normalize(z_a, dim=-1), F.normalize(z_b, dim=-1)) / tau
+    with torch.autocast(z_a.device.type, enabled=False):
+        s = torch.einsum("gnd,gmd->gnm", F.normalize(z_a, dim=-1), F.normalize(z_b, dim=-1)) / tau
     aff = aff.to(s.dtype)
     pull = aff * s
     push = (1.0 - aff) * s

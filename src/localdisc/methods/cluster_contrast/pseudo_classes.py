@@ -4,7 +4,8 @@
 - :func:`cluster_features`: standardize, then agglomerative Ward clustering into P classes (or
   cut at a linkage ``distance_threshold``). Above ``max_cluster_samples`` vectors, MiniBatchKMeans
   first over-segments into M centers, Ward clusters the centers (unweighted) and every vector
-  takes the class of its nearest center: memory O(n M), never an n x n matrix. Deterministic
+  takes the class of its nearest center: memory O(n M), never an n x n matrix; the Ward tree
+  over centers ignores how many vectors each center holds (an approximation). Deterministic
   for a seed. Centroids are the class means of the standardized vectors.
 - :func:`save_pseudo_classes`: RUN/pseudo_classes.csv (image, pseudo_class,
   distance_to_centroid), RUN/pseudo_classes.json (centroids, standardization, where the
@@ -92,10 +93,14 @@ def cluster_features(
         points, member = z, None
     else:
         from sklearn.cluster import MiniBatchKMeans
+        from threadpoolctl import threadpool_limits
 
         m = max(2, min(oversegment, max_cluster_samples, len(z) // 2))
         km = MiniBatchKMeans(n_clusters=m, random_state=seed, n_init=1, batch_size=2048, max_iter=20, compute_labels=False)
-        km.fit(z)
+        # one BLAS/OpenMP thread: inside a torch (or DDP) process extra threads oversubscribe the
+        # cores (measured 10x slower on 2 busy cores) and the result does not depend on threading
+        with threadpool_limits(limits=1):
+            km.fit(z)
         points = km.cluster_centers_
         member, _ = assign(z, points)
     tree = linkage(points, method="ward")

@@ -1,0 +1,175 @@
+"""One-shot landmarks on chest X-rays: LD center-sensitive matching vs two naive baselines.
+
+Ground truth comes from the radiologists' outlines (benchmarks/make_cxr_landmarks.py): each
+lung's centroid, apex and lowest point, and the cardiomediastinum ("heart") centroid. ONE
+support image (the first training image, or --support) is annotated; every other image is a
+query. Methods:
+- ld: a pretrained LD run (--run, or one trained here on the CXR train split), center-sensitive
+  pooling with sigmas --sigma, argmax + parabola refinement;
+- copy: the support's landmark position copied (in relative image coordinates);
+- ncc: raw-intensity patch matching by normalized cross-correlation on the same resized grid.
+
+Errors are reported on the common --eval-size grid (every image resized to it, like the model
+sees it; success rates within 2/4/8 px of that grid) and in original pixels (MRE only, since
+the images range from 255 to 4095 px).
+
+    python benchmarks/landmarks_cxr.py [--run RUN] [--quick]
+
+Writes benchmarks/results/landmarks_cxr.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or "?"
+    except OSError:
+        return "?"
+
+
+def _machine() -> str:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.node()} {platform.machine()} cpus={os.cpu_count()} {gpu} torch {torch.__version__}"
+
+
+def train_ld(data: str, out: Path, args) -> Path:
+    from localdisc.methods import get_method
+    from localdisc.methods.ld import LDConfig
+    from localdisc.train.pretrain import PretrainConfig
+
+    if (out / "model.safetensors").is_file():
+        return out
+    cfg = PretrainConfig(data=data, out=str(out), split="train", steps=args.pretrain_steps, batch_size=args.batch_size, image_size=tuple(args.image_size),
+                         encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels), in_channels=1,
+                         lr_halve_every=max(1, args.pretrain_steps // 2), picture_every=0, log_every=max(1, args.pretrain_steps // 20),
+                         overwrite=True, device=args.device, max_images=args.max_images)
+    get_method("ld").run_schedule(cfg, LDConfig(stage="both", grid=args.grid))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="cxr:/work/shared/data/CXR")
+    p.add_argument("--run", default=None, help="pretrained LD run; default: train one into --work")
+    p.add_argument("--work", default="benchmarks/_work/landmarks_cxr", help="folder for the trained run")
+    p.add_argument("--truth", default=None, help="landmark JSON from make_cxr_landmarks.py (computed if absent)")
+    p.add_argument("--support", default=None, help="support image id (default: first training image)")
+    p.add_argument("--sigma", type=float, nargs="+", default=[2.0, 4.0, 8.0])
+    p.add_argument("--eval-size", type=int, nargs=2, default=[256, 256])
+    p.add_argument("--ncc-half", type=int, default=16, help="NCC template half-size on the eval grid")
+    p.add_argument("--pretrain-steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--image-size", type=int, nargs=2, default=[256, 256])
+    p.add_argument("--encoder-channels", type=int, nargs="+", default=[16, 32, 64, 128, 128])
+    p.add_argument("--decoder-channels", type=int, nargs="+", default=[128, 64, 32, 32])
+    p.add_argument("--grid", type=int, default=8)
+    p.add_argument("--max-images", type=int, default=0)
+    p.add_argument("--max-queries", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true", help="smoke test: tiny model, 4 pretraining steps, 5 queries")
+    p.add_argument("--results", default="benchmarks/results", help="output folder (quick runs write into --work instead)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.pretrain_steps, args.image_size, args.eval_size = 4, [64, 64], [64, 64]
+        args.encoder_channels, args.decoder_channels, args.grid, args.batch_size = [4, 8, 8], [8, 4], 2, 2
+        args.max_images, args.max_queries, args.sigma, args.ncc_half = 8, 5, [1.0, 2.0], 4
+        args.work = args.work + "_quick"
+    torch.set_num_threads(min(8, os.cpu_count() or 1))
+    t0 = time.time()
+
+    from localdisc.data.records import load_sample_image
+    from localdisc.data.sources import resolve_source
+    from localdisc.data.datasets import resize_image
+    from localdisc.tasks.discover import load_run_model
+    from localdisc.tasks.landmarks import OneShotLocator, normalized_cross_correlation_locate, radial_errors, summarize_errors, to_model_coords, to_orig_coords
+
+    if args.truth:
+        truth = json.loads(Path(args.truth).read_text())
+    else:
+        from make_cxr_landmarks import cxr_landmarks
+
+        truth = cxr_landmarks(args.data, limit=(args.max_queries + 1) if args.quick else 0)
+    marks = truth["landmarks"]
+    samples = [s for s in resolve_source(args.data) if s.id in marks]
+    train = [s for s in samples if s.split == "train"]
+    support = next((s for s in samples if s.id == args.support), None) if args.support else (train or samples)[0]
+    if support is None:
+        raise SystemExit(f"support {args.support} not found")
+    queries = [s for s in samples if s.id != support.id]
+    if args.max_queries:
+        queries = queries[: args.max_queries]
+    names = sorted(marks[support.id])
+
+    run = Path(args.run) if args.run else train_ld(args.data, Path(args.work) / "ld", args)
+    model = load_run_model(run, "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    loc = OneShotLocator(lambda x: model.method.embed(x.to(model.device)).float().cpu(), model.size, args.sigma)
+    sup_img = torch.from_numpy(load_sample_image(support, 1))
+    sup_pts = np.array([marks[support.id][n] for n in names])
+    loc.fit(sup_img, sup_pts)
+    ev = tuple(args.eval_size)
+    sup_small = resize_image(sup_img, ev)[0].numpy()
+    sup_ev = to_model_coords(sup_pts, sup_img.shape[1:], ev)
+
+    errs = {m: {n: [] for n in names} for m in ("ld", "copy", "ncc")}
+    errs_orig = {m: [] for m in errs}
+    for s in queries:
+        img = torch.from_numpy(load_sample_image(s, 1))
+        size = img.shape[1:]
+        t = np.array([marks[s.id][n] for n in names])
+        t_ev = to_model_coords(t, size, ev)
+        q_small = resize_image(img, ev)[0].numpy()
+        preds = {
+            "ld": loc.predict([img])[0].points,
+            "copy": to_orig_coords(sup_ev, size, ev),
+            "ncc": to_orig_coords(np.array([normalized_cross_correlation_locate(sup_small, pt, q_small, args.ncc_half) for pt in sup_ev]), size, ev),
+        }
+        for m, pr in preds.items():
+            e_ev = radial_errors(to_model_coords(pr, size, ev), t_ev)
+            for n, e in zip(names, e_ev):
+                errs[m][n].append(float(e))
+            errs_orig[m] += radial_errors(pr, t).tolist()
+
+    result = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": _commit(), "machine": _machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "quick": args.quick, "seconds": round(time.time() - t0, 1),
+        "run": str(run), "support": support.id, "num_queries": len(queries), "landmarks": names, "sigmas": args.sigma,
+        "eval_grid": list(ev), "model_size": list(model.size),
+        "methods": {m: {"overall": summarize_errors([e for n in names for e in errs[m][n]]), "mre_orig_px": float(np.mean(errs_orig[m])),
+                        "per_landmark": {n: summarize_errors(errs[m][n]) for n in names}} for m in errs},
+    }
+    out = Path(args.work) if args.quick else Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    name = "landmarks_cxr_quick" if args.quick else "landmarks_cxr"
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    lines = ["# One-shot CXR landmarks: LD vs naive baselines", "", f"- command: `{result['command']}`", f"- commit: {result['git_commit']}",
+             f"- machine: {result['machine']}, {result['date']}, {result['seconds']} s", f"- run: {run}; support {support.id}; {len(queries)} queries; errors on a {ev[0]}x{ev[1]} grid",
+             "", "| method | MRE (grid px) | SD | within 2 px | within 4 px | within 8 px | MRE (orig px) |", "|---|---|---|---|---|---|---|"]
+    for m, r in result["methods"].items():
+        o = r["overall"]
+        lines.append(f"| {m} | {o['mre']:.2f} | {o['sd']:.2f} | {o['sr@2px']:.1%} | {o['sr@4px']:.1%} | {o['sr@8px']:.1%} | {r['mre_orig_px']:.1f} |")
+    lines += ["", "Per landmark MRE (grid px):", "", "| landmark | " + " | ".join(errs) + " |", "|---|" + "---|" * len(errs)]
+    for n in names:
+        lines.append(f"| {n} | " + " | ".join(f"{result['methods'][m]['per_landmark'][n]['mre']:.2f}" for m in errs) + " |")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""A self-contained HTML report: tables, figures and example overlays, images embedded as
+base64 data URIs, so the one file can be mailed or archived without its folder."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Sequence
+
+from .tables import Table
+
+STYLE = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead { background: #f2f2f2; }
+.note { font-size: 0.8em; color: #555; }
+.gallery { display: flex; flex-wrap: wrap; gap: 8px; }
+figure { margin: 0; } figcaption { font-size: 0.75em; color: #555; }
+img.plot { max-width: 100%; }
+"""
+
+
+def png_data_uri(path: str | Path, max_side: int | None = None) -> str:
+    """PNG file -> 'data:image/png;base64,...', downscaled to ``max_side`` pixels if larger."""
+    data = Path(path).read_bytes()
+    if max_side:
+        from PIL import Image
+
+        im = Image.open(io.BytesIO(data))
+        if max(im.size) > max_side:
+            im.thumbnail((max_side, max_side))
+            buf = io.BytesIO()
+            im.save(buf, format="PNG", optimize=True)
+            data = buf.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def write_html_report(path: str | Path, title: str, intro: Sequence[str], tables: Sequence[Table],
+                      figures: Sequence[tuple[str, str | Path]] = (), examples: dict[str, Sequence[tuple[str, str | Path]]] | None = None,
+                      example_side: int = 320) -> Path:
+    """Write the report. ``figures``: (caption, png); ``examples``: section -> [(caption, png)]
+    (e.g. per method: overlays of the same test images). Missing files are skipped."""
+    from ..train.checkpoint import atomic_write_text
+
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>"]
+    parts += [f"<p>{html.escape(line)}</p>" for line in intro]
+    for caption, png in figures:
+        if Path(png).is_file():
+            parts.append(f"<figure><img class='plot' src='{png_data_uri(png)}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts.append("<h2>Results</h2>")
+    parts += [t.to_html() for t in tables]
+    if examples:
+        parts.append("<h2>Example test predictions</h2><p class='note'>Ground truth solid, prediction dashed.</p>")
+        for section, items in examples.items():
+            imgs = [(c, p) for c, p in items if Path(p).is_file()]
+            if not imgs:
+                continue
+            parts.append(f"<h3>{html.escape(section)}</h3><div class='gallery'>")
+            parts += [f"<figure><img src='{png_data_uri(p, example_side)}' alt='{html.escape(c)}'><figcaption>{html.escape(c)}</figcaption></figure>" for c, p in imgs]
+            parts.append("</div>")
+    parts.append("</body></html>")
+    path = Path(path)
+    atomic_write_text(path, "\n".join(parts))
+    return path
+
+
+__all__ = ["write_html_report", "png_data_uri"]

@@ -1,0 +1,80 @@
+"""``localdisc landmarks`` end to end on tiny data with a 1-step (randomly initialized) LD run."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from localdisc.cli.landmarks import read_points
+from localdisc.cli.main import main
+from localdisc.errors import DataError
+
+TINY = ["--encoder-channels", "4", "8", "8", "--decoder-channels", "8", "4", "--embed-dim", "4", "--grid", "2", "--batch-size", "2", "--stage", "2", "--steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def ld_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ldrun") / "run"
+    assert main(["pretrain", "--method", "ld", "--data", "synthetic-fundus:4:64x64", "--image-size", "32", "32", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_synthetic_fundus_end_to_end(ld_run, tmp_path):
+    out = tmp_path / "lm"
+    assert main(["landmarks", "--run", str(ld_run), "--support", "fundus_000", "--queries", "synthetic-fundus:4:64x64", "--out", str(out), "--sigma", "1", "2"]) == 0
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == 3 * 2 and {r["landmark"] for r in rows} == {"optic_disc", "fovea"}
+    assert all(0 <= float(r["row"]) <= 63 and 0 <= float(r["col"]) <= 63 for r in rows)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["overall"]["n"] == 6 and m["overall"]["mre"] >= 0 and set(m["per_landmark"]) == {"optic_disc", "fovea"}
+    # the error column is the distance to the layout's own landmarks
+    r = rows[0]
+    e = np.hypot(float(r["row"]) - float(r["true_row"]), float(r["col"]) - float(r["true_col"]))
+    assert float(r["error_px"]) == pytest.approx(e, abs=1e-2)
+    assert len(list((out / "overlays").glob("*.png"))) == 3
+
+
+def test_folder_with_points_and_truth_files(ld_run, tmp_path):
+    rng = np.random.default_rng(0)
+    big = (rng.random((60, 60, 3)) * 255).astype(np.uint8)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    truth = {}
+    for k, (dy, dx) in enumerate([(0, 0), (3, 2), (-2, 4)]):
+        Image.fromarray(big[10 + dy : 50 + dy, 10 + dx : 50 + dx]).save(folder / f"im{k}.png")
+        truth[f"im{k}"] = {"a": [20 - dy, 20 - dx]}
+    (tmp_path / "points.csv").write_text("name,row,col\na,20,20\n")
+    (tmp_path / "truth.json").write_text(json.dumps({"landmarks": truth}))
+    out = tmp_path / "lm"
+    assert main(["landmarks", "--run", str(ld_run), "--support", str(folder / "im0.png"), "--points", str(tmp_path / "points.csv"),
+                 "--queries", str(folder), "--truth", str(tmp_path / "truth.json"), "--out", str(out), "--spacing", "0.5", "0.5"]) == 0
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert [r["image_id"] for r in rows] == ["im1", "im2"]  # the support is not its own query
+    assert float(rows[0]["error_mm"]) == pytest.approx(0.5 * float(rows[0]["error_px"]), abs=2e-3)
+    assert "overall_mm" in json.loads((out / "metrics.json").read_text())
+
+
+def test_bad_inputs(ld_run, tmp_path, capsys):
+    bad = tmp_path / "p.json"
+    bad.write_text('{"a": [1, 2], "b": [1, 2, 3]}')
+    with pytest.raises(DataError):
+        read_points(bad)
+    assert main(["landmarks", "--run", str(ld_run), "--support", "nope", "--queries", "synthetic-fundus:4:64x64", "--out", str(tmp_path / "o")]) == 2
+    assert "support image not found" in capsys.readouterr().err
+
+
+def test_3d_volumes(tmp_path):
+    run = tmp_path / "run3d"
+    assert main(["pretrain", "--method", "ld", "--data", "synthetic-3d:3:16x16x16", "--image-size", "16", "16", "16", "--out", str(run), *TINY]) == 0
+    from localdisc.data.sources import resolve_source
+
+    s = resolve_source("synthetic-3d:3:16x16x16")
+    out = tmp_path / "lm3"
+    assert main(["landmarks", "--run", str(run), "--support", s[0].id, "--queries", "synthetic-3d:3:16x16x16", "--out", str(out), "--sigma", "1", "--overlays", "1"]) == 0
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert {"z", "row", "col", "error_px"} <= set(rows[0]) and len(rows) == 2 * len(s[0].landmarks)
+    assert len(list((out / "overlays").glob("*.png"))) == 1

@@ -1,0 +1,84 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from localdisc.tasks.evaluate import evaluate, predict_probs
+from localdisc.train.finetune import FinetuneConfig, finetune
+
+TINY = dict(encoder_channels=(4, 8, 8), decoder_channels=(8, 8))
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("LOCALDISC_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def write_manifest(root, sizes, splits):
+    """Gray images of varying sizes with a bright disc labeled as class 1; manifest with splits."""
+    (root / "im").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = ["image,mask,split"]
+    for i, ((h, w), split) in enumerate(zip(sizes, splits)):
+        yy, xx = np.mgrid[:h, :w]
+        disc = (yy - h * rng.uniform(0.3, 0.7)) ** 2 + (xx - w * rng.uniform(0.3, 0.7)) ** 2 < (min(h, w) / 4) ** 2
+        img = (disc * 160 + rng.integers(0, 60, (h, w))).astype(np.uint8)
+        Image.fromarray(img).save(root / "im" / f"c{i}.png")
+        Image.fromarray(disc.astype(np.uint8) * 255).save(root / "im" / f"c{i}_mask.png")
+        rows.append(f"im/c{i}.png,im/c{i}_mask.png,{split}")
+    (root / "data.csv").write_text("\n".join(rows) + "\n")
+    return root / "data.csv"
+
+
+class Threshold(torch.nn.Module):
+    """A 'network' whose class-1 logit is the image itself: tests resampling, not learning."""
+
+    def forward(self, x):
+        return torch.cat([torch.full_like(x[:, :1], 0.5), x[:, :1]], 1) * 20
+
+
+def test_probabilities_return_to_original_size():
+    h, w = 37, 53
+    yy, xx = np.mgrid[:h, :w]
+    mask = ((yy - 18) ** 2 + (xx - 20) ** 2 < 100).astype(np.float32)
+    probs = predict_probs(Threshold(), mask[None], {"image_size": [32, 32], "patch_size": []}, "cpu")
+    assert probs.shape == (2, h, w)
+    torch.testing.assert_close(probs.sum(0), torch.ones(h, w))
+    pred = probs.argmax(0).numpy()
+    inter = (pred * mask).sum()
+    assert 2 * inter / (pred.sum() + mask.sum()) > 0.95
+
+
+def test_evaluate_end_to_end_original_resolution(tmp_path):
+    sizes = [(40, 48), (36, 44), (44, 40), (40, 40), (38, 50), (42, 36)]
+    data = write_manifest(tmp_path / "d", sizes, ["train"] * 4 + ["test"] * 2)
+    run = finetune(FinetuneConfig(data=str(data), out=str(tmp_path / "run"), steps=3, batch_size=2, image_size=(32, 32), eval_every=3, **TINY))
+    summary = evaluate(run, split="test", out=tmp_path / "ev")
+    assert summary["n_images"] == 2 and summary["split"] == "test"
+    rows = list(csv.DictReader((tmp_path / "ev" / "per_image.csv").open()))
+    assert [r["id"] for r in rows] == ["c4", "c5"]
+    assert {"dice_class1", "iou_class1", "hd95_class1", "dice_mean"} <= set(rows[0])
+    for sid, size in (("c4", sizes[4]), ("c5", sizes[5])):
+        pred = np.asarray(Image.open(tmp_path / "ev" / "predictions" / f"{sid}.png"))
+        assert pred.shape == size and set(np.unique(pred)) <= {0, 255}  # original size, binary PNG
+        assert (tmp_path / "ev" / "overlays" / f"{sid}.png").is_file()
+    on_disk = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert on_disk["metrics"]["dice_class1"]["n"] == 2
+    # mean in summary == mean of the per-image rows
+    assert on_disk["metrics"]["dice_class1"]["mean"] == pytest.approx(np.mean([float(r["dice_class1"]) for r in rows]), abs=1e-5)
+
+
+def test_evaluate_vessel_and_3d(tmp_path):
+    run = finetune(FinetuneConfig(data="synthetic-fundus:8:32x32", out=str(tmp_path / "v"), steps=2, batch_size=2, image_size=(32, 32), **TINY))
+    s = evaluate(run, split="test")
+    assert "auc" in s["metrics"] and "accuracy" in s["metrics"]
+    run3 = finetune(FinetuneConfig(data="synthetic-3d:5:16x16x16", out=str(tmp_path / "v3"), steps=1, batch_size=1, image_size=(16, 16, 16), **TINY))
+    s3 = evaluate(run3, split="test")
+    import nibabel as nib
+
+    pred = next((run3 / "eval-test" / "predictions").glob("*.nii.gz"))
+    assert nib.load(str(pred)).shape == (16, 16, 16)
+    assert {"dice_tube", "dice_blob"} <= set(s3["metrics"])

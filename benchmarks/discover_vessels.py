@@ -37,9 +37,9 @@ def green_baselines(image: np.ndarray, fov: np.ndarray) -> dict[str, tuple[np.nd
     g = image[1] if image.shape[0] == 3 else image[0]
     inv = 1.0 - g
     # background-corrected darkness: vessels are thin dark lines on a smooth background
-    from scipy.ndimage import median_filter
+    from scipy.ndimage import gaussian_filter
 
-    bg = median_filter(inv, size=max(5, int(0.05 * max(g.shape)) | 1))
+    bg = gaussian_filter(inv, sigma=max(2.0, 0.02 * max(g.shape)))
     dark = np.clip(inv - bg, 0, None)
     otsu = dark > threshold_otsu(dark[fov])
     fr = frangi(g, sigmas=np.linspace(1, max(2.0, 0.008 * max(g.shape)), 4), black_ridges=True)
@@ -79,6 +79,7 @@ def main(argv=None) -> int:
     p.add_argument("--adv-weight", type=float, default=0.1)
     p.add_argument("--disc-width", type=int, default=32)
     p.add_argument("--disc-layers", type=int, default=4)
+    p.add_argument("--retina-size", type=int, default=0, help="resize skimage's retina (1411 px) to this side (0 = keep)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny data and model, 4 steps")
     p.add_argument("--results", default="benchmarks/results", help="output folder (quick runs write into --work instead)")
@@ -87,6 +88,7 @@ def main(argv=None) -> int:
         args.data, args.pretrain_steps, args.image_size, args.batch_size = "synthetic-fundus:6:64x64", 4, [64, 64], 2
         args.encoder_channels, args.decoder_channels, args.grid, args.priors, args.disc_width, args.disc_layers = [4, 8, 8], [8, 4], 2, 8, 4, 2
         args.work += "_quick"
+        args.retina_size = 256
     torch.set_num_threads(min(8, os.cpu_count() or 1))
     t0 = time.time()
 
@@ -118,6 +120,10 @@ def main(argv=None) -> int:
     from skimage import data as skdata
 
     retina = skdata.retina().astype(np.float32).transpose(2, 0, 1) / 255.0
+    if args.retina_size:
+        from localdisc.data.datasets import resize_image
+
+        retina = resize_image(torch.from_numpy(retina), (args.retina_size,) * 2).numpy()
     rfov = ndimage.binary_erosion(ndimage.binary_fill_holes(retina[0] > 0.1), iterations=3)
     rimg = retina if model.channels == 3 else retina.mean(0, keepdims=True)
     rprob = predict_maps(model, rimg, "shape", "threshold")

@@ -84,6 +84,29 @@ def _global_batch() -> torch.Tensor:
     return torch.randn(8, 6, generator=torch.Generator().manual_seed(1))
 
 
+def _simclr_batch() -> torch.Tensor:
+    return torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+
+
+def _simclr_step(x: torch.Tensor, env) -> tuple[float, dict[str, torch.Tensor]]:
+    """One SimCLR step with fixed views (identity, flip): the seam is the method's own
+    projection + nt_xent(gather=ctx.gather); eval-mode BatchNorm so statistics are global."""
+    import localdisc.methods.simclr.method as sm
+    from localdisc.methods import PrepareContext, get_method
+    from localdisc.nets import UNet, UNetConfig
+
+    sm.two_views = lambda images, cfg: (images, images.flip(-1))
+    torch.manual_seed(0)
+    cls = get_method("simclr")
+    model = cls(UNet(UNetConfig(in_channels=1, encoder_channels=(4, 8), decoder_channels=(4,), norm="group")), cls.Config(proj_hidden=8, proj_dim=4))
+    model.prepare(PrepareContext(step=0, run_dir=None, dataset=None, device=torch.device("cpu"), seed=0, gather=dist.gather_fn(env)))
+    model.eval()
+    wrapped = dist.wrap(model, env)
+    loss, _ = wrapped(x)
+    loss.backward()
+    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
 # ---------------------------------------------------------------- worker side
 def _worker(argv: list[str]) -> None:
     torch.set_num_threads(1)
@@ -93,6 +116,10 @@ def _worker(argv: list[str]) -> None:
         x = _global_batch().chunk(env.world)[env.rank]
         loss, grads = _tiny_step(x, lambda m: dist.wrap(m, env))
         torch.save({"loss": loss, "grads": grads}, out / f"grad-{env.rank}.pt")
+    elif kind == "simclr":
+        x = _simclr_batch().chunk(env.world)[env.rank]
+        loss, grads = _simclr_step(x, env)
+        torch.save({"loss": loss, "grads": grads}, out / f"simclr-{env.rank}.pt")
     elif kind == "pretrain":
         _guard_writes(env, Path(argv[2]), out)
         from localdisc.methods import METHODS
@@ -247,3 +274,13 @@ def test_pretrain_two_processes_match_one_and_resume_in_one(tmp_path, monkeypatc
     la = [float(r.split(",")[1]) for r in rows_a[1:]]
     lb = [float(r.split(",")[1]) for r in rows_b[1:]]
     np.testing.assert_allclose(la, lb, atol=1e-4)  # logged loss is the mean over ranks
+
+
+def test_simclr_ddp_step_matches_one_process(tmp_path):
+    _launch(2, ["simclr", str(tmp_path)])
+    ref_loss, ref_grads = _simclr_step(_simclr_batch(), dist.DistEnv())
+    res = [torch.load(tmp_path / f"simclr-{r}.pt", weights_only=True) for r in range(2)]
+    assert np.mean([r["loss"] for r in res]) == pytest.approx(ref_loss, abs=1e-5)
+    assert set(res[0]["grads"]) == set(ref_grads) and ref_grads
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(res[0]["grads"][name], g, atol=1e-5, rtol=1e-4)

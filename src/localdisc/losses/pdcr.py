@@ -123,7 +123,6 @@ def pdcr_contrast(z_a: torch.Tensor, z_b: torch.Tensor, aff: torch.Tensor, tau: 
 @lru_cache(maxsize=64)
 def _grid_cells(shape: tuple[int, ...], k: int) -> tuple[int, ...]:
     """Cells per axis, roughly proportional to the axis lengths, with prod >= k."""
-    cells = [1] * len(shape)
     ratio = (k / math.prod(shape)) ** (1.0 / len(shape))
     cells = [min(n, max(1, math.ceil(n * ratio))) for n in shape]
     while math.prod(cells) < k:  # an axis hit its length: grow the others

@@ -476,7 +476,9 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell]) -> dict[st
     tables = []
     for key, label in panels:
         tables.append(metric_table(aggregate(per_image, key), methods, budgets, f"Dice ({label}), test set", True))
-        tables.append(comparison_table(comparisons, methods, budgets, key, f"Paired Dice difference vs random init ({label})"))
+        comp = comparison_table(comparisons, methods, budgets, key, f"Paired Dice difference vs random init ({label})")
+        if comp.rows:
+            tables.append(comp)
     for c in fg:
         tables.append(metric_table(aggregate(per_image, f"hd95_{c}"), methods, budgets, f"HD95 ({c}), pixels, lower is better", False, digits=1))
     if vessel:

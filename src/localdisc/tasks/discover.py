@@ -83,7 +83,7 @@ def save_cluster_pictures(image: np.ndarray, clusters: np.ndarray, K: int, out_d
 
 
 def save_mask_overlay(image: np.ndarray, pred: np.ndarray, out_path: Path, truth: np.ndarray | None = None) -> None:
-    """Prediction in red over the image; with ``truth``: true positives yellow, misses green."""
+    """Prediction in cyan over the image; with ``truth``: false positives red, true positives yellow, misses green."""
     from PIL import Image
 
     nd = pred.ndim
@@ -92,7 +92,7 @@ def save_mask_overlay(image: np.ndarray, pred: np.ndarray, out_path: Path, truth
     t = _middle_slice(truth, nd).astype(bool) if truth is not None else None
     col = np.zeros_like(rgb)
     on = p.copy()
-    col[p] = (255, 0, 0)
+    col[p] = (0, 255, 255) if t is None else (255, 0, 0)  # cyan stands out on red fundus photos
     if t is not None:
         col[p & t] = (255, 255, 0)
         col[~p & t] = (0, 255, 0)

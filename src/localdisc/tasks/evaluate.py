@@ -69,8 +69,9 @@ def predict_probs(unet, image: np.ndarray, info: dict[str, Any], device, sw_batc
 
 def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", out: str | Path | None = None,
              checkpoint: str = "best", device: str = "auto", overlays: bool = True, max_overlays: int = 100,
-             save_predictions: bool = True) -> dict[str, Any]:
-    """Score ``run_dir`` on ``split`` of ``data`` (default: the run's data); returns summary.json's content."""
+             save_predictions: bool = True, max_images: int = 0) -> dict[str, Any]:
+    """Score ``run_dir`` on ``split`` of ``data`` (default: the run's data); returns summary.json's content.
+    ``max_images`` > 0 scores only the first N images of the split (smoke tests)."""
     from ..data.records import load_sample_fov, load_sample_image, load_sample_mask
     from ..report.overlays import save_mask, save_overlay
     from ..train.checkpoint import atomic_write_text
@@ -85,6 +86,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     run_cfg = read_run_config(run_dir)
     data = data or run_cfg.get("data")
     samples = _samples_for(run_cfg, data, split)
+    samples = samples[:max_images] if max_images > 0 else samples
     num_classes, class_names = int(info["num_classes"]), list(info["class_names"])
     vessel = any(s.extra.get("task") == "vessel" for s in samples[:1]) or info.get("task") == "vessel"
     out = Path(out) if out else run_dir / f"eval-{split}"

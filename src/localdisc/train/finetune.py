@@ -257,7 +257,10 @@ def finetune(cfg: FinetuneConfig) -> Path:
     nc = cfg.num_classes or None
     train_ds = ImageDataset(parts["train"], cfg.image_size, channels, with_masks=True, num_classes=nc)
     val_ds = ImageDataset(parts["val"], cfg.image_size, channels, with_masks=True, num_classes=nc) if parts["val"] else None
-    for ds in (train_ds, val_ds):  # load + check every labeled image now (cached for training)
+    # Load + check every labeled image now (train/val are cached for training); test images are
+    # only checked, so that a broken test file fails here and not after hours of training.
+    test_ds = ImageDataset(parts["test"], None, channels, with_masks=True, num_classes=nc, cache=False) if parts["test"] else None
+    for ds in (train_ds, val_ds, test_ds):
         for i in range(len(ds) if ds is not None else 0):
             ds[i]
     num_classes = cfg.num_classes or infer_num_classes([d for d in (train_ds, val_ds) if d is not None], class_names)
@@ -343,7 +346,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
         if nan_at and step + 1 == nan_at:
             loss = loss * float("nan")
         if not torch.isfinite(loss.detach()):
-            raise TrainingError(f"loss became {float(loss)} at step {step + 1} (run {run.path}); lower the learning rate or check the input data. The last checkpoint is kept.")
+            raise TrainingError(f"loss became {float(loss.detach())} at step {step + 1} (run {run.path}); lower the learning rate or check the input data. The last checkpoint is kept.")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if step < cfg.freeze_encoder_steps:

@@ -132,6 +132,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,
         pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.seed),  # else the loader draws its seed from the global RNG and breaks resume
     )
     fixed = stack_items([dataset[i] for i in range(min(4, len(dataset)))])["image"].to(device)
     ctx = PrepareContext(step=start, run_dir=run.path if env.is_main else None, dataset=dataset, device=device, seed=cfg.seed, is_main=env.is_main, gather=dist.gather_fn(env), refresh_every=cfg.refresh_every)

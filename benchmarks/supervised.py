@@ -1,0 +1,178 @@
+"""Supervised baseline: random-init U-Net on ALL training labels, scored on the fixed test splits.
+
+Datasets (from ``--data-root``, default ../shared/data, see its README):
+- PH2 dermoscopy, skin lesion (binary), 140 train / 60 test (split.csv);
+- CXR chest X-ray, left lung / right lung / cardiomediastinum, 66 train / 32 test by patient
+  (horizontal flips swap the lung labels).
+
+Per dataset: validation carved from train (20%, fixed split seed), a wall-clock budget of
+``--minutes`` (the step count is sized from a timed step of the network, ``--max-minutes``
+caps the loop), model selection on validation Dice, then evaluation at each test image's
+original resolution (Dice, IoU, HD95 in pixels). Writes ``benchmarks/results/supervised.json``
+and ``.md`` (``supervised_quick.*`` with ``--quick``) with the command, git commit, machine,
+per-class Dice/HD95 mean +- std and wall time.
+
+    python benchmarks/supervised.py                      # 30 min per dataset
+    python benchmarks/supervised.py --minutes 10 --device cuda
+    python benchmarks/supervised.py --quick              # smoke test: tiny net, 4 steps, 4 test images
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = {
+    "ph2": dict(spec="ph2:{root}/PH2", image_size=(256, 256), patch_size=()),
+    "cxr": dict(spec="cxr:{root}/CXR", image_size=(256, 256), patch_size=()),
+}
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def machine(device: str) -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": device}
+    if torch.cuda.is_available() and device != "cpu":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def seconds_per_step(cfg, in_channels: int, num_classes: int, device: str, reps: int = 3) -> float:
+    """Time forward+backward+Adam of the configured network on random input of the training shape."""
+    from localdisc.train.finetune import Supervised, build_unet
+    from localdisc.utils import pick_device
+
+    dev = pick_device(device)
+    model = Supervised(build_unet(cfg, in_channels, num_classes)).to(dev).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    size = tuple(cfg.patch_size or cfg.image_size)
+    x = torch.rand((cfg.batch_size, in_channels) + size, device=dev)
+    y = torch.randint(0, num_classes, (cfg.batch_size,) + size, device=dev)
+    times = []
+    for _ in range(reps + 1):
+        t = time.perf_counter()
+        loss, _ = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def run_dataset(name: str, args, out_dir: Path) -> dict:
+    from localdisc.data.datasets import num_channels_of
+    from localdisc.tasks.evaluate import evaluate
+    from localdisc.train.finetune import FinetuneConfig, finetune, finetune_samples
+
+    d = DATASETS[name]
+    spec = d["spec"].format(root=args.data_root)
+    cfg = FinetuneConfig(data=spec, out=str(out_dir / name), seed=args.seed, split_seed=0, labels=0, val_fraction=0.2,
+                         steps=1, batch_size=args.batch_size, image_size=d["image_size"], patch_size=d["patch_size"],
+                         lr=1e-3, eval_every=100, checkpoint_every=200, log_every=20, device=args.device, overwrite=True)
+    if args.quick:
+        cfg = replace(cfg, labels=6, val_fraction=2, image_size=(64, 64), batch_size=2, eval_every=2, encoder_channels=(8, 16, 16), decoder_channels=(16, 8))
+    parts = finetune_samples(cfg)
+    first = parts["train"][0]
+    channels = int(first.extra.get("channels") or 0) or num_channels_of(parts["train"])
+    classes = max(2, len(first.extra.get("class_names") or ()))
+    if args.quick:
+        steps = 4
+    else:
+        sps = seconds_per_step(cfg, channels, classes, args.device)
+        # leave ~15% of the budget for validation passes and data loading
+        steps = max(50, int(args.minutes * 60 * 0.85 / sps))
+        print(f"[{name}] {sps:.3f} s/step -> {steps} steps in {args.minutes} min")
+    cfg = replace(cfg, steps=steps, max_minutes=0 if args.quick else args.minutes, eval_every=cfg.eval_every if args.quick else max(50, steps // 20))
+    t0 = time.time()
+    run_dir = finetune(cfg)
+    train_s = time.time() - t0
+    summary = evaluate(run_dir, split="test", device=args.device, max_overlays=8, max_images=4 if args.quick else 0)
+    info = json.loads((run_dir / "model.json").read_text())
+    per_class = {}
+    for cname in summary["class_names"][1:]:
+        m = summary["metrics"]
+        per_class[cname] = {k: {"mean": m[f"{k}_{cname}"]["mean"], "std": m[f"{k}_{cname}"]["std"], "n": m[f"{k}_{cname}"]["n"]} for k in ("dice", "iou", "hd95")}
+    return {"data": spec, "run": str(run_dir), "train_images": info["n_train"], "val_images": info["n_val"], "test_images": summary["n_images"],
+            "steps_planned": steps, "steps_done": info["steps_done"], "best_step": info["best_step"], "best_val_dice": info["best_val_dice"],
+            "image_size": list(cfg.image_size), "batch_size": cfg.batch_size, "train_wall_s": round(train_s, 1),
+            "total_wall_s": round(time.time() - t0, 1), "classes": per_class, "eval": summary["out"]}
+
+
+def _cell(e: dict, digits: int = 3) -> str:
+    mean, std = e["mean"], e["std"]
+    return "n/a" if mean is None or (isinstance(mean, float) and math.isnan(mean)) else f"{mean:.{digits}f} +- {std:.{digits}f}"
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# Supervised baseline (random init, all training labels){' - QUICK smoke run, numbers meaningless' if result['quick'] else ''}", "",
+             f"command: `{result['command']}`  ", f"commit: `{result['git_commit']}`  ",
+             f"machine: {result['machine']['platform']}, {result['machine']['cpu_count']} CPUs, torch {result['machine']['torch']}, device {result['machine']['device']}"
+             + (f" ({result['machine']['gpu']})" if "gpu" in result["machine"] else ""), "",
+             "| dataset | class | Dice | HD95 (px) | train/val/test images | steps | wall time |", "|---|---|---|---|---|---|---|"]
+    for name, r in result["datasets"].items():
+        for cname, c in r["classes"].items():
+            lines.append(f"| {name} | {cname} | {_cell(c['dice'])} | {_cell(c['hd95'], 1)} | {r['train_images']}/{r['val_images']}/{r['test_images']} "
+                         f"| {r['steps_done']} | {r['total_wall_s'] / 60:.1f} min |")
+    lines += ["", "Dice: foreground classes, per test image at original resolution, mean +- std. HD95 undefined (empty masks) are left out "
+              "of its mean. Validation (20% of train, fixed split seed) selects the checkpoint; the test split is never used for selection."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--minutes", type=float, default=30.0, help="training budget per dataset")
+    p.add_argument("--quick", action="store_true", help="smoke test: tiny network, 4 steps, 4 test images")
+    p.add_argument("--datasets", default="ph2,cxr", help="comma-separated: ph2, cxr")
+    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"), help="folder holding PH2/ and CXR/")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--work", default=str(ROOT / "benchmarks" / "_work" / "supervised"), help="run folders (not committed)")
+    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    args = p.parse_args(argv)
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    bad = [n for n in names if n not in DATASETS]
+    if bad:
+        p.error(f"unknown dataset(s) {bad}; valid: {', '.join(DATASETS)}")
+    commit = _git("rev-parse", "HEAD") or "?"
+    if _git("status", "--porcelain", "--untracked-files=no"):
+        commit += " (with uncommitted changes)"
+    result = {"command": " ".join(["python", "benchmarks/supervised.py", *(sys.argv[1:] if argv is None else argv)]), "git_commit": commit,
+              "machine": machine(args.device), "quick": args.quick, "minutes_per_dataset": args.minutes, "datasets": {}}
+    t0 = time.time()
+    for name in names:
+        print(f"[{name}] training ...")
+        result["datasets"][name] = run_dataset(name, args, Path(args.work))
+        print(json.dumps(result["datasets"][name]["classes"], indent=1))
+    result["wall_s"] = round(time.time() - t0, 1)
+    out = Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "supervised_quick" if args.quick else "supervised"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=lambda v: None))
+    (out / f"{stem}.md").write_text(markdown(result))
+    print(markdown(result))
+    print(f"wrote {out / stem}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,7 +26,13 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The argv being parsed: subcommands whose options depend on another option (pretrain's
+# method-specific options depend on --method) read it while registering.
+CURRENT_ARGV: list[str] = []
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    CURRENT_ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="localdisc",
         description="Label-efficient medical image segmentation: local-discrimination pretraining, transfer, landmarks, structure discovery.",
@@ -42,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..config import add_dataclass_args, build_config, config_from_args, load_config_file
 from ..methods import METHODS, get_method
@@ -23,7 +22,9 @@ def _method_name(argv: list[str]) -> str:
 
 
 def register(sub) -> None:
-    argv = sys.argv[1:]
+    from .main import CURRENT_ARGV
+
+    argv = CURRENT_ARGV
     method = _method_name(argv) if "pretrain" in argv else "ld"
     p = sub.add_parser(
         "pretrain",

@@ -108,7 +108,7 @@ class ShapeGuidedLD(LocalDiscrimination):
         self.priors: torch.Tensor | None = None  # (N, 1, *image_size); not saved with the weights
 
     def prepare(self, ctx: PrepareContext) -> None:
-        if self.priors is not None:
+        if self.priors is not None or self.cluster_head is None:  # stage 1 is plain LD
             return
         size = tuple(ctx.dataset[0]["image"].shape[1:])
         self.priors = load_prior_masks(self.cfg.prior_masks, size, self.cfg.prior_seed).to(ctx.device)

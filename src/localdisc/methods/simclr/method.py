@@ -8,7 +8,6 @@ views, keys all-gathered under DDP. Only the encoder is trained; transfer the en
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 

@@ -1,0 +1,139 @@
+"""Benchmark config, plan, tables, plot and HTML report (no training here; see tests/cli)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from localdisc.errors import ConfigError
+from localdisc.report.html import write_html_report
+from localdisc.report.plots import dice_vs_labels
+from localdisc.report.tables import comparison_table, metric_table
+from localdisc.tasks.benchmark import aggregate, finetune_config, load_benchmark_config, plan, pretrain_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _write(tmp_path: Path, cfg: dict) -> Path:
+    p = tmp_path / "bench.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+BASE = {"data": "synthetic-fundus:8", "image_size": [32, 32], "budgets": [2, "all"], "seeds": [0, 1],
+        "finetune": {"steps": 5}, "pretrain": {"steps": 4},
+        "methods": ["ld", {"name": "ld+pdcr", "pretrain": "ld", "finetune": {"pdcr": True}}, "simclr"],
+        "profiles": {"full": {"image_size": [64, 64], "finetune": {"batch_size": 8}, "seeds": [3]}}}
+
+
+def test_random_reference_added_first_and_plan_shares_pretraining(tmp_path):
+    cfg = load_benchmark_config(_write(tmp_path, BASE))
+    assert [m.name for m in cfg.methods] == ["random", "ld", "ld+pdcr", "simclr"]
+    cells = plan(cfg, tmp_path / "out")
+    assert len(cells) == 4 * 2 * 2
+    pre = {c.method.name: c.pretrain_dir for c in cells if c.seed == 0}
+    assert pre["random"] is None
+    assert pre["ld"] == pre["ld+pdcr"] == tmp_path / "out" / "pretrain" / "ld-s0"
+    assert {c.path.name for c in cells if c.method.name == "ld"} == {"b2-s0", "ball-s0", "b2-s1", "ball-s1"}
+
+
+def test_profile_deep_merges_and_methods_filter(tmp_path):
+    cfg = load_benchmark_config(_write(tmp_path, BASE), profile="full", methods=["simclr"])
+    assert cfg.image_size == (64, 64) and cfg.seeds == [3]
+    assert cfg.finetune == {"steps": 5, "batch_size": 8}  # merged, not replaced
+    assert [m.name for m in cfg.methods] == ["random", "simclr"]
+    with pytest.raises(ConfigError, match="profile"):
+        load_benchmark_config(_write(tmp_path, BASE), profile="nope")
+    with pytest.raises(ConfigError, match="not in the config"):
+        load_benchmark_config(_write(tmp_path, BASE), methods=["densecl"])
+
+
+def test_every_method_gets_the_same_protocol(tmp_path):
+    cfg = load_benchmark_config(_write(tmp_path, BASE))
+    cells = plan(cfg, tmp_path / "out")
+    fts = [finetune_config(cfg, c.method, c.budget, c.seed, c.path, c.pretrain_dir) for c in cells if c.budget == 2 and c.seed == 1]
+    for key in ("data", "seed", "split_seed", "labels", "val_fraction", "steps", "batch_size", "image_size"):
+        assert len({str(getattr(f, key)) for f in fts}) == 1, key
+    assert [f.pdcr for f in fts] == [False, False, True, False]
+    assert [bool(f.init) for f in fts] == [False, True, True, True]
+    p = pretrain_config(cfg, cfg.methods[1], 1, tmp_path / "p", cfg.data)
+    assert p.split == "train" and p.seed == 1 and p.steps == 4 and p.image_size == (32, 32)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"methods": [{"name": "x", "pretrain": "ld", "finetune": {"steps": 9}}]}, "may not change"),
+    ({"methods": [{"name": "x", "finetune": {"labels": 3}}]}, "may not change"),
+    ({"methods": ["ld", "ld"]}, "duplicate"),
+    ({"methods": [{"name": "random", "finetune": {"pdcr": True}}]}, "reference"),
+    ({"finetune": {"seed": 3}}, "set by the benchmark"),
+    ({"budgets": [0]}, "budget"),
+    ({"budgets": [2.5]}, "budget"),
+    ({"colour": "red"}, "unknown key"),
+])
+def test_bad_configs_are_rejected(tmp_path, bad, match):
+    with pytest.raises(ConfigError, match=match):
+        load_benchmark_config(_write(tmp_path, {**BASE, **bad}))
+
+
+def test_budget_forms(tmp_path):
+    cfg = load_benchmark_config(_write(tmp_path, {**BASE, "budgets": [1, 5.0, 0.25, "25%", "all"]}))
+    assert cfg.budgets == [1, 5, 0.25, 0.25, "all"]
+
+
+@pytest.mark.parametrize("name, classes", [("ph2", 2), ("cxr", 4), ("drive", 2), ("synthetic", 2)])
+def test_shipped_configs_parse_in_every_profile(tmp_path, name, classes):
+    path = CONFIGS / f"{name}.yaml"
+    profiles = yaml.safe_load(path.read_text()).get("profiles", {})
+    assert {"quick", "full"} <= set(profiles)
+    for profile in profiles:
+        cfg = load_benchmark_config(path, profile=profile)
+        assert cfg.num_classes == classes and cfg.methods[0].name == "random"
+        cells = plan(cfg, tmp_path)
+        assert len(cells) == len(cfg.methods) * len(cfg.budgets) * len(cfg.seeds)
+        for c in cells[:: max(1, len(cells) // 7)]:  # every option name is a real config field
+            finetune_config(cfg, c.method, c.budget, c.seed, c.path, c.pretrain_dir)
+            if c.method.pretrain:
+                pretrain_config(cfg, c.method, c.seed, tmp_path, cfg.data)
+    if name == "ph2":
+        names = [m.name for m in load_benchmark_config(path).methods]
+        assert names == ["random", "ld", "simclr", "densecl", "genesis", "cluster-contrast", "ld+pdcr+uafs", "random+pdcr+uafs"]
+
+
+def test_aggregate_pools_images_and_seeds_and_skips_nan():
+    rows = [{"method": "m", "budget": "2", "x": v} for v in ("0.2", "0.4", "nan", "")]
+    mean, std, n = aggregate(rows, "x")[("m", "2")]
+    assert (mean, std, n) == (pytest.approx(0.3), pytest.approx(0.1), 2)
+
+
+def test_metric_table_bolds_best_per_column():
+    agg = {("random", "2"): (0.5, 0.1, 5), ("ld", "2"): (0.7, 0.1, 5), ("random", "all"): (0.9, 0.0, 5), ("ld", "all"): (0.8, 0.0, 5)}
+    t = metric_table(agg, ["random", "ld"], ["2", "all"], "Dice")
+    md = t.to_markdown()
+    assert "| ld | **0.700 ± 0.100** | 0.800 ± 0.000 |" in md
+    assert "| random | 0.500 ± 0.100 | **0.900 ± 0.000** |" in md
+    low = metric_table(agg, ["random", "ld"], ["2", "all"], "HD95", higher_is_better=False)
+    assert low.bold == {(0, 1), (1, 2)}
+    assert "<b>0.500 ± 0.100</b>" in low.to_html()
+
+
+def test_comparison_table_shows_difference_and_p():
+    comps = [{"method": "ld", "budget": "2", "metric": "dice_x", "n": 10, "mean_diff": 0.05, "p_value": 0.004},
+             {"method": "ld", "budget": "all", "metric": "dice_x", "n": 10, "mean_diff": -0.01, "p_value": 0.5}]
+    t = comparison_table(comps, ["random", "ld"], ["2", "all"], "dice_x", "vs random")
+    assert t.rows == [["ld", "+0.050 (p=0.004, n=10)", "-0.010 (p=0.5, n=10)"]]
+    assert t.bold == {(0, 1)}
+
+
+def test_plot_and_self_contained_html(tmp_path):
+    curves = {"lesion": {"random": [(2, 0.5, 0.1), (10, 0.7, 0.05)], "ld": [(2, 0.6, 0.1), (10, 0.75, math.nan)]}}
+    png = dice_vs_labels(curves, tmp_path / "curve.png", title="t")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    t = metric_table({("random", "2"): (0.5, 0.1, 3)}, ["random"], ["2"], "Dice <lesion>")
+    html = write_html_report(tmp_path / "r.html", "Report", ["intro"], [t], [("curve", png)],
+                             {"random": [("img1", png), ("missing", tmp_path / "nope.png")]}).read_text()
+    assert html.count("data:image/png;base64,") == 2
+    assert "Dice &lt;lesion&gt;" in html and "src='data:" in html
+    assert "src='/" not in html and "src=\"" not in html and "http" not in html

@@ -37,6 +37,17 @@ def test_config_file_and_overrides_then_evaluate(tmp_path, capsys):
 
 
 def test_demo_quick(tmp_path, capsys):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread is faster on a loaded 2-core machine; restored below
+    try:
+        _demo_quick(tmp_path, capsys)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _demo_quick(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
     text = (tmp_path / "demo" / "summary.md").read_text()
     assert "| random |" in text

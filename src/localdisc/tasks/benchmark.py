@@ -284,6 +284,18 @@ def _check_marker(marker: Path, settings: dict[str, Any]) -> None:
                           "use another --out or delete that folder to recompute it")
 
 
+def _claim(run_dir: Path, settings: dict[str, Any]) -> None:
+    """Record the settings before training, so that resuming a stopped run with changed
+    settings is refused instead of mixing two configurations in one run."""
+    from ..train.checkpoint import atomic_write_text
+
+    started = run_dir / "benchmark_settings.json"
+    if started.is_file():
+        _check_marker(started, settings)
+    else:
+        atomic_write_text(started, json.dumps({"settings": settings}, indent=2, default=str))
+
+
 # ---------------------------------------------------------------- run
 
 
@@ -312,7 +324,8 @@ def ensure_pretrained(cfg: BenchmarkConfig, entry: MethodEntry, seed: int, run_d
         if str(run_dir) not in result.pretrained + result.reused:
             result.reused.append(str(run_dir))
         return run_dir
-    pcfg = replace(pcfg, resume=run_dir.exists())  # an interrupted run continues from its checkpoint
+    _claim(run_dir, settings)
+    pcfg = replace(pcfg, resume=True)  # an interrupted run continues from its checkpoint
     print(f"pretraining {entry.pretrain} (seed {seed}) -> {run_dir}", flush=True)
     t0 = time.time()
     method_cls.run_schedule(pcfg, mcfg)
@@ -334,6 +347,7 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell, result: BenchmarkResult) -> dict[
         result.reused.append(str(cell.path))
         return json.loads(marker.read_text())
     t0 = time.time()
+    _claim(cell.path, settings)
     if not (cell.path / "model.json").is_file():  # model.json is written last by finetune
         finetune(replace(fcfg, resume=(cell.path / "config.yaml").is_file()))
         result.finetuned.append(str(cell.path))

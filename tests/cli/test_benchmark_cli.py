@@ -55,6 +55,8 @@ def test_every_output_is_written(bench):
     assert all(int(c["n"]) == n_test for c in comps if c["metric"] == "dice_vessel")
     md = (bench / "results.md").read_text()
     assert "| random |" in md and "| ld |" in md and "Paired Dice difference" in md
+    assert not list(bench.glob("**/ckpt-*")), "finished runs keep only their final/best weights"
+    assert len(list(bench.glob("finetune/*/*/best.safetensors"))) == 4
     html = (bench / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3  # the plot + overlays of both methods
     assert "src='/" not in html

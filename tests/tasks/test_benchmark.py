@@ -121,10 +121,11 @@ def test_metric_table_bolds_best_per_column():
 
 def test_comparison_table_shows_difference_and_p():
     comps = [{"method": "ld", "budget": "2", "metric": "dice_x", "n": 10, "mean_diff": 0.05, "p_value": 0.004},
-             {"method": "ld", "budget": "all", "metric": "dice_x", "n": 10, "mean_diff": -0.01, "p_value": 0.5}]
-    t = comparison_table(comps, ["random", "ld"], ["2", "all"], "dice_x", "vs random")
-    assert t.rows == [["ld", "+0.050 (p=0.004, n=10)", "-0.010 (p=0.5, n=10)"]]
-    assert t.bold == {(0, 1)}
+             {"method": "ld", "budget": "all", "metric": "dice_x", "n": 10, "mean_diff": -0.01, "p_value": 0.5},
+             {"method": "sim", "budget": "2", "metric": "dice_x", "n": 30, "mean_diff": 0.1, "p_value": 1e-5}]
+    t = comparison_table(comps, ["random", "ld", "sim"], ["2", "all"], "dice_x", "vs random")
+    assert t.rows == [["ld", "+0.050 (p=0.004, n=10)", "-0.010 (p=0.5, n=10)"], ["sim", "+0.100 (p<0.001, n=30)", ""]]
+    assert t.bold == {(0, 1), (1, 1)}
 
 
 def test_plot_and_self_contained_html(tmp_path):

@@ -84,7 +84,8 @@ def comparison_table(comparisons: Sequence[dict[str, Any]], methods: Sequence[st
             if e is None or not e["n"]:
                 row.append("")
                 continue
-            row.append(f"{e['mean_diff']:+.{digits}f} (p={format_p(e['p_value'])}, n={e['n']})")
+            p = format_p(e["p_value"])
+            row.append(f"{e['mean_diff']:+.{digits}f} (p{'' if p.startswith('<') else '='}{p}, n={e['n']})")
             if math.isfinite(e["p_value"]) and e["p_value"] < alpha and e["mean_diff"] > 0:
                 bold.add((len(rows), c))
         rows.append(row)

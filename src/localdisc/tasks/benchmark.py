@@ -42,7 +42,7 @@ PRETRAIN_PROTOCOL = ("data", "out", "method", "split", "seed", "image_size", "in
 NOT_FINGERPRINTED = ("out", "resume", "overwrite", "device", "workers", "log_every", "checkpoint_every", "picture_every")
 TOP_KEYS = ("name", "data", "image_size", "in_channels", "num_classes", "budgets", "seeds", "split_seed", "val_fraction",
             "test_fraction", "encoder_channels", "decoder_channels", "norm", "pretrain", "finetune", "methods", "profiles",
-            "default_profile", "max_overlays", "device", "out")
+            "default_profile", "max_overlays", "keep_checkpoints", "device", "out")
 
 
 @dataclass
@@ -82,6 +82,7 @@ class BenchmarkConfig:
     finetune: dict[str, Any] = field(default_factory=dict)  # common FinetuneConfig options
     methods: list[MethodEntry] = field(default_factory=list)
     max_overlays: int = 4
+    keep_checkpoints: bool = False  # keep ckpt-*/ (optimizer state) of finished runs; only needed to extend them
     device: str = "auto"
     profile: str = ""
     out: str = ""
@@ -198,6 +199,7 @@ def load_benchmark_config(path: str | Path, profile: str | None = None, methods:
         test_fraction=float(raw.get("test_fraction", 0.2)), encoder_channels=tup(raw.get("encoder_channels")),
         decoder_channels=tup(raw.get("decoder_channels")), norm=raw.get("norm"), pretrain=dict(raw.get("pretrain") or {}),
         finetune=dict(raw.get("finetune") or {}), methods=entries, max_overlays=int(raw.get("max_overlays", 4)),
+        keep_checkpoints=bool(raw.get("keep_checkpoints", False)),
         device=str(raw.get("device", "auto")), profile=profile, out=str(raw.get("out", "")))
 
 
@@ -284,6 +286,18 @@ def _check_marker(marker: Path, settings: dict[str, Any]) -> None:
                           "use another --out or delete that folder to recompute it")
 
 
+def _prune_checkpoints(run_dir: Path) -> None:
+    """Drop the resume checkpoints (weights + optimizer state) of a FINISHED run; the final and
+    best weights stay. Saves ~2/3 of the disk space of a benchmark."""
+    import shutil
+
+    for ckpt in sorted(run_dir.glob("**/ckpt-*")):
+        if ckpt.is_dir() and ckpt.name[5:].isdigit():
+            shutil.rmtree(ckpt)
+    for pointer in run_dir.glob("**/latest.json"):
+        pointer.unlink()
+
+
 def _claim(run_dir: Path, settings: dict[str, Any]) -> None:
     """Record the settings before training, so that resuming a stopped run with changed
     settings is refused instead of mixing two configurations in one run."""
@@ -330,6 +344,8 @@ def ensure_pretrained(cfg: BenchmarkConfig, entry: MethodEntry, seed: int, run_d
     t0 = time.time()
     method_cls.run_schedule(pcfg, mcfg)
     atomic_write_text(marker, json.dumps({"settings": settings, "seconds": round(time.time() - t0, 1)}, indent=2, default=str))
+    if not cfg.keep_checkpoints:
+        _prune_checkpoints(run_dir)
     result.pretrained.append(str(run_dir))
     return run_dir
 
@@ -362,6 +378,8 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell, result: BenchmarkResult) -> dict[
               "best_step": info.get("best_step"), "train_seconds": round(t1 - t0, 1), "eval_seconds": round(time.time() - t1, 1),
               "metrics": summary["metrics"], "settings": settings}
     atomic_write_text(marker, json.dumps(record, indent=2, default=str))  # last: marks the cell finished
+    if not cfg.keep_checkpoints:
+        _prune_checkpoints(cell.path)
     return record
 
 

@@ -19,6 +19,7 @@ import torch
 from ...config import field
 from ...errors import ConfigError
 from ...losses import ld as L
+from ...train import distributed as dist
 from ..base import PretrainMethod
 from .heads import ClusterHead, EmbeddingHead
 from .views import align, make_views
@@ -102,22 +103,30 @@ class LocalDiscrimination(PretrainMethod):
         return {"embed": v, "assign": a, "lam": views.lam, "B": views.B, "views": views}
 
     def loss_terms(self, outputs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Weighted loss terms (name -> scalar); the step's loss is their sum. Losses in float32."""
+        """Weighted loss terms (name -> scalar); the step's loss is their sum. Losses in float32.
+
+        Under DDP (W processes, each with its own B samples) the terms follow the convention of
+        ``train/distributed.py``: L_pd/L_mix anchors are local patch vectors, keys the gathered
+        ones of all processes; prototypes c_k and the balance prior's areas come from gathered
+        (differentiable) tensors; L_ld and L_ent are local means. The mean over processes then
+        equals one process over the concatenated outputs (same views); only the pairing of
+        images into samples is per process (x1/x2 are halves of each process's batch)."""
         cfg, B = self.cfg, outputs["B"]
+        gather, rank = (dist.all_gather, dist.rank()) if dist.world_size() > 1 else (None, 0)
         v = outputs["embed"].float()
         u = L.patch_embeddings(v, cfg.grid)  # (5B, P, D)
         terms = {
-            "pd": cfg.w_pd * L.patch_discrimination_loss(u[: 2 * B], u[2 * B : 4 * B], cfg.tau_pd, cfg.grad_both_sides),
-            "mix": cfg.w_mix * L.mixup_loss(u[4 * B :], u[:B], u[B : 2 * B], outputs["lam"], cfg.tau_mix, cfg.grad_both_sides),
+            "pd": cfg.w_pd * L.patch_discrimination_loss(u[: 2 * B], u[2 * B : 4 * B], cfg.tau_pd, cfg.grad_both_sides, gather, rank),
+            "mix": cfg.w_mix * L.mixup_loss(u[4 * B :], u[:B], u[B : 2 * B], outputs["lam"], cfg.tau_mix, cfg.grad_both_sides, gather, rank),
         }
         a = outputs.get("assign")
         if a is not None:
             a4 = a[: 4 * B].float()  # the mixup view has no region target
             r = L.region_embeddings(a4, v[: 4 * B])
-            terms["ld"] = cfg.w_ld * L.region_discrimination_loss(r, L.prototypes(r), cfg.tau_ld)
-            terms["ent"] = cfg.w_ent * L.entropy_loss(a4)
+            terms["ld"] = cfg.w_ld * L.region_discrimination_loss(r, L.prototypes(r, gather), cfg.tau_ld)
+            terms["ent"] = cfg.w_ent * L.entropy_loss(a4)  # global mean = mean of equal-size local means
             if cfg.w_balance:
-                terms["balance"] = cfg.w_balance * L.balance_loss(a4)
+                terms["balance"] = cfg.w_balance * L.balance_loss(a4, gather)
         return terms
 
     def training_step(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

@@ -187,3 +187,91 @@ def test_losses_stay_finite_when_saturated():
     a.requires_grad_(True)
     ent = L.entropy_loss(a)
     assert torch.isfinite(ent) and torch.isfinite(grad(ent, a)[0]).all()
+
+
+# -- split (DDP) forms: local anchors vs keys/prototypes/areas of every process ------------------
+def split_over_ranks(fn, world, *inputs):
+    """Run ``fn(gather, rank, *chunks)`` for ``world`` simulated processes in lockstep threads.
+
+    ``gather`` concatenates the real tensors of every thread (a barrier-synchronized all-gather),
+    so backward through it sums the gradient over ranks, like ``train.distributed.all_gather``.
+    Returns the per-rank losses; their mean must equal the one-process loss (DDP's average)."""
+    import threading
+
+    slots, out, barrier = [None] * world, [None] * world, threading.Barrier(world)
+
+    def work(r):
+        def gather(t):
+            slots[r] = t
+            barrier.wait()
+            g = torch.cat(list(slots))
+            barrier.wait()  # nobody overwrites a slot before everyone has read it
+            return g
+
+        try:
+            out[r] = fn(gather, r, *[x.chunk(world)[r] for x in inputs])
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            out[r] = e
+            barrier.abort()
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for o in out:
+        if isinstance(o, BaseException):
+            raise o
+    return out
+
+
+@pytest.mark.parametrize("both", [False, True])
+def test_instance_spreading_split_anchors_vs_all_keys(both):
+    x = unit(12, 4)
+    pos = torch.tensor([6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 4, 5])
+    ref = ref_spreading(x, pos, 0.3, both)
+    chunks = [torch.arange(0, 5), torch.arange(5, 10), torch.arange(10, 12)]  # any split, weighted by size
+    parts = [L.instance_spreading_loss(x[i], pos[i], 0.3, both, keys=x, self_idx=i) * len(i) / 12 for i in chunks]
+    torch.testing.assert_close(sum(parts), ref)
+    torch.testing.assert_close(grad(sum(parts), x)[0], grad(ref, x)[0])
+    with pytest.raises(ValueError, match="self_idx"):
+        L.instance_spreading_loss(x[:3], pos[:3], 0.3, keys=x)
+
+
+@pytest.mark.parametrize("both", [False, True])
+def test_paired_and_mixup_losses_split_over_ranks_equal_one_process(both):
+    ua, ub, u1, u2 = (unit(4, 3, 5) for _ in range(4))
+    lam = torch.tensor([0.2, 0.5, 0.6, 0.8], dtype=torch.float64)
+    for world in (2, 4):
+        ranks = split_over_ranks(lambda g, r, a, b: L.patch_discrimination_loss(a, b, 0.2, both, g, r), world, ua, ub)
+        ref = L.patch_discrimination_loss(ua, ub, 0.2, both)
+        split = sum(ranks) / world
+        torch.testing.assert_close(split, ref)
+        torch.testing.assert_close(torch.cat(grad(split, ua, ub)), torch.cat(grad(ref, ua, ub)))
+        ranks = split_over_ranks(lambda g, r, m, a, b, l: L.mixup_loss(m, a, b, l, 0.1, both, g, r), world, ub, u1, u2, lam)
+        ref = L.mixup_loss(ub, u1, u2, lam, 0.1, both)
+        split = sum(ranks) / world
+        torch.testing.assert_close(split, ref)
+        torch.testing.assert_close(grad(split, ub)[0], grad(ref, ub)[0])
+
+
+def test_prototypes_and_balance_from_gathered_tensors_equal_one_process():
+    r = unit(4, 3, 5)
+    a = torch.rand(4, 3, 4, 4, dtype=torch.float64)
+    a = (a / a.sum(1, keepdim=True)).requires_grad_(True)
+
+    def loss(g, rank, r_local, a_local):
+        c = L.prototypes(r_local, g)
+        return L.region_discrimination_loss(r_local, c, 0.2), L.balance_loss(a_local, g), c
+
+    ranks = split_over_ranks(loss, 2, r, a)
+    torch.testing.assert_close(ranks[0][2], L.prototypes(r))  # the same c_k on every process
+    torch.testing.assert_close(ranks[1][2], L.prototypes(r))
+    ld = (ranks[0][0] + ranks[1][0]) / 2
+    ref_ld = L.region_discrimination_loss(r, L.prototypes(r), 0.2)
+    torch.testing.assert_close(ld, ref_ld)
+    torch.testing.assert_close(grad(ld, r)[0], grad(ref_ld, r)[0])  # c_k's gradient reaches every rank's r
+    torch.testing.assert_close(ranks[0][1], L.balance_loss(a))  # a global statistic: equal everywhere
+    torch.testing.assert_close(ranks[1][1], L.balance_loss(a))
+    bal = (ranks[0][1] + ranks[1][1]) / 2
+    torch.testing.assert_close(grad(bal, a)[0], grad(L.balance_loss(a), a)[0])

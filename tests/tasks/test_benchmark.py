@@ -138,3 +138,28 @@ def test_plot_and_self_contained_html(tmp_path):
     assert html.count("data:image/png;base64,") == 2
     assert "Dice &lt;lesion&gt;" in html and "src='data:" in html
     assert "src='/" not in html and "src=\"" not in html and "http" not in html
+
+
+def test_pretraining_data_excludes_future_test_images(tmp_path):
+    """Data without splits: pretraining reads a manifest of exactly the images fine-tuning will
+    treat as train, so images later held out as test are never seen without labels either."""
+    import numpy as np
+    from PIL import Image
+
+    from localdisc.data.sources import resolve_source
+    from localdisc.tasks.benchmark import _pretrain_data
+    from localdisc.train.finetune import assigned_splits
+
+    for sub in ("images", "masks"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    for i in range(10):
+        Image.fromarray(np.full((8, 8), 20 * i, np.uint8)).save(tmp_path / "d" / "images" / f"im{i}.png")
+        Image.fromarray(np.eye(8, dtype=np.uint8) * 255).save(tmp_path / "d" / "masks" / f"im{i}.png")
+    cfg = load_benchmark_config(_write(tmp_path, {**BASE, "data": str(tmp_path / "d"), "test_fraction": 0.3}))
+    spec = _pretrain_data(cfg, tmp_path / "out")
+    assert spec.endswith("train_images.csv")
+    train_ids = {s.id for s in resolve_source(spec)}
+    split = assigned_splits(resolve_source(cfg.data), cfg.split_seed, cfg.test_fraction)
+    assert train_ids == {s.id for s in split if s.split == "train"} and len(train_ids) == 7
+    # data that defines its own splits is used as is (pretraining selects split=train)
+    assert _pretrain_data(load_benchmark_config(_write(tmp_path, BASE)), tmp_path / "out2") == BASE["data"]

@@ -14,7 +14,6 @@ def register(sub) -> None:
         "on the training images, fine-tuning per (method, budget, seed) with identical splits and budgets, evaluation on "
         "the test split. Finished cells are reused, so an interrupted benchmark continues where it stopped. Writes "
         "results.csv, per_image.csv, comparisons.csv, results.md, dice_vs_labels.png and report.html into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("config", metavar="CONFIG", help="benchmark YAML file (data spec, methods, budgets, seeds, profiles)")
     p.add_argument("--out", default=None, help="output folder (default: the config's 'out', else runs/benchmark-NAME-PROFILE)")

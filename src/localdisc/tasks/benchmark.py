@@ -397,6 +397,7 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, report_only: bool = Fal
         raise ConfigError(f"pretraining method(s) {missing} are not available; valid: {', '.join(sorted(METHODS))} (or drop them with --methods)")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "benchmark.yaml", yaml.safe_dump(_plain(cfg), sort_keys=False))
+    started = time.time()
     if not report_only:
         data = _pretrain_data(cfg, out) if any(c.pretrain_dir for c in cells) else cfg.data
         for i, cell in enumerate(cells, start=1):
@@ -409,7 +410,7 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, report_only: bool = Fal
                 ensure_pretrained(cfg, cell.method, cell.seed, cell.pretrain_dir, data, result)
             rec = run_cell(cfg, cell, result)
             print(f"{tag}: test Dice {rec['metrics']['dice_mean']['mean']:.3f} ({rec['train_seconds']:.0f} s train, {rec['eval_seconds']:.0f} s eval)", flush=True)
-    write_outputs(cfg, out, [c for c in cells if c.done])
+    write_outputs(cfg, out, [c for c in cells if c.done], wall_seconds=time.time() - started)
     return result
 
 
@@ -482,10 +483,11 @@ def aggregate(per_image: list[dict[str, Any]], column: str) -> dict[tuple[str, s
     return out
 
 
-def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell]) -> dict[str, Path]:
+def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_seconds: float | None = None) -> dict[str, Path]:
     """results.csv, per_image.csv, comparisons.csv, results.md, dice_vs_labels.png, report.html."""
     from ..report.html import write_html_report
     from ..report.plots import dice_vs_labels
+    from ..report.provenance import provenance, provenance_markdown
     from ..report.tables import comparison_table, metric_table, results_markdown
     from ..train.checkpoint import atomic_write_text
     from .stats import compare_to_reference
@@ -524,6 +526,10 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell]) -> dict[st
              f"Pretraining: {cfg.pretrain or 'defaults'}. Fine-tuning (same for every method): {cfg.finetune or 'defaults'}.",
              "Cells: mean +- std over test images pooled over seeds; best per column in bold. Paired tests match "
              "(test image, seed) against random init: Wilcoxon signed-rank, or an exact sign-flip permutation test for n < 6."]
+    prov = provenance(cfg.device or "cpu")
+    train_s = sum(float(r.get("train_seconds") or 0) + float(r.get("eval_seconds") or 0) for r in records)
+    intro += provenance_markdown(prov, wall_seconds) + [f"Fine-tune + evaluation time summed over cells: {train_s / 60:.1f} min (pretraining times: see each pretrain/*/metrics.csv)."]
+    atomic_write_text(out / "provenance.json", json.dumps({**prov, "wall_seconds_last_invocation": wall_seconds}, indent=2))
     md = results_markdown(f"Benchmark: {cfg.name}", intro, tables)
     atomic_write_text(out / "results.md", md)
 

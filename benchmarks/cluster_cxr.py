@@ -26,8 +26,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from landmarks_cxr import _commit, _machine  # noqa: E402
+from localdisc.report.provenance import provenance, provenance_markdown
 
 
 def train_ld(data: str, out: Path, args, steps: int) -> Path:
@@ -90,13 +89,13 @@ def main(argv=None) -> int:
 
     out = work if args.quick else Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": _commit(), "machine": _machine(),
-              "date": time.strftime("%Y-%m-%d %H:%M"), "quick": args.quick, "seconds": round(time.time() - t0, 1),
+    prov = provenance(device, None if argv is None else ["benchmarks/cluster_cxr.py", *argv])
+    result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick,
               "runs": {k: str(v) for k, v in runs.items()}, "num_test_images": len(test), "results": results}
     (out / "cluster_cxr.json").write_text(json.dumps(result, indent=2))
     structures = list(results["ld"]["dice"])
-    lines = ["# Unsupervised CXR clustering, Hungarian-matched Dice (test split)", "", f"- command: `{result['command']}`", f"- commit: {result['git_commit']}",
-             f"- machine: {result['machine']}, {result['date']}, {result['seconds']} s", f"- {len(test)} test images; K={args.num_clusters}; one cluster per structure, matched over the whole set",
+    lines = ["# Unsupervised CXR clustering, Hungarian-matched Dice (test split)", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])),
+             f"- {len(test)} test images; K={args.num_clusters}; one cluster per structure, matched over the whole set",
              "", "| model | " + " | ".join(structures) + " | mean |", "|---|" + "---|" * (len(structures) + 1)]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{r['dice'][s]:.3f} ± {r['dice_std'][s]:.3f}" for s in structures) + f" | {r['mean_dice']:.3f} |")

@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from landmarks_cxr import _commit, _machine  # noqa: E402
+from localdisc.report.provenance import provenance, provenance_markdown
 
 
 def green_baselines(image: np.ndarray, fov: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -147,13 +146,13 @@ def main(argv=None) -> int:
     retina_frac = {k: float(v[rfov].mean()) for k, v in panels.items()}
 
     name = "discover_vessels"
-    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": _commit(), "machine": _machine(),
-              "date": time.strftime("%Y-%m-%d %H:%M"), "quick": args.quick, "seconds": round(time.time() - t0, 1), "run": str(run),
+    prov = provenance(device, None if argv is None else ["benchmarks/discover_vessels.py", *argv])
+    result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick, "run": str(run),
               "data": args.data, "num_test_images": len(test), "priors": f"simulate:vessels:{args.priors}", "test_scores_inside_fov": summary,
               "retina": {"figure": str(fig_path), "vessel_fraction_in_fov": retina_frac, "panels": ["image", *panels]}}
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    lines = ["# Shape-guided vessel discovery (no labels; simulated vessel priors)", "", f"- command: `{result['command']}`", f"- commit: {result['git_commit']}",
-             f"- machine: {result['machine']}, {result['date']}, {result['seconds']} s", f"- run: {run}; data {args.data}, {len(test)} test images; scores inside the FOV",
+    lines = ["# Shape-guided vessel discovery (no labels; simulated vessel priors)", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])),
+             f"- run: {run}; data {args.data}, {len(test)} test images; scores inside the FOV",
              "", "| method | Dice | IoU | accuracy | AUC |", "|---|---|---|---|---|"]
     for m, r in summary.items():
         lines.append(f"| {m} | {r['dice']:.3f} | {r['iou']:.3f} | {r['accuracy']:.3f} | {r['auc']:.3f} |")

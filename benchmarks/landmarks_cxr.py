@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,20 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from localdisc.report.provenance import provenance, provenance_markdown
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or "?"
-    except OSError:
-        return "?"
-
-
-def _machine() -> str:
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.node()} {platform.machine()} cpus={os.cpu_count()} {gpu} torch {torch.__version__}"
 
 
 def train_ld(data: str, out: Path, args) -> Path:
@@ -117,7 +104,8 @@ def main(argv=None) -> int:
     names = sorted(marks[support.id])
 
     run = Path(args.run) if args.run else train_ld(args.data, Path(args.work) / "ld", args)
-    model = load_run_model(run, "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    model = load_run_model(run, device)
     loc = OneShotLocator(lambda x: model.method.embed(x.to(model.device)).float().cpu(), model.size, args.sigma)
     sup_img = torch.from_numpy(load_sample_image(support, 1))
     sup_pts = np.array([marks[support.id][n] for n in names])
@@ -145,9 +133,9 @@ def main(argv=None) -> int:
                 errs[m][n].append(float(e))
             errs_orig[m] += radial_errors(pr, t).tolist()
 
+    prov = provenance(device, None if argv is None else ["benchmarks/landmarks_cxr.py", *argv])
     result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": _commit(), "machine": _machine(),
-        "date": time.strftime("%Y-%m-%d %H:%M"), "quick": args.quick, "seconds": round(time.time() - t0, 1),
+        **prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick,
         "run": str(run), "support": support.id, "num_queries": len(queries), "landmarks": names, "sigmas": args.sigma,
         "eval_grid": list(ev), "model_size": list(model.size),
         "methods": {m: {"overall": summarize_errors([e for n in names for e in errs[m][n]]), "mre_orig_px": float(np.mean(errs_orig[m])),
@@ -157,8 +145,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     name = "landmarks_cxr_quick" if args.quick else "landmarks_cxr"
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    lines = ["# One-shot CXR landmarks: LD vs naive baselines", "", f"- command: `{result['command']}`", f"- commit: {result['git_commit']}",
-             f"- machine: {result['machine']}, {result['date']}, {result['seconds']} s", f"- run: {run}; support {support.id}; {len(queries)} queries; errors on a {ev[0]}x{ev[1]} grid",
+    lines = ["# One-shot CXR landmarks: LD vs naive baselines", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])), f"- run: {run}; support {support.id}; {len(queries)} queries; errors on a {ev[0]}x{ev[1]} grid",
              "", "| method | MRE (grid px) | SD | within 2 px | within 4 px | within 8 px | MRE (orig px) |", "|---|---|---|---|---|---|---|"]
     for m, r in result["methods"].items():
         o = r["overall"]

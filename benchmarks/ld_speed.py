@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -107,13 +106,6 @@ def child(mode: str, size: list[int], pairs: int, steps: int, warmup: int, devic
     return out
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or "?"
-    except OSError:
-        return "?"
-
-
 def _spawn(args, mode: str, size: list[int], pairs: int) -> dict:
     cmd = [sys.executable, __file__, "--child", mode, "--size", *map(str, size), "--pairs", str(pairs), "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -140,6 +132,7 @@ def main() -> int:
         return 0
     if args.quick:
         args.configs, args.steps, args.warmup = ["64x64:1", "96x96:1"], 1, 1
+    t0 = time.time()
 
     rows = []
     for item in args.configs:
@@ -156,14 +149,13 @@ def main() -> int:
         })
         print(json.dumps(rows[-1]), flush=True)
 
-    import torch
+    from localdisc.report.provenance import provenance, provenance_markdown
 
+    prov = provenance(args.device)
     meta = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": _git_commit(),
-        "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''} cpus={__import__('os').cpu_count()} threads={args.threads} device={args.device}" + (f" {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""),
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **prov,
+        "wall_s": round(time.time() - t0, 1),
+        "threads": args.threads,  # per child process; machine.torch_threads is the parent's
         "steps": args.steps,
         "warmup": args.warmup,
     }
@@ -174,7 +166,8 @@ def main() -> int:
     mem_key = "peak_cuda_allocated_mb" if args.device.startswith("cuda") else "peak_rss_mb"
     lines = [
         "# LD step speed and memory", "",
-        f"- command: `{meta['command']}`", f"- commit: {meta['git_commit']}", f"- machine: {meta['machine']}, torch {meta['torch']}, {meta['date']}",
+        *(f"- {line}" for line in provenance_markdown(prov, meta["wall_s"])),
+        f"- {args.threads} torch thread(s) per mode process",
         f"- {args.steps} timed step(s) after {args.warmup} warm-up; forward + backward (no optimizer); stage 2 (all terms); default U-Net; B pairs = 2B loop images = 5B network images", "",
         f"| config | mode | s/step | images/s | network images/s | {mem_key} | ld/bare time | naive/ld time | losses identical |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -17,22 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or "?"
-    except OSError:
-        return "?"
 
 
 def pretrain_ld(data: str, out: Path, args) -> tuple[Path, float]:
@@ -122,8 +113,11 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": _commit(), "machine": f"{platform.node()} {platform.machine()} cpus={__import__('os').cpu_count()} torch {torch.__version__}",
-              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "options": vars(args), "datasets": {}}
+    from localdisc.report.provenance import provenance, provenance_markdown
+    from localdisc.utils import pick_device
+
+    prov = provenance(str(pick_device(args.device)))
+    result = {**prov, "options": vars(args), "datasets": {}}
     result["retina"] = retina_check(work, args)
     for name in args.datasets:
         folder = {"cxr": "CXR", "ph2": "PH2"}[name]
@@ -146,15 +140,14 @@ def main() -> int:
                 sel = [r["dice"] for r in rows if r["labels"] == labels and r["init"] == init_name]
                 agg[f"{init_name}@{labels}"] = {c: {"mean": statistics.fmean(d[c] for d in sel), "std": statistics.pstdev([d[c] for d in sel]) if len(sel) > 1 else 0.0, "n": len(sel)} for c in sel[0]}
         result["datasets"][name] = {"data": data, "pretrain_run": str(ld_run), "pretrain_wall_s": t_pre, "runs": rows, "summary": agg}
-    result["total_wall_s"] = time.time() - t_start
+    result["wall_s"] = round(time.time() - t_start, 1)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     (out / f"ld_transfer{suffix}.json").write_text(json.dumps(result, indent=2, default=str))
-    lines = ["# LD pretraining -> fine-tuning with few labels", "", f"- command: `{result['command']}`", f"- commit: {result['git_commit']}", f"- machine: {result['machine']}, {result['date']}",
-             f"- image size {args.image_size}, pretrain {args.pretrain_steps} steps (stage 1: {args.stage1_steps or args.pretrain_steps // 5}) on TRAIN images without labels; fine-tune {args.finetune_steps} steps, identical for both inits; seeds {args.seeds}; test split Dice (mean +- std over seeds)",
-             f"- total wall time {result['total_wall_s']:.0f} s", ""]
+    lines = ["# LD pretraining -> fine-tuning with few labels", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])),
+             f"- image size {args.image_size}, pretrain {args.pretrain_steps} steps (stage 1: {args.stage1_steps or args.pretrain_steps // 5}) on TRAIN images without labels; fine-tune {args.finetune_steps} steps, identical for both inits; seeds {args.seeds}; test split Dice (mean +- std over seeds)", ""]
     for name, res in result["datasets"].items():
         if "skipped" in res:
             lines.append(f"## {name}: skipped ({res['skipped']})\n")

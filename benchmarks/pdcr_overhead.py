@@ -21,25 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from localdisc.report.provenance import provenance, provenance_markdown
+
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("plain", "pdcr", "pdcr+uafs")
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or "?"
-    except OSError:
-        return "?"
 
 
 def build(mode: str, spatial_dims: int, in_channels: int, num_classes: int, device: torch.device):
@@ -109,6 +101,7 @@ def main() -> int:
         args.configs, args.reps, args.warmup = ["2x3x64x96", "1x1x16x32x32"], 3, 1
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    t0 = time.time()
 
     rows = []
     for item in args.configs:
@@ -116,13 +109,10 @@ def main() -> int:
         rows.append(run_config(shape, args.classes, args.reps, args.warmup, device, args.precision))
         print(json.dumps({k: rows[-1][k] for k in ("shape", "median_s", "ratio_to_plain")}), flush=True)
 
+    prov = provenance(args.device)
     meta = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": _git_commit(),
-        "machine": f"{platform.node()} {platform.machine()} cpus={os.cpu_count()} threads={args.threads} device={args.device}"
-        + (f" {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **prov,
+        "wall_s": round(time.time() - t0, 1),
         "reps": args.reps,
         "warmup": args.warmup,
         "precision": args.precision,
@@ -133,8 +123,8 @@ def main() -> int:
     (out / f"pdcr_overhead{suffix}.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
     lines = [
         "# PDCR / UAFS training-step overhead", "",
-        f"- command: `{meta['command']}`", f"- commit: {meta['git_commit']}",
-        f"- machine: {meta['machine']}, torch {meta['torch']}, precision {args.precision}, {meta['date']}",
+        *(f"- {line}" for line in provenance_markdown(prov, meta["wall_s"])),
+        f"- precision {args.precision}",
         f"- one step = forward + DiceCE (+ 0.05 PDCR) + backward + Adam; default U-Net; PDCR on decoder.2/3, 64 vectors, windows 5/7/9; "
         f"UAFS after decoder stages 2/3; median of {args.reps} interleaved repetitions after {args.warmup} warm-up round(s)", "",
         "| input (B x C x spatial) | plain s/step | pdcr s/step | pdcr+uafs s/step | pdcr / plain | pdcr+uafs / plain |",

@@ -30,6 +30,8 @@ class Run:
         exists = (self.path / "config.yaml").exists()
         if exists and not (resume or overwrite):
             raise ConfigError(f"{self.path}: a run already exists here; pass --resume to continue it or --overwrite to replace it")
+        if exists and overwrite and not resume and is_writer:
+            self._clear()
         if is_writer:
             self.path.mkdir(parents=True, exist_ok=True)
             (self.path / "pictures").mkdir(exist_ok=True)
@@ -38,6 +40,16 @@ class Run:
         if resume and metrics.is_file():
             with metrics.open() as f:
                 self._rows = list(csv.DictReader(f))
+
+    def _clear(self) -> None:
+        """--overwrite: remove the old run's files so no stale checkpoint, metric or picture
+        survives; nested runs (sub-folders with their own config.yaml, e.g. LD's stage1/) stay."""
+        import shutil
+
+        for p in self.path.iterdir():
+            if p.is_dir() and (p / "config.yaml").exists():
+                continue
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
     def save_config(self, cfg: Any) -> None:
         if self.is_writer:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from localdisc.data.records import load_sample_mask
 from localdisc.data.sources import resolve_source
+from localdisc.report.provenance import provenance
 from localdisc.tasks.landmarks import mask_landmarks
 
 STRUCTURES = {"Left Lung": "left_lung", "Right Lung": "right_lung", "Cardiomediastinum": "heart"}
@@ -52,9 +53,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     t0 = time.time()
     result = cxr_landmarks(args.data, limit=5 if args.quick else 0)
-    result["meta"] = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]), "data": args.data,
-                      "definition": "centroid / topmost row (apex) / bottom row of each structure's full outline; (row, col) original pixels",
-                      "seconds": round(time.time() - t0, 1)}
+    prov = provenance("cpu", None if argv is None else ["benchmarks/make_cxr_landmarks.py", *argv])
+    result["meta"] = {**prov, "wall_s": round(time.time() - t0, 1), "data": args.data,
+                      "definition": "centroid / topmost row (apex) / bottom row of each structure's full outline; (row, col) original pixels"}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"wrote landmarks of {len(result['landmarks'])} images to {args.out}")

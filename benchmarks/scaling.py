@@ -15,31 +15,16 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from localdisc.report.provenance import provenance, provenance_markdown
+
 ROOT = Path(__file__).resolve().parents[1]
 METHOD_ARGS = {"ld": ["--stage", "2"], "simclr": []}
-
-
-def machine(device: str) -> dict:
-    import torch
-
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(), "device": device}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info.update(gpu=torch.cuda.get_device_name(0), gpus=torch.cuda.device_count())
-    return info
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run_one(method: str, nproc: int, precision: str, workers: int, a: argparse.Namespace, tmp: Path) -> dict:
@@ -73,7 +58,7 @@ def configs(a: argparse.Namespace) -> list[tuple[str, int, str, int]]:
 
 
 def to_markdown(result: dict) -> str:
-    lines = ["# Pretraining scaling", "", f"- command: `{result['command']}`", f"- commit: {result['commit']}", f"- machine: {json.dumps(result['machine'])}",
+    lines = ["# Pretraining scaling", "", *(f"- {line}" for line in provenance_markdown(result, result["wall_s"])),
              f"- setup: {json.dumps(result['setup'])}", "", "images/s are cumulative over the run (warm-up included).", "",
              "| method | processes | precision | workers | images/s | wall s | note |", "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -101,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.quick:
         a.steps, a.batch_size, a.image_size, a.data, a.max_images = 3, 4, [32, 32], "synthetic-fundus:8:64x64", 8
+    t0 = time.time()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for cfg in configs(a):
@@ -108,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), flush=True)
             rows.append(row)
     setup = {k: getattr(a, k) for k in ("steps", "batch_size", "image_size", "data", "norm", "threads", "quick")}
-    result = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]), "commit": commit(), "machine": machine(a.device), "setup": setup, "rows": rows}
+    prov = provenance(a.device, None if argv is None else ["benchmarks/scaling.py", *argv])
+    if a.device.startswith("cuda"):
+        import torch
+
+        prov["machine"]["gpus"] = torch.cuda.device_count()
+    result = {**prov, "wall_s": round(time.time() - t0, 1), "setup": setup, "rows": rows}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "scaling.json").write_text(json.dumps(result, indent=2))

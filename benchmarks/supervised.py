@@ -22,9 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -32,26 +29,13 @@ from pathlib import Path
 
 import torch
 
+from localdisc.report.provenance import provenance, provenance_markdown
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {
     "ph2": dict(spec="ph2:{root}/PH2", image_size=(256, 256), patch_size=()),
     "cxr": dict(spec="cxr:{root}/CXR", image_size=(256, 256), patch_size=()),
 }
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return ""
-
-
-def machine(device: str) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": device}
-    if torch.cuda.is_available() and device != "cpu":
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def seconds_per_step(cfg, in_channels: int, num_classes: int, device: str, reps: int = 3) -> float:
@@ -124,9 +108,7 @@ def _cell(e: dict, digits: int = 3) -> str:
 
 def markdown(result: dict) -> str:
     lines = [f"# Supervised baseline (random init, all training labels){' - QUICK smoke run, numbers meaningless' if result['quick'] else ''}", "",
-             f"command: `{result['command']}`  ", f"commit: `{result['git_commit']}`  ",
-             f"machine: {result['machine']['platform']}, {result['machine']['cpu_count']} CPUs, torch {result['machine']['torch']}, device {result['machine']['device']}"
-             + (f" ({result['machine']['gpu']})" if "gpu" in result["machine"] else ""), "",
+             *(f"{line}  " for line in provenance_markdown(result, result.get("wall_s"))), "",
              "| dataset | class | Dice | HD95 (px) | train/val/test images | steps | wall time |", "|---|---|---|---|---|---|---|"]
     for name, r in result["datasets"].items():
         for cname, c in r["classes"].items():
@@ -153,11 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = [n for n in names if n not in DATASETS]
     if bad:
         p.error(f"unknown dataset(s) {bad}; valid: {', '.join(DATASETS)}")
-    commit = _git("rev-parse", "HEAD") or "?"
-    if _git("status", "--porcelain", "--untracked-files=no"):
-        commit += " (with uncommitted changes)"
-    result = {"command": " ".join(["python", "benchmarks/supervised.py", *(sys.argv[1:] if argv is None else argv)]), "git_commit": commit,
-              "machine": machine(args.device), "quick": args.quick, "minutes_per_dataset": args.minutes, "datasets": {}}
+    from localdisc.utils import pick_device
+
+    prov = provenance(str(pick_device(args.device)), ["benchmarks/supervised.py", *(sys.argv[1:] if argv is None else argv)])
+    result = {**prov, "quick": args.quick, "minutes_per_dataset": args.minutes, "datasets": {}}
     t0 = time.time()
     for name in names:
         print(f"[{name}] training ...")

@@ -1,8 +1,8 @@
 """DDP on CPU (gloo, 2 processes): gathered losses give one-process gradients; the pretraining
 loop under 2 processes matches 1 process, resumes in 1 process, and only rank 0 writes.
 
-Workers are plain subprocesses with the torchrun env vars (RANK, WORLD_SIZE, MASTER_PORT...);
-each imports this file by path and calls :func:`_worker`.
+Workers are started by the ``ddp_launch`` fixture (tests/train/ddp_harness.py): plain
+subprocesses with the torchrun env vars, each loading this file by path and calling :func:`_worker`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,31 +181,6 @@ class TinyContrast(PretrainMethod):
 
 
 # ---------------------------------------------------------------- test side
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch(nproc: int, args: list[str], timeout: float = 120) -> None:
-    port = _free_port()
-    code = f"import importlib.util, sys; s = importlib.util.spec_from_file_location('ddp_worker', {str(HERE)!r}); m = importlib.util.module_from_spec(s); sys.modules['ddp_worker'] = m; s.loader.exec_module(m); sys.modules['__main__'].TinyContrast = m.TinyContrast; m._worker(sys.argv[1:])"
-    procs = []
-    for r in range(nproc):
-        env = {**os.environ, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=timeout)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for r, (p, o) in enumerate(zip(procs, outs)):
-        assert p.returncode == 0, f"rank {r} failed:\n{o[-3000:]}"
-
-
 def test_helpers_are_identity_in_one_process():
     x = torch.randn(3, 2, requires_grad=True)
     assert dist.all_gather(x) is x
@@ -226,8 +199,8 @@ def test_helpers_are_identity_in_one_process():
         dist.autocast_context("int8", torch.device("cpu"))
 
 
-def test_ddp_gathered_losses_match_one_process_gradients(tmp_path):
-    _launch(2, ["grad", str(tmp_path)])
+def test_ddp_gathered_losses_match_one_process_gradients(tmp_path, ddp_launch):
+    ddp_launch(HERE, 2, ["grad", str(tmp_path)])
     ref_loss, ref_grads = _tiny_step(_global_batch(), lambda m: m)
     res = [torch.load(tmp_path / f"grad-{r}.pt", weights_only=True) for r in range(2)]
     # (1/W) sum_r L_r == L   and   DDP-averaged gradients == one-process gradients
@@ -251,7 +224,7 @@ def _cfg(data: Path, out: Path, steps: int, **kw) -> dict:
     return dict(data=str(data), out=str(out), method="tiny-contrast", steps=steps, batch_size=4, image_size=(16, 16), encoder_channels=(4, 8), decoder_channels=(4,), norm="group", lr=1e-2, log_every=1, checkpoint_every=2, picture_every=0, split="all", **kw)
 
 
-def test_pretrain_two_processes_match_one_and_resume_in_one(tmp_path, monkeypatch):
+def test_pretrain_two_processes_match_one_and_resume_in_one(tmp_path, monkeypatch, ddp_launch):
     from localdisc.methods import METHODS
     from localdisc.train.checkpoint import load_weights
     from localdisc.train.pretrain import PretrainConfig, pretrain
@@ -259,7 +232,7 @@ def test_pretrain_two_processes_match_one_and_resume_in_one(tmp_path, monkeypatc
     monkeypatch.setitem(METHODS, "tiny-contrast", f"{__name__}:TinyContrast")
     data = _images(tmp_path / "data")
     ddp_run = tmp_path / "ddp"
-    _launch(2, ["pretrain", str(tmp_path), str(ddp_run), json.dumps(_cfg(data, ddp_run, 2))])
+    ddp_launch(HERE, 2, ["pretrain", str(tmp_path), str(ddp_run), json.dumps(_cfg(data, ddp_run, 2))])
     assert json.loads((tmp_path / "writes-1.json").read_text()) == [], "rank 1 wrote into the run folder"
     assert json.loads((ddp_run / "ckpt-00000002" / "meta.json").read_text())["world"] == 2
     # continue the 2-process run in 1 process, compare with an uninterrupted 1-process run
@@ -276,8 +249,8 @@ def test_pretrain_two_processes_match_one_and_resume_in_one(tmp_path, monkeypatc
     np.testing.assert_allclose(la, lb, atol=1e-4)  # logged loss is the mean over ranks
 
 
-def test_simclr_ddp_step_matches_one_process(tmp_path):
-    _launch(2, ["simclr", str(tmp_path)])
+def test_simclr_ddp_step_matches_one_process(tmp_path, ddp_launch):
+    ddp_launch(HERE, 2, ["simclr", str(tmp_path)])
     ref_loss, ref_grads = _simclr_step(_simclr_batch(), dist.DistEnv())
     res = [torch.load(tmp_path / f"simclr-{r}.pt", weights_only=True) for r in range(2)]
     assert np.mean([r["loss"] for r in res]) == pytest.approx(ref_loss, abs=1e-5)

@@ -13,10 +13,6 @@ images are paired within a process, a different random pairing of the global bat
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,35 +85,10 @@ def _worker(argv: list[str]) -> None:
 
 
 # ---------------------------------------------------------------- test side
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch(nproc: int, args: list[str], timeout: float = 120) -> None:
-    port = _free_port()
-    code = f"import importlib.util, sys; s = importlib.util.spec_from_file_location('ddp_ld_worker', {str(HERE)!r}); m = importlib.util.module_from_spec(s); s.loader.exec_module(m); m._worker(sys.argv[1:])"
-    procs = []
-    for r in range(nproc):
-        env = {**os.environ, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=timeout)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for r, (p, o) in enumerate(zip(procs, outs)):
-        assert p.returncode == 0, f"rank {r} failed:\n{o[-3000:]}"
-
-
 @pytest.fixture(scope="module")
-def ddp_results(tmp_path_factory):
+def ddp_results(tmp_path_factory, ddp_launch):
     out = tmp_path_factory.mktemp("ddp_ld")
-    _launch(WORLD, [str(out)])
+    ddp_launch(HERE, WORLD, [str(out)])
     return {case: [torch.load(out / f"{case}-{r}.pt", weights_only=True) for r in range(WORLD)] for case in CASES}
 
 

@@ -15,6 +15,7 @@ import argparse
 import math
 import time
 from pathlib import Path
+from .main import HelpFormatter
 
 SETTINGS = {  # quick: smoke test; full: a few minutes on a laptop CPU
     "quick": dict(images=10, size=64, pretrain_steps=4, finetune_steps=16, batch=2, widths=((8, 16, 16, 32), (16, 16, 8)), eval_every=8),
@@ -28,7 +29,7 @@ def register(sub) -> None:
         "demo",
         help="end-to-end demo on synthetic fundus images: LD pretraining, fine-tuning with 4 labels, evaluation",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", default="runs/demo", help="output folder (its demo runs are replaced on every call)")
     p.add_argument("--quick", action="store_true", help="tiny settings (under a minute; numbers are not meaningful)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from .main import HelpFormatter
 
 
 def register(sub) -> None:
@@ -11,7 +12,7 @@ def register(sub) -> None:
         help="score a fine-tuned run (Dice, IoU, HD95; AUC/accuracy for vessels) and draw overlays",
         description="Predict every image of a split at the run's image size, resample to the original size and "
         "score there. Writes per_image.csv, summary.json, predictions/ and overlays/.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("run_dir", metavar="RUN", help="folder of a finished `localdisc finetune` run")
     p.add_argument("--data", default=None, help="data spec (default: the data the run was trained on)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..export import FORMATS
+from .main import HelpFormatter
 
 
 def register(sub) -> None:
@@ -16,7 +17,7 @@ def register(sub) -> None:
             "Pretraining runs: encoder (encoder.* weights + JSON config, for transfer). TorchScript/ONNX are "
             "checked against PyTorch on a random input."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("run_dir", metavar="RUN", help="run folder of `localdisc finetune` (model.json) or `localdisc pretrain` (backbone.json)")
     p.add_argument("--format", dest="fmt", choices=FORMATS, required=True, help="what to write")

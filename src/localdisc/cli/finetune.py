@@ -6,6 +6,7 @@ import argparse
 
 from ..config import add_dataclass_args, config_from_args
 from ..train.finetune import FinetuneConfig, finetune
+from .main import HelpFormatter
 
 
 def register(sub) -> None:
@@ -14,7 +15,7 @@ def register(sub) -> None:
         help="supervised segmentation training (random init or --init a pretraining run), with label budgets",
         description="Fine-tune a U-Net on labeled images. Validation is carved from the training split; "
         "the best validation Dice is kept as best.safetensors. Evaluate with `localdisc evaluate RUN`.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--config", help="YAML/JSON file with options (command-line options override it)")
     add_dataclass_args(p, FinetuneConfig)

@@ -26,6 +26,15 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" only where it informs: not for flags, required or empty options."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default in (None, argparse.SUPPRESS) or isinstance(action.const, bool) and action.nargs == 0:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 # The argv being parsed: subcommands whose options depend on another option (pretrain's
 # method-specific options depend on --method) read it while registering.
 CURRENT_ARGV: list[str] = []

@@ -7,6 +7,7 @@ import argparse
 from ..config import add_dataclass_args, build_config, config_from_args, load_config_file
 from ..methods import METHODS, get_method
 from ..train.pretrain import PretrainConfig, pretrain
+from .main import HelpFormatter
 
 
 def _method_name(argv: list[str]) -> str:
@@ -30,7 +31,7 @@ def register(sub) -> None:
         "pretrain",
         help="self-supervised pretraining of the U-Net on unlabeled images",
         description=f"Pretrain a U-Net without labels. Methods: {', '.join(sorted(METHODS))}. Method options below are for --method {method} (pass --method X --help for another).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--config", help="YAML/JSON file with options (command-line options override it)")
     add_dataclass_args(p, PretrainConfig)

@@ -4,6 +4,7 @@ of a cluster-guided contrastive pretraining run (nearest centroid in the run's f
 from __future__ import annotations
 
 import argparse
+from .main import HelpFormatter
 
 
 def register(sub) -> None:
@@ -12,7 +13,7 @@ def register(sub) -> None:
         help="work with the pseudo-classes of a cluster-contrast pretraining run",
         description="Pseudo-classes of `localdisc pretrain --method cluster-contrast` runs "
         "(RUN/pseudo_classes.csv, .json and the feature network's weights).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = actions.add_parser(
@@ -21,7 +22,7 @@ def register(sub) -> None:
         description="Embed the images with the network that produced the run's pseudo-classes (its "
         "autoencoder, or the encoder snapshot of the last refresh) and write image, pseudo_class, "
         "distance_to_centroid per image.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     a.add_argument("run_dir", metavar="RUN", help="folder of a cluster-contrast pretraining run")
     a.add_argument("--data", required=True, help="images to assign: folder, manifest CSV or layout spec")

@@ -8,6 +8,7 @@ import time
 
 from ..data.shapes import KINDS, write_priors
 from ..errors import ConfigError
+from .main import HelpFormatter
 
 # option -> (keyword of the shape function, kinds it applies to)
 _KNOBS = {
@@ -31,7 +32,7 @@ def register(sub) -> None:
         help="write simulated masks (vessel trees, lungs, optic discs, 3D tubes) as a shape-prior folder",
         description="Simulate random anatomical masks and write them as 0/255 PNG files (tubes3d: .nii.gz). "
         "Mask i depends only on (--seed, i). Knob options left out keep the simulator's defaults.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--kind", choices=KINDS, default="vessels", help="shape family to simulate")
     p.add_argument("--n", type=int, default=200, help="number of masks to write")

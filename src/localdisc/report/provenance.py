@@ -48,7 +48,8 @@ def provenance(device: str = "cpu", argv: list[str] | None = None) -> dict[str, 
     """{command, commit, machine, date} for the running process."""
     argv = sys.argv if argv is None else argv
     prog = Path(argv[0]).name if argv else "python"
-    command = " ".join(shlex.quote(a) for a in ([prog if prog == "localdisc" else f"python {argv[0]}"] + list(argv[1:]))) if argv else ""
+    head = ["localdisc"] if prog == "localdisc" else ["python", *argv[:1]]  # quote each word, not "python X" as one
+    command = " ".join(shlex.quote(a) for a in head + list(argv[1:])) if argv else ""
     return {"command": command, "commit": git_commit(), "machine": machine(device), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 

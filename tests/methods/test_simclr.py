@@ -57,3 +57,17 @@ def test_batch_of_one_is_a_clear_error():
 
     with pytest.raises(TrainingError, match="at least 2 images"):
         SimCLR(tiny_unet(2)).training_step(images(2, n=1))
+
+
+@pytest.mark.parametrize("norm", ["group", "instance"])
+def test_head_norm_follows_backbone_and_is_per_sample(norm):
+    """Per-sample head norm: a sample's projection does not depend on the rest of the batch, so
+    DDP with any split of the batch equals one process (BatchNorm would not)."""
+    net = UNet(UNetConfig(in_channels=1, encoder_channels=(4, 8), decoder_channels=(4,), norm=norm))
+    model = SimCLR(net, SimCLRConfig(proj_hidden=16, proj_dim=4)).train()
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    x = images(2)
+    torch.testing.assert_close(model.project(x)[:2], model.project(x[:2]))
+    bn = SimCLR(tiny_unet(2), SimCLRConfig(proj_hidden=16, proj_dim=4)).train()  # default norm "batch"
+    assert isinstance(bn.proj_head[1], torch.nn.BatchNorm1d)
+    assert not torch.allclose(bn.project(x)[:2], bn.project(x[:2]), atol=1e-4)

@@ -87,20 +87,25 @@ def _simclr_batch() -> torch.Tensor:
 
 
 def _simclr_step(x: torch.Tensor, env) -> tuple[float, dict[str, torch.Tensor]]:
-    """One SimCLR step with fixed views (identity, flip): the seam is the method's own
-    projection + nt_xent(gather=ctx.gather); eval-mode BatchNorm so statistics are global."""
+    """One SimCLR TRAINING-mode step with fixed views (identity, flip): the method's own
+    projection + nt_xent(gather=ctx.gather). ``norm="group"`` puts a per-sample GroupNorm in the
+    projection head too (a BatchNorm head would see 2 images per process and change the loss)."""
     import localdisc.methods.simclr.method as sm
     from localdisc.methods import PrepareContext, get_method
     from localdisc.nets import UNet, UNetConfig
 
-    sm.two_views = lambda images, cfg: (images, images.flip(-1))
     torch.manual_seed(0)
     cls = get_method("simclr")
     model = cls(UNet(UNetConfig(in_channels=1, encoder_channels=(4, 8), decoder_channels=(4,), norm="group")), cls.Config(proj_hidden=8, proj_dim=4))
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     model.prepare(PrepareContext(step=0, run_dir=None, dataset=None, device=torch.device("cpu"), seed=0, gather=dist.gather_fn(env)))
-    model.eval()
+    model.train()
     wrapped = dist.wrap(model, env)
-    loss, _ = wrapped(x)
+    real, sm.two_views = sm.two_views, lambda images, cfg: (images, images.flip(-1))
+    try:
+        loss, _ = wrapped(x)
+    finally:
+        sm.two_views = real
     loss.backward()
     return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 

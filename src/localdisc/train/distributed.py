@@ -109,7 +109,8 @@ def wrap(model: torch.nn.Module, env: DistEnv, find_unused_parameters: bool = Tr
     if has_bn and env.device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     elif has_bn and env.is_main:
-        warnings.warn("BatchNorm under CPU/gloo DDP uses per-process batch statistics (no SyncBatchNorm); results differ slightly from one process", stacklevel=2)
+        warnings.warn("BatchNorm under CPU/gloo DDP uses per-process batch statistics (no SyncBatchNorm); results differ from one process, "
+                      "a lot for contrastive losses with few images per process: use --norm group for exact equivalence", stacklevel=2)
     ids = [env.device.index] if env.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
 

@@ -4,12 +4,10 @@
 pretraining run -> foreground-biased random patches + augmentation -> DiceCE (+ PDCR) ->
 Adam with a cosine or constant schedule -> model selection on validation Dice.
 
-Splits (honest protocol): the data's own split (layout, manifest) is kept; images without
-one are assigned train/test by ``split_seed``. Validation is carved from TRAIN only
-(``val_fraction``, also by ``split_seed``, so it stays fixed across seeds and budgets), then
-the label budget (``labels``) picks a nested subset of the remaining training images by
-``seed``. The validation images are labeled images on top of the budget; ``splits.json``
-lists every id so a run can be audited.
+Splits, label budgets and patch sampling live in :mod:`.finetune_data` (honest protocol:
+validation is carved from train only, the budget is a nested subset by ``seed``); the network,
+its loss module, prediction and ``load_finetuned`` live in :mod:`.finetune_model`. Their public
+names are re-exported here.
 
 Run folder: config.yaml, metrics.csv (train loss, val Dice per class), ckpt-*/ (atomic, with
 optimizer/scheduler/RNG state), model.safetensors (last), best.safetensors (best validation
@@ -23,9 +21,8 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -33,12 +30,12 @@ from torch.utils.data import DataLoader
 
 from ..config import field, to_dict
 from ..data.datasets import ImageDataset, num_channels_of, stack_items
-from ..data.records import Sample
-from ..errors import ConfigError, DataError, TrainingError
-from ..nets import UNet, UNetConfig
+from ..errors import ConfigError, TrainingError
 from ..utils import pick_device, progress, seed_everything
 from .augment import AugmentConfig, augment_batch
 from .checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
+from .finetune_data import assigned_splits, finetune_samples, infer_num_classes, sample_patches
+from .finetune_model import Supervised, build_unet, evaluate_dataset, load_finetuned, predict_logits
 from .run import Run
 from .sampling import StepBatchSampler
 
@@ -88,135 +85,6 @@ class FinetuneConfig:
     pdcr_weight: float = field(0.05, "weight of the PDCR loss")
     pdcr_cross_layer: bool = field(False, "also contrast vectors across layers")
     uafs_stages: tuple[int, ...] = field((), "decoder stages (0 = deepest) followed by an uncertainty-aware feature selection block")
-
-
-# ---------------------------------------------------------------- data
-
-
-def assigned_splits(samples: list[Sample], split_seed: int, test_fraction: float) -> list[Sample]:
-    """Keep the data's splits; give unassigned samples train/test (no val: it is carved later)."""
-    if all(s.split is not None for s in samples):
-        return samples
-    from ..data.splits import assign_splits
-
-    return assign_splits(samples, seed=split_seed, val_fraction=0.0, test_fraction=test_fraction)
-
-
-def finetune_samples(cfg: FinetuneConfig) -> dict[str, list[Sample]]:
-    """{"train": labeled budget, "val": validation, "test": test} following the module rules."""
-    from ..data.sources import resolve_source
-    from ..data.splits import carve_validation, label_budget
-
-    samples = assigned_splits(resolve_source(cfg.data, seed=cfg.split_seed), cfg.split_seed, cfg.test_fraction)
-    train = [s for s in samples if s.split == "train"]
-    val = [s for s in samples if s.split == "val"]
-    test = [s for s in samples if s.split == "test"]
-    if not train:
-        raise DataError(f"{cfg.data}: no training images (splits present: {sorted({str(s.split) for s in samples})})")
-    if not val and cfg.val_fraction and len(train) >= 2:
-        train, val = carve_validation(train, cfg.val_fraction, cfg.split_seed)
-    if cfg.labels:
-        # 4 and 4.0 mean four images; 1.0 and 0.25 are fractions (1.0 = all).
-        labels = int(cfg.labels) if float(cfg.labels).is_integer() and cfg.labels > 1 or isinstance(cfg.labels, int) else float(cfg.labels)
-        train = label_budget(train, labels, cfg.seed)
-    return {"train": train, "val": val, "test": test}
-
-
-def infer_num_classes(datasets: Sequence[ImageDataset], class_names: list[str] | None) -> int:
-    if class_names:
-        return max(2, len(class_names))
-    top = max(int(ds[i]["mask"].max()) for ds in datasets for i in range(len(ds)))
-    return max(2, top + 1)
-
-
-def sample_patches(images: torch.Tensor, labels: torch.Tensor, patch: Sequence[int], fg_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random crops (B, C, *patch) / (B, *patch); a crop is centred on a random foreground voxel
-    with probability ``fg_prob``. Random numbers: torch global CPU RNG, a fixed count per sample."""
-    size = images.shape[2:]
-    if not patch or tuple(patch) == tuple(size):
-        return images, labels
-    out_x, out_y = [], []
-    for b in range(images.shape[0]):
-        u, r, starts = float(torch.rand(())), float(torch.rand(())), torch.rand(len(size))
-        fg = torch.nonzero(labels[b] > 0) if u < fg_prob else None
-        if fg is not None and len(fg):
-            centre = fg[min(int(r * len(fg)), len(fg) - 1)].tolist()
-            lo = [min(max(c - p // 2, 0), s - p) for c, p, s in zip(centre, patch, size)]
-        else:
-            lo = [int(t * (s - p + 1)) for t, p, s in zip(starts.tolist(), patch, size)]
-        sl = tuple(slice(a, a + p) for a, p in zip(lo, patch))
-        out_x.append(images[(b, slice(None)) + sl])
-        out_y.append(labels[(b,) + sl])
-    return torch.stack(out_x), torch.stack(out_y)
-
-
-@torch.no_grad()
-def predict_logits(unet: nn.Module, images: torch.Tensor, patch: Sequence[int] = (), sw_batch_size: int = 4, overlap: float = 0.25) -> torch.Tensor:
-    """images (B, C, *S) -> logits (B, K, *S); sliding window (Gaussian blend) when a patch size is set."""
-    if not patch or all(p >= s for p, s in zip(patch, images.shape[2:])):
-        return unet(images).float()
-    from monai.inferers import sliding_window_inference
-
-    return sliding_window_inference(images, roi_size=tuple(patch), sw_batch_size=sw_batch_size, predictor=lambda x: unet(x).float(), overlap=overlap, mode="gaussian")
-
-
-# ---------------------------------------------------------------- model
-
-
-class Supervised(nn.Module):
-    """U-Net + losses in one module so that DDP's forward runs the whole step.
-
-    forward(x (B, C, *S), y (B, *S) int64) -> (loss, logs).
-    """
-
-    def __init__(self, unet: UNet, pdcr: nn.Module | None = None, pdcr_weight: float = 0.0):
-        super().__init__()
-        from monai.losses import DiceCELoss
-
-        self.unet = unet
-        self.seg_loss = DiceCELoss(to_onehot_y=True, softmax=True)
-        self.pdcr = pdcr
-        self.pdcr_weight = pdcr_weight
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if self.pdcr is None:
-            logits = self.unet(x)
-            seg = self.seg_loss(logits.float(), y[:, None])
-            return seg, {"seg_loss": seg.detach()}
-        features = self.unet.forward_features(x)
-        logits = self.unet.seg_head(features.trunk)
-        seg = self.seg_loss(logits.float(), y[:, None])
-        reg = self.pdcr(features, y)
-        return seg + self.pdcr_weight * reg, {"seg_loss": seg.detach(), "pdcr_loss": reg.detach()}
-
-
-def build_unet(cfg: FinetuneConfig, in_channels: int, num_classes: int) -> UNet:
-    if cfg.init:
-        from .transfer import load_backbone_config
-
-        src, _ = load_backbone_config(cfg.init)
-        if src.spatial_dims != len(cfg.image_size):
-            raise ConfigError(f"{cfg.init}: pretrained in {src.spatial_dims}D, but --image-size has {len(cfg.image_size)} numbers")
-        unet_cfg = replace(src, in_channels=in_channels, uafs_stages=tuple(cfg.uafs_stages))
-    else:
-        unet_cfg = UNetConfig(spatial_dims=len(cfg.image_size), in_channels=in_channels, encoder_channels=cfg.encoder_channels,
-                              decoder_channels=cfg.decoder_channels, norm=cfg.norm, uafs_stages=tuple(cfg.uafs_stages))
-    return UNet(unet_cfg, out_channels=num_classes)
-
-
-def load_finetuned(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> tuple[UNet, dict[str, Any]]:
-    """(U-Net in eval mode, model.json info) from a finished fine-tuning run; which = best | last."""
-    from .checkpoint import load_weights
-
-    run_dir = Path(run_dir)
-    info_path = run_dir / "model.json"
-    if not info_path.is_file():
-        raise ConfigError(f"{run_dir}: no model.json; is this a finished `localdisc finetune` run?")
-    info = json.loads(info_path.read_text())
-    unet = UNet(UNetConfig(**info["unet"]), out_channels=int(info["num_classes"]))
-    name = {"best": "best.safetensors", "last": "model.safetensors"}.get(which, which)
-    unet.load_state_dict(load_weights(run_dir / name))
-    return unet.to(device).eval(), info
 
 
 def _validate(cfg: FinetuneConfig) -> None:
@@ -390,21 +258,5 @@ def finetune(cfg: FinetuneConfig) -> Path:
     return run.path
 
 
-@torch.no_grad()
-def evaluate_dataset(unet: UNet, ds: ImageDataset, num_classes: int, class_names: list[str], cfg: FinetuneConfig, device) -> dict[str, float]:
-    """Validation Dice at the training resolution: {"val_dice": mean foreground, "val_dice_<class>": ...}."""
-    from ..tasks.metrics import SegmentationMetrics
-
-    was = unet.training
-    unet.eval()
-    m = SegmentationMetrics(num_classes, class_names, hd95=False)
-    for i in range(len(ds)):
-        item = ds[i]
-        logits = predict_logits(unet, item["image"][None].to(device), cfg.patch_size, cfg.sw_batch_size, cfg.sw_overlap)
-        m.update(logits.argmax(1)[0].cpu(), item["mask"])
-    unet.train(was)
-    s = m.summary()
-    return {"val_dice": s["dice_mean"]["mean"], **{f"val_dice_{n}": s[f"dice_{n}"]["mean"] for n in class_names[1:]}}
-
-
-__all__ = ["FinetuneConfig", "finetune", "finetune_samples", "load_finetuned", "predict_logits", "sample_patches", "Supervised", "to_dict"]
+__all__ = ["FinetuneConfig", "finetune", "finetune_samples", "assigned_splits", "infer_num_classes", "load_finetuned",
+           "predict_logits", "evaluate_dataset", "sample_patches", "build_unet", "Supervised", "to_dict"]

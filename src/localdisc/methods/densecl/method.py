@@ -57,7 +57,7 @@ class DenseCL(PretrainMethod):
     def __init__(self, backbone, cfg: DenseCLConfig | None = None):
         super().__init__(backbone, cfg or DenseCLConfig())
         c, d = backbone.config, backbone.config.spatial_dims
-        self.proj_head = ProjectionHead(c.encoder_channels[-1], self.cfg.proj_hidden, self.cfg.proj_dim)
+        self.proj_head = ProjectionHead(c.encoder_channels[-1], self.cfg.proj_hidden, self.cfg.proj_dim, c.norm)  # per-sample norm under --norm group: exact under DDP
         src = c.trunk_channels if self.cfg.dense_source == "decoder" else c.encoder_channels[-1]
         self.dense_head = DenseProjectionHead(d, src, self.cfg.dense_hidden, self.cfg.dense_dim, self.cfg.grid)
         self._gather = None

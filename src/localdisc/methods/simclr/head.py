@@ -2,7 +2,9 @@
 
 :func:`encode` runs only the U-Net encoder: x (B, C, *S) -> list of maps, scale i: (B, C_i, *S/2^i).
 :func:`pooled` is the global average of the deepest map: (B, C_last).
-:class:`ProjectionHead` is SimCLR's MLP g(h) = W2 ReLU(BN(W1 h)): (B, C_last) -> (B, out_dim).
+:class:`ProjectionHead` is SimCLR's MLP g(h) = W2 ReLU(Norm(W1 h)): (B, C_last) -> (B, out_dim),
+where Norm follows the backbone's ``norm``: BatchNorm1d for "batch" (SimCLR's choice), else a
+per-sample GroupNorm (see :func:`vector_norm`).
 """
 
 from __future__ import annotations
@@ -27,9 +29,26 @@ def pooled(feature_map: torch.Tensor) -> torch.Tensor:
     return feature_map.flatten(2).mean(dim=2)
 
 
+def vector_norm(channels: int, kind: str = "batch") -> nn.Module:
+    """Normalization of (B, channels) vectors named like ``UNetConfig.norm``.
+
+    "batch": BatchNorm1d (statistics over the batch, so under CPU/gloo DDP over the process's
+    share only); "group": GroupNorm(min(8, C), C); "instance": a vector has no spatial extent,
+    so each sample is normalized over all its channels (GroupNorm(1, C), i.e. LayerNorm).
+    Both per-sample kinds make the head independent of the batch composition.
+    """
+    if kind == "batch":
+        return nn.BatchNorm1d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "instance":
+        return nn.GroupNorm(1, channels)
+    raise ValueError(f"unknown norm {kind!r}; valid: batch, instance, group")
+
+
 class ProjectionHead(nn.Sequential):
-    def __init__(self, in_dim: int, hidden: int = 256, out_dim: int = 64):
-        super().__init__(nn.Linear(in_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+    def __init__(self, in_dim: int, hidden: int = 256, out_dim: int = 64, norm: str = "batch"):
+        super().__init__(nn.Linear(in_dim, hidden, bias=False), vector_norm(hidden, norm), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
 
 
-__all__ = ["encode", "pooled", "ProjectionHead"]
+__all__ = ["encode", "pooled", "ProjectionHead", "vector_norm"]

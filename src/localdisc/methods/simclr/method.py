@@ -3,6 +3,15 @@
 One step: two random views per image (``views.py``) -> U-Net encoder only -> global average of
 the deepest map h (B, C_last) -> MLP projection z = g(h) -> NT-Xent (tau = 0.1) over the 2B
 views, keys all-gathered under DDP. Only the encoder is trained; transfer the encoder.
+
+Normalization and DDP: the projection head's norm follows the backbone's ``norm`` (--norm).
+With BatchNorm each process normalizes only its own 2b views; with b = 2 images per process
+BN maps a process's two images to near-opposite codes, so codes of OTHER processes' images
+(gathered keys, i.e. negatives) become as close to an anchor as its positive and the loss
+rises far above one process's (about 3.6-4 vs 2.2 at tau 0.1, 2 x 2 images, before any
+update). The NT-Xent and gather themselves are exact (tests/train/test_distributed.py). For
+tiny per-process batches use SyncBatchNorm (CUDA DDP converts BN automatically) or
+``--norm group``, which makes 2-process runs equal to 1-process runs.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ class SimCLR(PretrainMethod):
 
     def __init__(self, backbone, cfg: SimCLRConfig | None = None):
         super().__init__(backbone, cfg or SimCLRConfig())
-        self.proj_head = ProjectionHead(backbone.config.encoder_channels[-1], self.cfg.proj_hidden, self.cfg.proj_dim)
+        self.proj_head = ProjectionHead(backbone.config.encoder_channels[-1], self.cfg.proj_hidden, self.cfg.proj_dim, backbone.config.norm)
         self._gather = None
 
     def prepare(self, ctx: PrepareContext) -> None:

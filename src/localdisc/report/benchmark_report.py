@@ -1,0 +1,159 @@
+"""Benchmark outputs (SPEC sections 7 and 8), made from the finished cells of
+:mod:`localdisc.tasks.benchmark` (each cell's summary.json and eval-test/per_image.csv).
+
+``write_outputs`` writes into the benchmark folder: results.csv (test means per method/budget/
+seed/class), per_image.csv, comparisons.csv (paired tests vs random init), results.md,
+dice_vs_labels.png, report.html and provenance.json. Rendering lives in :mod:`.tables`,
+:mod:`.plots`, :mod:`.html` and :mod:`.provenance`, imported inside ``write_outputs`` so that
+matplotlib loads only when a report is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..tasks.benchmark_config import BenchmarkConfig, budget_label
+
+if TYPE_CHECKING:
+    from ..tasks.benchmark import Cell
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def collect(cells: list[Cell]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(cell records from summary.json, per-image rows tagged with method/budget/seed/n_labels)."""
+    records, per_image = [], []
+    for c in cells:
+        rec = json.loads((c.path / "summary.json").read_text())
+        records.append(rec)
+        with open(c.path / "eval-test" / "per_image.csv", newline="") as f:
+            for row in csv.DictReader(f):
+                per_image.append({"method": rec["method"], "budget": rec["budget"], "seed": rec["seed"], "n_labels": rec["n_labels"], **row})
+    return records, per_image
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import io
+
+    from ..train.checkpoint import atomic_write_text
+
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys or ["method"])
+    w.writeheader()
+    w.writerows([{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
+    atomic_write_text(path, buf.getvalue())
+
+
+def result_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """results.csv: one row per method/budget/seed/class (test means; 'mean' = over classes)."""
+    rows = []
+    for rec in records:
+        m, fg = rec["metrics"], rec["class_names"][1:]
+        vessel = "auc" in m
+        for cls in fg + (["mean"] if len(fg) > 1 else []):
+            names = fg if cls == "mean" else [cls]
+            get = lambda k: sum(_float(m.get(f"{k}_{n}", {}).get("mean")) for n in names) / len(names)  # noqa: E731
+            row = {"method": rec["method"], "budget": rec["budget"], "seed": rec["seed"], "n_labels": rec["n_labels"],
+                   "class": cls, "n_test": rec["n_test"], "dice": get("dice"), "iou": get("iou"), "hd95": get("hd95")}
+            if vessel:
+                row.update(auc=_float(m["auc"]["mean"]), acc=_float(m.get("accuracy", {}).get("mean")))
+            rows.append(row)
+    return rows
+
+
+def aggregate(per_image: list[dict[str, Any]], column: str) -> dict[tuple[str, str], tuple[float, float, int]]:
+    """(method, budget) -> (mean, std, n) of a per-image column, pooled over images and seeds."""
+    import numpy as np
+
+    groups: dict[tuple[str, str], list[float]] = {}
+    for r in per_image:
+        groups.setdefault((str(r["method"]), str(r["budget"])), []).append(_float(r.get(column)))
+    out = {}
+    for k, vals in groups.items():
+        v = np.asarray(vals, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        out[k] = (float(v.mean()), float(v.std()), int(v.size)) if v.size else (float("nan"), float("nan"), 0)
+    return out
+
+
+def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_seconds: float | None = None) -> dict[str, Path]:
+    """results.csv, per_image.csv, comparisons.csv, results.md, dice_vs_labels.png, report.html."""
+    from ..tasks.stats import compare_to_reference
+    from ..train.checkpoint import atomic_write_text
+    from .html import write_html_report
+    from .plots import dice_vs_labels
+    from .provenance import provenance, provenance_markdown
+    from .tables import comparison_table, metric_table, results_markdown
+
+    if not cells:
+        print(f"no finished cells in {out} yet: nothing to report")
+        return {}
+    records, per_image = collect(cells)
+    class_names = records[0]["class_names"]
+    fg = class_names[1:]
+    vessel = "auc" in records[0]["metrics"]
+    methods = [m.name for m in cfg.methods if any(r["method"] == m.name for r in records)]
+    budgets = [budget_label(b) for b in cfg.budgets if any(r["budget"] == budget_label(b) for r in records)]
+    _write_csv(out / "results.csv", result_rows(records))
+    _write_csv(out / "per_image.csv", per_image)
+    panels = [(f"dice_{c}", c) for c in fg] + ([("dice_mean", "mean over classes")] if len(fg) > 1 else [])
+    comparisons = compare_to_reference(per_image, [k for k, _ in panels] + [f"hd95_{c}" for c in fg])
+    _write_csv(out / "comparisons.csv", comparisons)
+
+    tables = []
+    for key, label in panels:
+        tables.append(metric_table(aggregate(per_image, key), methods, budgets, f"Dice ({label}), test set", True))
+        comp = comparison_table(comparisons, methods, budgets, key, f"Paired Dice difference vs random init ({label})")
+        if comp.rows:
+            tables.append(comp)
+    for c in fg:
+        tables.append(metric_table(aggregate(per_image, f"hd95_{c}"), methods, budgets, f"HD95 ({c}), pixels, lower is better", False, digits=1))
+    if vessel:
+        tables.append(metric_table(aggregate(per_image, "auc"), methods, budgets, "AUC inside the field of view", True))
+        tables.append(metric_table(aggregate(per_image, "accuracy"), methods, budgets, "Accuracy inside the field of view", True))
+    n_labels = {(r["method"], r["budget"]): r["n_labels"] for r in records}
+    seeds = sorted({r["seed"] for r in records})
+    intro = [f"Data: `{cfg.data}`; image size {list(cfg.image_size)}; profile: {cfg.profile or '-'}; seeds: {seeds}; "
+             f"{len(records)} finished cells of {len(cfg.methods) * len(cfg.budgets) * len(cfg.seeds)}.",
+             "Labeled training images per budget: " + ", ".join(f"{b} = {n_labels.get(('random', b), '?')}" for b in budgets) + ".",
+             f"Pretraining: {cfg.pretrain or 'defaults'}. Fine-tuning (same for every method): {cfg.finetune or 'defaults'}.",
+             "Cells: mean +- std over test images pooled over seeds; best per column in bold. Paired tests match "
+             "(test image, seed) against random init: Wilcoxon signed-rank, or an exact sign-flip permutation test for n < 6."]
+    prov = provenance(cfg.device or "cpu")
+    train_s = sum(float(r.get("train_seconds") or 0) + float(r.get("eval_seconds") or 0) for r in records)
+    intro += provenance_markdown(prov, wall_seconds) + [f"Fine-tune + evaluation time summed over cells: {train_s / 60:.1f} min (pretraining times: see each pretrain/*/metrics.csv)."]
+    atomic_write_text(out / "provenance.json", json.dumps({**prov, "wall_seconds_last_invocation": wall_seconds}, indent=2))
+    md = results_markdown(f"Benchmark: {cfg.name}", intro, tables)
+    atomic_write_text(out / "results.md", md)
+
+    curves: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
+    for key, label in panels:
+        agg = aggregate(per_image, key)
+        curves[label] = {m: [(float(n_labels.get((m, b)) or 0), *agg[(m, b)][:2]) for b in budgets if (m, b) in agg] for m in methods}
+    plot = dice_vs_labels(curves, out / "dice_vs_labels.png", title=f"{cfg.name}: test Dice vs labeled images")
+
+    examples: dict[str, list[tuple[str, Path]]] = {}
+    first = budgets[0] if budgets else None
+    for m in methods:
+        cell = next((c for c in cells if c.method.name == m and budget_label(c.budget) == first), None)
+        if cell is not None:
+            pngs = sorted((cell.path / "eval-test" / "overlays").glob("*.png"))[: cfg.max_overlays]
+            examples[f"{m} (budget {first}, seed {cell.seed})"] = [(p.stem, p) for p in pngs]
+    html = write_html_report(out / "report.html", f"Benchmark: {cfg.name}", intro, tables,
+                             [("Test Dice vs number of labeled training images (band: +- std)", plot)], examples)
+    return {"results.csv": out / "results.csv", "per_image.csv": out / "per_image.csv", "comparisons.csv": out / "comparisons.csv",
+            "results.md": out / "results.md", "dice_vs_labels.png": plot, "report.html": html}
+
+
+__all__ = ["collect", "result_rows", "aggregate", "write_outputs"]

@@ -1,0 +1,82 @@
+"""Data for supervised fine-tuning (SPEC section 8): honest splits, label budgets, patches.
+
+Splits (honest protocol): the data's own split (layout, manifest) is kept; images without
+one are assigned train/test by ``split_seed``. Validation is carved from TRAIN only
+(``val_fraction``, also by ``split_seed``, so it stays fixed across seeds and budgets), then
+the label budget (``labels``) picks a nested subset of the remaining training images by
+``seed``. The validation images are labeled images on top of the budget; the training loop
+(:mod:`localdisc.train.finetune`) writes every id to ``splits.json`` so a run can be audited.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+from ..data.datasets import ImageDataset
+from ..data.records import Sample
+from ..errors import DataError
+
+if TYPE_CHECKING:
+    from .finetune import FinetuneConfig
+
+
+def assigned_splits(samples: list[Sample], split_seed: int, test_fraction: float) -> list[Sample]:
+    """Keep the data's splits; give unassigned samples train/test (no val: it is carved later)."""
+    if all(s.split is not None for s in samples):
+        return samples
+    from ..data.splits import assign_splits
+
+    return assign_splits(samples, seed=split_seed, val_fraction=0.0, test_fraction=test_fraction)
+
+
+def finetune_samples(cfg: FinetuneConfig) -> dict[str, list[Sample]]:
+    """{"train": labeled budget, "val": validation, "test": test} following the module rules."""
+    from ..data.sources import resolve_source
+    from ..data.splits import carve_validation, label_budget
+
+    samples = assigned_splits(resolve_source(cfg.data, seed=cfg.split_seed), cfg.split_seed, cfg.test_fraction)
+    train = [s for s in samples if s.split == "train"]
+    val = [s for s in samples if s.split == "val"]
+    test = [s for s in samples if s.split == "test"]
+    if not train:
+        raise DataError(f"{cfg.data}: no training images (splits present: {sorted({str(s.split) for s in samples})})")
+    if not val and cfg.val_fraction and len(train) >= 2:
+        train, val = carve_validation(train, cfg.val_fraction, cfg.split_seed)
+    if cfg.labels:
+        # 4 and 4.0 mean four images; 1.0 and 0.25 are fractions (1.0 = all).
+        labels = int(cfg.labels) if float(cfg.labels).is_integer() and cfg.labels > 1 or isinstance(cfg.labels, int) else float(cfg.labels)
+        train = label_budget(train, labels, cfg.seed)
+    return {"train": train, "val": val, "test": test}
+
+
+def infer_num_classes(datasets: Sequence[ImageDataset], class_names: list[str] | None) -> int:
+    if class_names:
+        return max(2, len(class_names))
+    top = max(int(ds[i]["mask"].max()) for ds in datasets for i in range(len(ds)))
+    return max(2, top + 1)
+
+
+def sample_patches(images: torch.Tensor, labels: torch.Tensor, patch: Sequence[int], fg_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crops (B, C, *patch) / (B, *patch); a crop is centred on a random foreground voxel
+    with probability ``fg_prob``. Random numbers: torch global CPU RNG, a fixed count per sample."""
+    size = images.shape[2:]
+    if not patch or tuple(patch) == tuple(size):
+        return images, labels
+    out_x, out_y = [], []
+    for b in range(images.shape[0]):
+        u, r, starts = float(torch.rand(())), float(torch.rand(())), torch.rand(len(size))
+        fg = torch.nonzero(labels[b] > 0) if u < fg_prob else None
+        if fg is not None and len(fg):
+            centre = fg[min(int(r * len(fg)), len(fg) - 1)].tolist()
+            lo = [min(max(c - p // 2, 0), s - p) for c, p, s in zip(centre, patch, size)]
+        else:
+            lo = [int(t * (s - p + 1)) for t, p, s in zip(starts.tolist(), patch, size)]
+        sl = tuple(slice(a, a + p) for a, p in zip(lo, patch))
+        out_x.append(images[(b, slice(None)) + sl])
+        out_y.append(labels[(b,) + sl])
+    return torch.stack(out_x), torch.stack(out_y)
+
+
+__all__ = ["assigned_splits", "finetune_samples", "infer_num_classes", "sample_patches"]

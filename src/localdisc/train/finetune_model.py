@@ -1,0 +1,111 @@
+"""The fine-tuned network (SPEC sections 1, 6): building it, the training module, prediction.
+
+``build_unet`` makes the U-Net (from a pretraining run's backbone config with ``--init``),
+``Supervised`` wraps it with DiceCE (+ PDCR) so that DDP's forward runs the whole step,
+``predict_logits`` predicts whole images (sliding window with a patch size),
+``evaluate_dataset`` is the validation Dice used for model selection, and ``load_finetuned``
+reads a finished run back (model.json + best/last weights).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+from torch import nn
+
+from ..data.datasets import ImageDataset
+from ..errors import ConfigError
+from ..nets import UNet, UNetConfig
+
+if TYPE_CHECKING:
+    from .finetune import FinetuneConfig
+
+
+class Supervised(nn.Module):
+    """U-Net + losses in one module so that DDP's forward runs the whole step.
+
+    forward(x (B, C, *S), y (B, *S) int64) -> (loss, logs).
+    """
+
+    def __init__(self, unet: UNet, pdcr: nn.Module | None = None, pdcr_weight: float = 0.0):
+        super().__init__()
+        from monai.losses import DiceCELoss
+
+        self.unet = unet
+        self.seg_loss = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.pdcr = pdcr
+        self.pdcr_weight = pdcr_weight
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.pdcr is None:
+            logits = self.unet(x)
+            seg = self.seg_loss(logits.float(), y[:, None])
+            return seg, {"seg_loss": seg.detach()}
+        features = self.unet.forward_features(x)
+        logits = self.unet.seg_head(features.trunk)
+        seg = self.seg_loss(logits.float(), y[:, None])
+        reg = self.pdcr(features, y)
+        return seg + self.pdcr_weight * reg, {"seg_loss": seg.detach(), "pdcr_loss": reg.detach()}
+
+
+def build_unet(cfg: FinetuneConfig, in_channels: int, num_classes: int) -> UNet:
+    if cfg.init:
+        from .transfer import load_backbone_config
+
+        src, _ = load_backbone_config(cfg.init)
+        if src.spatial_dims != len(cfg.image_size):
+            raise ConfigError(f"{cfg.init}: pretrained in {src.spatial_dims}D, but --image-size has {len(cfg.image_size)} numbers")
+        unet_cfg = replace(src, in_channels=in_channels, uafs_stages=tuple(cfg.uafs_stages))
+    else:
+        unet_cfg = UNetConfig(spatial_dims=len(cfg.image_size), in_channels=in_channels, encoder_channels=cfg.encoder_channels,
+                              decoder_channels=cfg.decoder_channels, norm=cfg.norm, uafs_stages=tuple(cfg.uafs_stages))
+    return UNet(unet_cfg, out_channels=num_classes)
+
+
+def load_finetuned(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> tuple[UNet, dict[str, Any]]:
+    """(U-Net in eval mode, model.json info) from a finished fine-tuning run; which = best | last."""
+    from .checkpoint import load_weights
+
+    run_dir = Path(run_dir)
+    info_path = run_dir / "model.json"
+    if not info_path.is_file():
+        raise ConfigError(f"{run_dir}: no model.json; is this a finished `localdisc finetune` run?")
+    info = json.loads(info_path.read_text())
+    unet = UNet(UNetConfig(**info["unet"]), out_channels=int(info["num_classes"]))
+    name = {"best": "best.safetensors", "last": "model.safetensors"}.get(which, which)
+    unet.load_state_dict(load_weights(run_dir / name))
+    return unet.to(device).eval(), info
+
+
+@torch.no_grad()
+def predict_logits(unet: nn.Module, images: torch.Tensor, patch: Sequence[int] = (), sw_batch_size: int = 4, overlap: float = 0.25) -> torch.Tensor:
+    """images (B, C, *S) -> logits (B, K, *S); sliding window (Gaussian blend) when a patch size is set."""
+    if not patch or all(p >= s for p, s in zip(patch, images.shape[2:])):
+        return unet(images).float()
+    from monai.inferers import sliding_window_inference
+
+    return sliding_window_inference(images, roi_size=tuple(patch), sw_batch_size=sw_batch_size, predictor=lambda x: unet(x).float(), overlap=overlap, mode="gaussian")
+
+
+@torch.no_grad()
+def evaluate_dataset(unet: UNet, ds: ImageDataset, num_classes: int, class_names: list[str], cfg: FinetuneConfig, device) -> dict[str, float]:
+    """Validation Dice at the training resolution: {"val_dice": mean foreground, "val_dice_<class>": ...}."""
+    from ..tasks.metrics import SegmentationMetrics
+
+    was = unet.training
+    unet.eval()
+    m = SegmentationMetrics(num_classes, class_names, hd95=False)
+    for i in range(len(ds)):
+        item = ds[i]
+        logits = predict_logits(unet, item["image"][None].to(device), cfg.patch_size, cfg.sw_batch_size, cfg.sw_overlap)
+        m.update(logits.argmax(1)[0].cpu(), item["mask"])
+    unet.train(was)
+    s = m.summary()
+    return {"val_dice": s["dice_mean"]["mean"], **{f"val_dice_{n}": s[f"dice_{n}"]["mean"] for n in class_names[1:]}}
+
+
+__all__ = ["Supervised", "build_unet", "load_finetuned", "predict_logits", "evaluate_dataset"]

@@ -131,8 +131,16 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
              "Cells: mean +- std over test images pooled over seeds; best per column in bold. Paired tests match "
              "(test image, seed) against random init: Wilcoxon signed-rank, or an exact sign-flip permutation test for n < 6."]
     prov = provenance(cfg.device or "cpu")
+    if " --report-only" in prov["command"]:
+        # the cells were computed by the same command without --report-only; record that one
+        prov["command"] = prov["command"].replace(" --report-only", "") + "  (report rebuilt from the finished cells)"
+        wall_seconds = None
     train_s = sum(float(r.get("train_seconds") or 0) + float(r.get("eval_seconds") or 0) for r in records)
-    intro += provenance_markdown(prov, wall_seconds) + [f"Fine-tune + evaluation time summed over cells: {train_s / 60:.1f} min (pretraining times: see each pretrain/*/metrics.csv)."]
+    pre_s = 0.0
+    for d in {c.pretrain_dir for c in cells if c.pretrain_dir is not None}:
+        done = d / "pretrain_done.json"
+        pre_s += float(json.loads(done.read_text()).get("seconds") or 0) if done.is_file() else 0.0
+    intro += provenance_markdown(prov, wall_seconds) + [f"Compute summed over runs: pretraining {pre_s / 60:.1f} min, fine-tuning + evaluation {train_s / 60:.1f} min."]
     atomic_write_text(out / "provenance.json", json.dumps({**prov, "wall_seconds_last_invocation": wall_seconds}, indent=2))
     md = results_markdown(f"Benchmark: {cfg.name}", intro, tables)
     atomic_write_text(out / "results.md", md)

@@ -136,3 +136,21 @@ def test_bf16_autocast_runs_on_cpu(tiny, tmp_path):
     losses = [float(r["loss"]) for r in _rows(tmp_path / "bf16")]
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert main(_args(tiny, tmp_path / "bad", 2, "--precision", "fp8")) == 2
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tiny, tmp_path, monkeypatch, capsys):
+    original = TinyRecon.training_step
+
+    def nan_at_step_5(self, images):
+        loss, logs = original(self, images)
+        return (loss * float("nan"), logs) if TinyRecon.calls == 5 else (loss, logs)
+
+    monkeypatch.setattr(TinyRecon, "training_step", nan_at_step_5)
+    out = tmp_path / "nan"
+    assert main(_args(tiny, out)) == 2
+    err = capsys.readouterr().err
+    assert "loss became nan at step 5" in err and str(out) in err
+    ckpt = latest_checkpoint(out)
+    assert json.loads((out / "latest.json").read_text())["step"] == 4
+    weights, _, _ = load_checkpoint(ckpt)
+    assert all(torch.isfinite(w).all() for w in weights.values())

@@ -100,6 +100,15 @@ def save_checkpoint(
     return final
 
 
+def assert_finite_weights(model: torch.nn.Module, step: int, run_dir: Path) -> None:
+    """Refuse to checkpoint NaN/Inf weights: the previous checkpoint stays the latest."""
+    from ..errors import TrainingError
+
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise TrainingError(f"weights became NaN/Inf at step {step} (run {run_dir}), e.g. {bad[:3]}; lower the learning rate. The last checkpoint is kept.")
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     pointer = Path(run_dir) / "latest.json"
     if not pointer.is_file():

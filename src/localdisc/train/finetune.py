@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import field, to_dict
@@ -33,7 +32,7 @@ from ..data.datasets import ImageDataset, num_channels_of, stack_items
 from ..errors import ConfigError, TrainingError
 from ..utils import pick_device, progress, seed_everything
 from .augment import AugmentConfig, augment_batch
-from .checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
+from .checkpoint import assert_finite_weights, atomic_write_text, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
 from .finetune_data import assigned_splits, finetune_samples, infer_num_classes, sample_patches
 from .finetune_model import Supervised, build_unet, evaluate_dataset, load_finetuned, predict_logits
 from .run import Run
@@ -98,12 +97,6 @@ def _validate(cfg: FinetuneConfig) -> None:
         raise ConfigError(f"--schedule must be cosine or constant, got {cfg.schedule!r}")
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise ConfigError("--steps and --batch-size must be >= 1")
-
-
-def _check_finite(model: nn.Module, step: int, run: Run) -> None:
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise TrainingError(f"weights became NaN/Inf at step {step} (run {run.path}), e.g. {bad[:3]}; lower the learning rate. The last checkpoint is kept.")
 
 
 # ---------------------------------------------------------------- loop
@@ -190,13 +183,13 @@ def finetune(cfg: FinetuneConfig) -> Path:
         scores = evaluate_dataset(unet, val_ds, num_classes, class_names, cfg, device)
         if scores["val_dice"] > best["dice"]:
             best.update(dice=scores["val_dice"], step=done)
-            _check_finite(unet, done, run)
+            assert_finite_weights(unet, done, run.path)
             save_weights(unet.state_dict(), run.path / "best.safetensors", metadata={"step": str(done)})
         return scores
 
     def checkpoint(done: int) -> None:
         if env.is_main:
-            _check_finite(model, done, run)
+            assert_finite_weights(model, done, run.path)
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
             save_checkpoint(run.path, done, model.state_dict(), state, meta={"world": env.world, "best": best})
 
@@ -246,7 +239,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
             break
     bar.close()
     if env.is_main:
-        _check_finite(unet, done, run)
+        assert_finite_weights(unet, done, run.path)
         save_weights(unet.state_dict(), run.path / "model.safetensors", metadata={"step": str(done)})
         if val_ds is None or not (run.path / "best.safetensors").is_file():
             save_weights(unet.state_dict(), run.path / "best.safetensors", metadata={"step": str(done)})

@@ -18,11 +18,11 @@ from torch.utils.data import DataLoader
 
 from ..config import field, to_dict
 from ..data.datasets import ImageDataset, stack_items
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 from ..methods import PrepareContext, get_method
 from ..nets import UNet, UNetConfig
 from ..utils import progress, seed_everything
-from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import assert_finite_weights, latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .run import Run
 from .sampling import StepBatchSampler
 from .transfer import save_backbone
@@ -152,6 +152,8 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
             # methods with ``wants_batch`` (cluster-contrast: pseudo-class by "index") get the whole dict
             inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items()} if getattr(model, "wants_batch", False) else images
             loss, logs = ddp_model(inputs)
+        if not torch.isfinite(loss.detach()):
+            raise TrainingError(f"loss became {float(loss.detach())} at step {step + 1} (run {run.path}); lower the learning rate or check the input data. The last checkpoint is kept.")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -203,6 +205,7 @@ def _init_by_name(model: torch.nn.Module, src: Path) -> list[str]:
 
 
 def _checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, world: int, rngs: list | None = None) -> None:
+    assert_finite_weights(model, step, run_dir)
     rngs = rngs or [rng_state()]
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rngs[0], "rng_ranks": rngs}
     save_checkpoint(run_dir, step, model.state_dict(), state, meta={"world": world, "extra": model.extra_state()})

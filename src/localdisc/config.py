@@ -137,7 +137,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
 
 
-def save_config(cfg: Any, path: str | Path) -> None:
+def save_config(cfg: Any, path: str | Path, **extra: Any) -> None:
+    """Write the resolved config (plus extra sections, e.g. ``method_config``) as YAML, atomically."""
     from .train.checkpoint import atomic_write_text
 
-    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(Path(path), yaml.safe_dump({**to_dict(cfg), **extra}, sort_keys=False))

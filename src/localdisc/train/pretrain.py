@@ -92,12 +92,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
     in_ch = dataset.channels
     if cfg.in_channels == 0:
         cfg.in_channels = in_ch
-    run.save_config_dict = {**to_dict(cfg), "method_config": to_dict(method_cfg)}
-    if env.is_main:
-        from .checkpoint import atomic_write_text
-        import yaml
-
-        atomic_write_text(run.path / "config.yaml", yaml.safe_dump(run.save_config_dict, sort_keys=False))
+    run.save_config(cfg, method_config=to_dict(method_cfg))
 
     model = method_cls(build_backbone(cfg, in_ch), method_cfg).to(device)
     if cfg.init:

@@ -51,9 +51,9 @@ class Run:
                 continue
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
-    def save_config(self, cfg: Any) -> None:
+    def save_config(self, cfg: Any, **extra: Any) -> None:
         if self.is_writer:
-            save_config(cfg, self.path / "config.yaml")
+            save_config(cfg, self.path / "config.yaml", **extra)
 
     def log(self, step: int, **values: float) -> None:
         """Append a metrics row; NaN/Inf in any loss-like value stops training with a clear error."""

@@ -47,6 +47,15 @@ def green_baselines(image: np.ndarray, fov: np.ndarray) -> dict[str, tuple[np.nd
     return {"otsu": (otsu & fov, dark), "frangi": (frangi_bin & fov, fr)}
 
 
+def prior_folder(folder: Path, args) -> str:
+    """Simulated vessel trees written as PNGs (what a user gets from `localdisc simulate-shapes`)."""
+    from localdisc.data.shapes import write_priors
+
+    if not any(folder.glob("*.png")):
+        write_priors("vessels", args.priors, tuple(args.image_size), folder, seed=1, n_roots=args.prior_roots)
+    return str(folder)
+
+
 def train_shape(data: str, out: Path, args) -> Path:
     from localdisc.methods import get_method
     from localdisc.methods.ld_shape import ShapeLDConfig
@@ -57,8 +66,8 @@ def train_shape(data: str, out: Path, args) -> Path:
     cfg = PretrainConfig(data=data, out=str(out), split="train", steps=args.pretrain_steps, batch_size=args.batch_size, image_size=tuple(args.image_size),
                          encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels), method="ld-shape",
                          lr_halve_every=max(1, args.pretrain_steps // 2), picture_every=0, log_every=max(1, args.pretrain_steps // 20), overwrite=True, device=args.device)
-    mcfg = ShapeLDConfig(stage="both", grid=args.grid, prior_masks=f"simulate:vessels:{args.priors}", adv_weight=args.adv_weight,
-                         disc_width=args.disc_width, disc_layers=args.disc_layers)
+    mcfg = ShapeLDConfig(stage="both", grid=args.grid, prior_masks=prior_folder(out.parent / "priors", args), adv_weight=args.adv_weight,
+                         disc_width=args.disc_width, disc_layers=args.disc_layers, disc_input=args.disc_input, disc_lr_scale=args.disc_lr_scale)
     get_method("ld-shape").run_schedule(cfg, mcfg)
     return out
 
@@ -75,10 +84,14 @@ def main(argv=None) -> int:
     p.add_argument("--decoder-channels", type=int, nargs="+", default=[128, 64, 32, 32])
     p.add_argument("--grid", type=int, default=8)
     p.add_argument("--priors", type=int, default=200, help="simulated vessel prior masks")
+    p.add_argument("--prior-roots", type=int, default=4, help="simulated priors: trees per mask (simulator knob n_roots)")
     p.add_argument("--adv-weight", type=float, default=0.1)
+    p.add_argument("--disc-input", default="argmax", help="what D judges: argmax, threshold or soft")
+    p.add_argument("--disc-lr-scale", type=float, default=5.0)
     p.add_argument("--disc-width", type=int, default=32)
     p.add_argument("--disc-layers", type=int, default=4)
     p.add_argument("--retina-size", type=int, default=0, help="resize skimage's retina (1411 px) to this side (0 = keep)")
+    p.add_argument("--retina-rule", default="argmax", help="prediction rule shown for the real photograph")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny data and model, 4 steps")
     p.add_argument("--results", default="benchmarks/results", help="output folder (quick runs write into --work instead)")
@@ -100,15 +113,16 @@ def main(argv=None) -> int:
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model = load_run_model(run, device)
     test = [s for s in resolve_source(args.data) if s.split == "test"]
-    scores: dict[str, list[dict]] = {"ld-shape threshold": [], "ld-shape prototype": [], "otsu": [], "frangi": []}
+    scores: dict[str, list[dict]] = {"ld-shape threshold": [], "ld-shape argmax": [], "ld-shape prototype": [], "otsu": [], "frangi": []}
     for s in test:
         img = load_sample_image(s, model.channels)
         truth = load_sample_mask(s) > 0
         fov = load_sample_fov(s)
         fov = np.ones_like(truth) if fov is None else fov
-        for rule in ("threshold", "prototype"):
-            prob = predict_maps(model, img, "shape", rule)
-            scores[f"ld-shape {rule}"].append(binary_scores(prob > 0.5, truth, prob, fov))
+        a0 = predict_maps(model, img, "shape", "threshold")
+        for rule in ("threshold", "argmax", "prototype"):
+            prob = a0 if rule == "threshold" else predict_maps(model, img, "shape", rule)
+            scores[f"ld-shape {rule}"].append(binary_scores(prob > 0.5, truth, a0 if rule == "argmax" else prob, fov))  # AUC of a binary map is meaningless: use a_0
         for name, (binary, score) in green_baselines(load_sample_image(s, 3), fov).items():
             scores[name].append(binary_scores(binary, truth, score, fov))
     summary = {m: {k: float(np.mean([r[k] for r in rows if k in r])) for k in ("dice", "iou", "accuracy", "auc")} for m, rows in scores.items()}
@@ -125,7 +139,7 @@ def main(argv=None) -> int:
         retina = resize_image(torch.from_numpy(retina), (args.retina_size,) * 2).numpy()
     rfov = ndimage.binary_erosion(ndimage.binary_fill_holes(retina[0] > 0.1), iterations=3)
     rimg = retina if model.channels == 3 else retina.mean(0, keepdims=True)
-    rprob = predict_maps(model, rimg, "shape", "threshold")
+    rprob = predict_maps(model, rimg, "shape", args.retina_rule)
     rbin = (rprob > 0.5) & rfov
     panels = {"ld-shape": rbin, **{k: v[0] for k, v in green_baselines(retina, rfov).items()}}
     out = work if args.quick else Path(args.results)
@@ -148,7 +162,7 @@ def main(argv=None) -> int:
     name = "discover_vessels"
     prov = provenance(device, None if argv is None else ["benchmarks/discover_vessels.py", *argv])
     result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick, "run": str(run),
-              "data": args.data, "num_test_images": len(test), "priors": f"simulate:vessels:{args.priors}", "test_scores_inside_fov": summary,
+              "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated vessel trees, n_roots={args.prior_roots}", "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "test_scores_inside_fov": summary,
               "retina": {"figure": str(fig_path), "vessel_fraction_in_fov": retina_frac, "panels": ["image", *panels]}}
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     lines = ["# Shape-guided vessel discovery (no labels; simulated vessel priors)", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])),

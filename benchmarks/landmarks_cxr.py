@@ -5,7 +5,9 @@ lung's centroid, apex and lowest point, and the cardiomediastinum ("heart") cent
 support image (the first training image, or --support) is annotated; every other image is a
 query. Methods:
 - ld: a pretrained LD run (--run, or one trained here on the CXR train split), center-sensitive
-  pooling with sigmas --sigma, argmax + parabola refinement;
+  pooling with sigmas --sigma, argmax + parabola refinement over the whole image;
+- ld window R: the same, with the search restricted to a ball of R times the image size around
+  the support's relative position (``--search-radius``; one row per value);
 - copy: the support's landmark position copied (in relative image coordinates);
 - ncc: raw-intensity patch matching by normalized cross-correlation on the same resized grid.
 
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
     p.add_argument("--truth", default=None, help="landmark JSON from make_cxr_landmarks.py (computed if absent)")
     p.add_argument("--support", default=None, help="support image id (default: first training image)")
     p.add_argument("--sigma", type=float, nargs="+", default=[2.0, 4.0, 8.0])
+    p.add_argument("--search-radius", type=float, nargs="*", default=[0.15], help="extra LD rows with a search window of this fraction of the image size")
     p.add_argument("--eval-size", type=int, nargs=2, default=[256, 256])
     p.add_argument("--ncc-half", type=int, default=16, help="NCC template half-size on the eval grid")
     p.add_argument("--pretrain-steps", type=int, default=3000)
@@ -106,15 +109,17 @@ def main(argv=None) -> int:
     run = Path(args.run) if args.run else train_ld(args.data, Path(args.work) / "ld", args)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model = load_run_model(run, device)
-    loc = OneShotLocator(lambda x: model.method.embed(x.to(model.device)).float().cpu(), model.size, args.sigma)
+    embed = lambda x: model.method.embed(x.to(model.device)).float().cpu()  # noqa: E731
     sup_img = torch.from_numpy(load_sample_image(support, 1))
     sup_pts = np.array([marks[support.id][n] for n in names])
-    loc.fit(sup_img, sup_pts)
+    locators = {"ld": OneShotLocator(embed, model.size, args.sigma).fit(sup_img, sup_pts)}
+    for r in args.search_radius:
+        locators[f"ld window {r:g}"] = OneShotLocator(embed, model.size, args.sigma, search_radius=r).fit(sup_img, sup_pts)
     ev = tuple(args.eval_size)
     sup_small = resize_image(sup_img, ev)[0].numpy()
     sup_ev = to_model_coords(sup_pts, sup_img.shape[1:], ev)
 
-    errs = {m: {n: [] for n in names} for m in ("ld", "copy", "ncc")}
+    errs = {m: {n: [] for n in names} for m in (*locators, "copy", "ncc")}
     errs_orig = {m: [] for m in errs}
     for s in queries:
         img = torch.from_numpy(load_sample_image(s, 1))
@@ -123,7 +128,7 @@ def main(argv=None) -> int:
         t_ev = to_model_coords(t, size, ev)
         q_small = resize_image(img, ev)[0].numpy()
         preds = {
-            "ld": loc.predict([img])[0].points,
+            **{m: loc.predict([img])[0].points for m, loc in locators.items()},
             "copy": to_orig_coords(sup_ev, size, ev),
             "ncc": to_orig_coords(np.array([normalized_cross_correlation_locate(sup_small, pt, q_small, args.ncc_half) for pt in sup_ev]), size, ev),
         }
@@ -136,7 +141,7 @@ def main(argv=None) -> int:
     prov = provenance(device, None if argv is None else ["benchmarks/landmarks_cxr.py", *argv])
     result = {
         **prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick,
-        "run": str(run), "support": support.id, "num_queries": len(queries), "landmarks": names, "sigmas": args.sigma,
+        "run": str(run), "support": support.id, "num_queries": len(queries), "landmarks": names, "sigmas": args.sigma, "search_radius": args.search_radius,
         "eval_grid": list(ev), "model_size": list(model.size),
         "methods": {m: {"overall": summarize_errors([e for n in names for e in errs[m][n]]), "mre_orig_px": float(np.mean(errs_orig[m])),
                         "per_landmark": {n: summarize_errors(errs[m][n]) for n in names}} for m in errs},
@@ -145,7 +150,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     name = "landmarks_cxr_quick" if args.quick else "landmarks_cxr"
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    lines = ["# One-shot CXR landmarks: LD vs naive baselines", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])), f"- run: {run}; support {support.id}; {len(queries)} queries; errors on a {ev[0]}x{ev[1]} grid",
+    lines = ["# One-shot CXR landmarks: LD vs naive baselines", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])), f"- run: {run}; support {support.id}; {len(queries)} queries; sigmas {args.sigma}; errors on a {ev[0]}x{ev[1]} grid",
              "", "| method | MRE (grid px) | SD | within 2 px | within 4 px | within 8 px | MRE (orig px) |", "|---|---|---|---|---|---|---|"]
     for m, r in result["methods"].items():
         o = r["overall"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from localdisc.methods import get_method
-from localdisc.methods.ld_shape import ShapeGuidedLD, ShapeLDConfig, adversarial_terms, load_prior_masks
+from localdisc.methods.ld_shape import ShapeGuidedLD, ShapeLDConfig, adversarial_terms, discriminator_input, load_prior_masks
 from localdisc.nets import UNet, UNetConfig
 from localdisc.nets.discriminator import MaskDiscriminator
 
@@ -62,9 +62,36 @@ def test_one_step_3d_and_prediction_rules():
     assert torch.isfinite(loss)
     m.eval()
     x = torch.rand(1, 1, 16, 16, 16)
-    for rule in ("threshold", "prototype"):
+    for rule in ("threshold", "argmax", "prototype"):
         p = m.structure_probability(x, rule=rule)
         assert p.shape == (1, 16, 16, 16) and float(p.min()) >= 0 and float(p.max()) <= 1
+    a = m.assign(x)
+    torch.testing.assert_close(m.structure_probability(x, rule="argmax"), (a.argmax(1) == 0).float())
+
+
+@pytest.mark.parametrize("mode", ["argmax", "threshold", "soft"])
+def test_discriminator_input_values_and_straight_through_gradient(mode):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6, 5, requires_grad=True)
+    a = torch.sigmoid(logits) / torch.sigmoid(logits).sum(1, keepdim=True)
+    x = discriminator_input(a, mode)
+    expect = {"argmax": (a.argmax(1, keepdim=True) == 0).float(), "threshold": (a[:, :1] > 0.5).float(), "soft": a[:, :1]}[mode]
+    torch.testing.assert_close(x, expect.detach())
+    if mode != "soft":
+        v = x.detach()
+        assert torch.all((v.abs() < 1e-6) | ((v - 1).abs() < 1e-6))  # binary up to float rounding
+    # straight-through: d(sum w*x)/d(a) = w on channel 0 and 0 elsewhere, whatever the mode
+    w = torch.randn_like(x)
+    g = torch.autograd.grad((w * x).sum(), a)[0]
+    torch.testing.assert_close(g[:, :1], w)
+    assert g[:, 1:].abs().sum() == 0
+
+
+def test_disc_input_is_validated():
+    from localdisc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="disc_input"):
+        ShapeLDConfig(disc_input="sharp")
 
 
 def test_prior_folder_and_errors(tmp_path):

@@ -127,6 +127,24 @@ def test_landmark_found_at_shifted_position(nd):
         assert np.all(pred.score > 0.99)
 
 
+def test_search_radius_picks_the_near_look_alike():
+    # The query is the support with a little noise, plus an EXACT copy of the landmark's
+    # neighbourhood pasted 14 px to the right: unrestricted search prefers the exact copy; a
+    # window of 0.2 * 40 = 8 px around the support position must return the original spot.
+    patch = _texture((40, 40), seed=3)
+    query = patch + 0.01 * torch.randn(patch.shape, generator=torch.Generator().manual_seed(0), dtype=patch.dtype)
+    query[:, 12:28, 21:37] = patch[:, 12:28, 7:23]
+    points = np.array([[20.0, 15.0]])
+    free = OneShotLocator(_random_conv_embed(), (40, 40), sigmas=[1.0]).fit(patch, points)
+    np.testing.assert_allclose(free.predict([query])[0].points, [[20.0, 29.0]], atol=0.5)
+    near = OneShotLocator(_random_conv_embed(), (40, 40), sigmas=[1.0], search_radius=0.2).fit(patch, points)
+    pred = near.predict([query])[0]
+    np.testing.assert_allclose(pred.points, points, atol=1.0)
+    assert np.isfinite(pred.score).all() and np.isfinite(pred.margin).all()
+    with pytest.raises(ValueError, match="search_radius"):
+        OneShotLocator(_random_conv_embed(), (40, 40), search_radius=-1)
+
+
 def test_resized_query_maps_back_to_original_pixels():
     img = _texture((48, 48), seed=2)
     big = F.interpolate(img[None], size=(96, 96), mode="bilinear", align_corners=False)[0]

@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--mode", choices=["clusters", "shape"], default="clusters", help="clusters: argmax of the clustering head; shape: the shape-guided channel 0 (default clusters)")
     p.add_argument("--masks-from-data", action="store_true", help="score against the labels the data provides (Hungarian-matched Dice for clusters)")
-    p.add_argument("--rule", choices=["threshold", "prototype"], default="threshold", help="shape mode: a_0 > threshold, or softmax_k cos(v, r_k)/0.2 channel 0 (default threshold)")
+    p.add_argument("--rule", choices=["threshold", "argmax", "prototype"], default="threshold", help="shape mode: a_0 > --threshold; argmax (pixels whose largest cluster is channel 0); or prototype: softmax_k cos(v, r_k)/0.2 channel 0 > --threshold (default threshold)")
     p.add_argument("--threshold", type=float, default=0.5, help="shape mode: probability threshold (default 0.5)")
     p.add_argument("--split", default="all", help="use samples of this split (plus unassigned); default all")
     p.add_argument("--max-images", type=int, default=0, help="use at most N images (0 = all)")

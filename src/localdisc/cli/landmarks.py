@@ -35,6 +35,7 @@ def register(sub) -> None:
     p.add_argument("--truth", default=None, help="ground truth JSON {image_id: {name: [row, col]}} (or with a top-level 'landmarks' key); default: landmarks the layout provides")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--sigma", type=float, nargs="+", default=[2.0, 4.0, 8.0], help="Gaussian widths (model-grid pixels) of center-sensitive pooling, averaged (default: 2 4 8)")
+    p.add_argument("--search-radius", type=float, default=0.0, help="restrict each prediction to this fraction of the image size around the support's relative position (for roughly aligned scans, e.g. 0.25); 0 = search the whole image")
     p.add_argument("--spacing", type=float, nargs="*", default=None, help="mm per pixel (row col[ ...]) to also report errors in mm; default: the images' own spacing if known")
     p.add_argument("--split", default="all", help="use query samples of this split (plus unassigned); default all")
     p.add_argument("--max-queries", type=int, default=0, help="use at most N query images (0 = all)")
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     def embed(x: torch.Tensor) -> torch.Tensor:
         return model.method.embed(x.to(model.device)).float().cpu()
 
-    loc = OneShotLocator(embed, model.size, args.sigma, args.batch_size)
+    loc = OneShotLocator(embed, model.size, args.sigma, args.batch_size, args.search_radius)
     sup_img = torch.from_numpy(load_sample_image(support, model.channels))
     if sup_img.dim() - 1 != len(model.size):
         raise DataError(f"{support.image}: {sup_img.dim() - 1}-D image, but the model was trained on {len(model.size)}-D inputs")
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         w.writeheader()
         w.writerows(rows)
     (out / "predictions.json").write_text(json.dumps({"support": support.image, "support_points": points, "predictions": preds_json}, indent=1))
-    metrics = {"run": str(args.run), "support": support.image, "num_queries": len(queries), "sigmas": args.sigma, "model_size": list(model.size)}
+    metrics = {"run": str(args.run), "support": support.image, "num_queries": len(queries), "sigmas": args.sigma, "search_radius": args.search_radius, "model_size": list(model.size)}
     all_e = [e for n in names for e in errs[n]]
     if all_e:
         metrics["overall"] = summarize_errors(all_e)

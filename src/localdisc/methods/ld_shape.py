@@ -12,13 +12,21 @@ over ``model.parameters()``, so both GAN updates live in one loss:
 where D_frozen is D evaluated by ``torch.func.functional_call`` with detached parameters, so the
 generator term can never push D toward "fake is real". Total = LD terms + L_D + L_adv.
 
+What D judges (``disc_input``): priors are binary, a_0 is soft (sigmoid + L1 over K channels,
+typically below 0.5 everywhere early on). Fed the soft a_0, D separates fake from real by the
+VALUES alone within a few steps and its verdict says nothing about shape (measured: D loss ~0.01,
+a_0 never crosses 0.5, Dice 0). The default "argmax" feeds D the binary map [argmax_k a_k = 0]
+with a straight-through gradient to a_0 (forward: the hard map; backward: identity), so D can
+only judge shape; "threshold" does the same with [a_0 > 0.5].
+
 Priors are read once in :meth:`prepare` (a folder of 2D masks / 3D volumes, or
 ``simulate:KIND[:N]`` to draw them from :mod:`localdisc.data.shapes`), resized to the training
 image size, and each step a random subset is warped with the same random-resized-crop/flip/
 rotation distribution as the LD views, so priors and a_0 share scale statistics.
 
-Prediction (:meth:`structure_probability`): a_0, or with ``rule="prototype"`` the region rule
-softmax_k( cos(v_p, r_k) / 0.2 ) channel 0, with r_k the image's region embeddings.
+Prediction (:meth:`structure_probability`): a_0 (threshold it at 0.5), [argmax_k a_k = 0] with
+``rule="argmax"``, or with ``rule="prototype"`` the region rule softmax_k( cos(v_p, r_k) / 0.2 )
+channel 0, with r_k the image's region embeddings.
 """
 
 from __future__ import annotations
@@ -48,11 +56,38 @@ class ShapeLDConfig(LDConfig):
     prior_masks: str = field("simulate:vessels:200", "unpaired prior masks: a folder of mask images/volumes, or simulate:KIND[:N] (KIND: vessels, lungs, disc, tubes3d)")
     adv_weight: float = field(0.1, "weight of the generator term BCE(D(a_0), 1)")
     disc_weight: float = field(1.0, "weight of the discriminator loss (real priors vs detached a_0)")
+    disc_input: str = field("argmax", "what the discriminator judges: argmax ([argmax_k a_k = 0]), threshold ([a_0 > 0.5]) or soft (a_0 itself; D then tells fake from real by its soft values); hard maps pass gradients straight through to a_0")
     disc_lr_scale: float = field(1.0, "discriminator learning rate as a multiple of --lr (runtime weight scaling; the loop has one optimizer)")
     disc_width: int = field(32, "discriminator width of the first layer")
     disc_layers: int = field(4, "discriminator stride-2 conv layers")
     prior_batch: int = field(0, "prior masks per step (0 = as many as a_0 maps, i.e. 4B)")
     prior_seed: int = field(0, "seed of simulated priors (simulate:KIND)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.disc_input not in DISC_INPUTS:
+            raise ConfigError(f"disc_input must be one of {', '.join(DISC_INPUTS)}, got {self.disc_input!r}")
+
+
+DISC_INPUTS = ("argmax", "threshold", "soft")
+RULES = ("threshold", "argmax", "prototype")
+
+
+def discriminator_input(a: torch.Tensor, mode: str) -> torch.Tensor:
+    """What D judges of the assignments a (n, K, *s): (n, 1, *s).
+
+    "soft": a_0; "argmax": [argmax_k a_k = 0]; "threshold": [a_0 > 0.5]. The hard maps carry a
+    straight-through gradient: their value is binary, their gradient w.r.t. a_0 the identity."""
+    a0 = a[:, :1]
+    if mode == "soft":
+        return a0
+    if mode == "argmax":
+        hard = (a.argmax(dim=1, keepdim=True) == 0).to(a0.dtype)
+    elif mode == "threshold":
+        hard = (a0 > 0.5).to(a0.dtype)
+    else:
+        raise ConfigError(f"disc_input must be one of {', '.join(DISC_INPUTS)}, got {mode!r}")
+    return hard + a0 - a0.detach()
 
 
 def load_prior_masks(spec: str, size: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -126,7 +161,7 @@ class ShapeGuidedLD(LocalDiscrimination):
         a = outputs.get("assign")
         if a is None:  # stage 1 has no clustering head: plain LD
             return terms
-        a0 = a[: 4 * outputs["B"], :1].float()
+        a0 = discriminator_input(a[: 4 * outputs["B"]].float(), self.cfg.disc_input)
         priors = self.sample_priors(self.cfg.prior_batch or a0.shape[0], tuple(a0.shape[2:]))
         d_loss, g_loss = adversarial_terms(a0, priors, self.discriminator)
         terms["disc"] = self.cfg.disc_weight * d_loss
@@ -137,14 +172,17 @@ class ShapeGuidedLD(LocalDiscrimination):
     def structure_probability(self, images: torch.Tensor, rule: str = "threshold") -> torch.Tensor:
         """images (B, C, *S) -> probability of the guided structure (B, *S).
 
-        rule "threshold": a_0; "prototype": softmax_k(cos(v_p, r_k) / tau_ld)[0]."""
+        rule "threshold": a_0; "argmax": [argmax_k a_k = 0] (0 or 1);
+        "prototype": softmax_k(cos(v_p, r_k) / tau_ld)[0]."""
         trunk = self.backbone.forward_features(images).trunk
         a = self.cluster_head(trunk)
         if rule == "threshold":
             return a[:, 0]
+        if rule == "argmax":
+            return (a.argmax(dim=1) == 0).to(a.dtype)
         if rule == "prototype":
             v = self.embed_head(trunk)
             r = L.region_embeddings(a, v)  # (B, K, D)
             logits = torch.einsum("bkd,bd...->bk...", r, v) / self.cfg.tau_ld
             return logits.softmax(dim=1)[:, 0]
-        raise ConfigError(f"unknown prediction rule {rule!r}; valid: threshold, prototype")
+        raise ConfigError(f"unknown prediction rule {rule!r}; valid: {', '.join(RULES)}")

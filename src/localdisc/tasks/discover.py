@@ -4,7 +4,7 @@
     segmentation. With labels, clusters are matched to structures once over the dataset
     (Hungarian on Dice, :mod:`localdisc.tasks.hungarian`) and scored per structure.
 (b) ``mode="shape"``: a :class:`~localdisc.methods.ld_shape.ShapeGuidedLD` run; cluster channel 0
-    is the discovered structure (a_0 > 0.5, or the prototype rule
+    is the discovered structure (a_0 > 0.5; [argmax_k a_k = 0]; or the prototype rule
     softmax_k cos(v_p, r_k) / 0.2, channel 0). With labels, Dice of the foreground inside the FOV.
 
 Predictions are made at the model's size and brought back to each image's original size

@@ -11,6 +11,9 @@ From ONE annotated support image, every landmark is found in each query image:
 4. prediction = argmax_p v'_p . s in each query, refined to sub-pixel precision by a parabola
    through the peak and its neighbours along every axis; confidence = peak similarity and the
    margin to the best similarity outside a radius of 2 * max(sigma) around the peak.
+   Optionally (``search_radius`` > 0) the argmax is restricted to a ball of that radius, a
+   fraction of the grid size, around the support's position: for roughly aligned scans
+   (chest X-rays, registered volumes) this rules out look-alike structures far away.
 
 Coordinates are (row, col[, ...]) in original-image pixels (index order). Images are resized to
 the model's size; coordinates are mapped with the align_corners=False convention that
@@ -108,7 +111,8 @@ def refine_peaks(sim: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.
         inside = (coords[:, axis] > 0) & (coords[:, axis] < S[axis] - 1)
         fm = sim[(rows, *lo.unbind(1))]
         fp = sim[(rows, *hi.unbind(1))]
-        off = _parabola_offset(fm, peak, fp)
+        inside = inside & torch.isfinite(fm) & torch.isfinite(fp)  # a neighbour outside a search window
+        off = _parabola_offset(torch.where(inside, fm, peak), peak, torch.where(inside, fp, peak))
         refined[:, axis] += torch.where(inside, off, torch.zeros_like(off))
     grids = torch.meshgrid(*[torch.arange(s, device=sim.device, dtype=sim.dtype) for s in S], indexing="ij")
     d2 = sum((g[None] - coords[:, i].to(sim.dtype).view(-1, *([1] * nd))) ** 2 for i, g in enumerate(grids))
@@ -139,15 +143,21 @@ class OneShotLocator:
     """Find the support's landmarks in query images.
 
     ``embed``: (B, C, *size) -> (B, D, *size) pixel embeddings; ``size``: the model grid;
-    ``sigmas``: Gaussian widths of the center-sensitive pooling, in model-grid pixels.
+    ``sigmas``: Gaussian widths of the center-sensitive pooling, in model-grid pixels;
+    ``search_radius``: 0 = search the whole image, else a fraction of the grid's largest side:
+    only points that close to the support's (relative) position can be predicted.
     """
 
-    def __init__(self, embed: EmbedFn, size: Sequence[int], sigmas: Sequence[float] = (2.0, 4.0, 8.0), batch_size: int = 4):
+    def __init__(self, embed: EmbedFn, size: Sequence[int], sigmas: Sequence[float] = (2.0, 4.0, 8.0), batch_size: int = 4, search_radius: float = 0.0):
+        if search_radius < 0:
+            raise ValueError(f"search_radius must be >= 0 (a fraction of the image size), got {search_radius}")
         self.embed = embed
         self.size = tuple(int(s) for s in size)
         self.sigmas = [float(s) for s in sigmas]
         self.batch_size = batch_size
+        self.search_radius = float(search_radius)
         self.support: torch.Tensor | None = None  # (L, n*D)
+        self.support_points: torch.Tensor | None = None  # (L, nd) model-grid coords
 
     @torch.no_grad()
     def _pooled(self, images: list[torch.Tensor]) -> torch.Tensor:
@@ -160,7 +170,18 @@ class OneShotLocator:
         pooled = self._pooled([image])
         pts = to_model_coords(points, image.shape[1:], self.size)
         self.support = F.normalize(sample_at(pooled, torch.as_tensor(pts, dtype=pooled.dtype)), dim=1)
+        self.support_points = torch.as_tensor(pts, dtype=torch.float32)
         return self
+
+    def _restrict(self, sim: torch.Tensor) -> torch.Tensor:
+        """sim (L, *size) with -inf outside the search ball around each support point."""
+        if not self.search_radius:
+            return sim
+        r = self.search_radius * max(self.size)
+        grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32, device=sim.device) for n in self.size], indexing="ij")
+        c = self.support_points.to(sim.device)
+        d2 = sum((g[None] - c[:, i].view(-1, *([1] * len(self.size)))) ** 2 for i, g in enumerate(grids))
+        return sim.masked_fill(d2 > r * r, float("-inf"))
 
     @torch.no_grad()
     def similarity(self, image: torch.Tensor) -> torch.Tensor:
@@ -177,7 +198,7 @@ class OneShotLocator:
             chunk = images[i : i + self.batch_size]
             pooled = self._pooled(chunk)
             for im, pv in zip(chunk, pooled):
-                sim = torch.einsum("ld,d...->l...", self.support.to(pv), pv)
+                sim = self._restrict(torch.einsum("ld,d...->l...", self.support.to(pv), pv))
                 pts, peak, margin = refine_peaks(sim, 2.0 * max(self.sigmas + [1.0]))
                 out.append(Prediction(to_orig_coords(pts.cpu().numpy(), im.shape[1:], self.size), peak.cpu().numpy(), margin.cpu().numpy()))
         return out

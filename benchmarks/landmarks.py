@@ -1,7 +1,8 @@
-"""One-shot landmarks on chest X-rays: LD center-sensitive matching vs two naive baselines.
+"""One-shot landmarks (chest X-rays by default, or synthetic fundus): LD center-sensitive matching vs two naive baselines.
 
-Ground truth comes from the radiologists' outlines (benchmarks/make_cxr_landmarks.py): each
-lung's centroid, apex and lowest point, and the cardiomediastinum ("heart") centroid. ONE
+Chest X-ray ground truth comes from the radiologists' outlines (benchmarks/make_cxr_landmarks.py):
+each lung's centroid, apex and lowest point, and the cardiomediastinum ("heart") centroid; with
+``--data synthetic-fundus...`` the optic disc and fovea centers known by construction. ONE
 support image (the first training image, or --support) is annotated; every other image is a
 query. Methods:
 - ld: a pretrained LD run (--run, or one trained here on the CXR train split), center-sensitive
@@ -15,9 +16,10 @@ Errors are reported on the common --eval-size grid (every image resized to it, l
 sees it; success rates within 2/4/8 px of that grid) and in original pixels (MRE only, since
 the images range from 255 to 4095 px).
 
-    python benchmarks/landmarks_cxr.py [--run RUN] [--quick]
+    python benchmarks/landmarks.py [--run RUN] [--quick]
+    python benchmarks/landmarks.py --data synthetic-fundus:40:256x256 --name landmarks_fundus --run RUN
 
-Writes benchmarks/results/landmarks_cxr.{json,md}.
+Writes benchmarks/results/NAME.{json,md} (NAME: --name, default landmarks_cxr).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def train_ld(data: str, out: Path, args) -> Path:
     if (out / "model.safetensors").is_file():
         return out
     cfg = PretrainConfig(data=data, out=str(out), split="train", steps=args.pretrain_steps, batch_size=args.batch_size, image_size=tuple(args.image_size),
-                         encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels), in_channels=1,
+                         encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels),
                          lr_halve_every=max(1, args.pretrain_steps // 2), picture_every=0, log_every=max(1, args.pretrain_steps // 20),
                          overwrite=True, device=args.device, max_images=args.max_images)
     get_method("ld").run_schedule(cfg, LDConfig(stage="both", grid=args.grid))
@@ -54,7 +56,8 @@ def train_ld(data: str, out: Path, args) -> Path:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="cxr:/work/shared/data/CXR")
+    p.add_argument("--data", default="cxr:/work/shared/data/CXR", help="images; landmarks come from --truth, the layout's own landmarks (synthetic-fundus), or the CXR masks")
+    p.add_argument("--name", default="landmarks_cxr", help="results file name (without suffix)")
     p.add_argument("--run", default=None, help="pretrained LD run; default: train one into --work")
     p.add_argument("--work", default="benchmarks/_work/landmarks_cxr", help="folder for the trained run")
     p.add_argument("--truth", default=None, help="landmark JSON from make_cxr_landmarks.py (computed if absent)")
@@ -89,8 +92,11 @@ def main(argv=None) -> int:
     from localdisc.tasks.discover import load_run_model
     from localdisc.tasks.landmarks import OneShotLocator, normalized_cross_correlation_locate, radial_errors, summarize_errors, to_model_coords, to_orig_coords
 
+    layout_marks = {s.id: {k: list(v) for k, v in s.landmarks.items()} for s in resolve_source(args.data) if getattr(s, "landmarks", None)}
     if args.truth:
         truth = json.loads(Path(args.truth).read_text())
+    elif layout_marks:  # e.g. synthetic-fundus: optic disc and fovea centers known by construction
+        truth = {"landmarks": layout_marks}
     else:
         from make_cxr_landmarks import cxr_landmarks
 
@@ -110,23 +116,23 @@ def main(argv=None) -> int:
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model = load_run_model(run, device)
     embed = lambda x: model.method.embed(x.to(model.device)).float().cpu()  # noqa: E731
-    sup_img = torch.from_numpy(load_sample_image(support, 1))
+    sup_img = torch.from_numpy(load_sample_image(support, model.channels))
     sup_pts = np.array([marks[support.id][n] for n in names])
     locators = {"ld": OneShotLocator(embed, model.size, args.sigma).fit(sup_img, sup_pts)}
     for r in args.search_radius:
         locators[f"ld window {r:g}"] = OneShotLocator(embed, model.size, args.sigma, search_radius=r).fit(sup_img, sup_pts)
     ev = tuple(args.eval_size)
-    sup_small = resize_image(sup_img, ev)[0].numpy()
+    sup_small = resize_image(sup_img, ev).mean(0).numpy()  # NCC on the grey image
     sup_ev = to_model_coords(sup_pts, sup_img.shape[1:], ev)
 
     errs = {m: {n: [] for n in names} for m in (*locators, "copy", "ncc")}
     errs_orig = {m: [] for m in errs}
     for s in queries:
-        img = torch.from_numpy(load_sample_image(s, 1))
+        img = torch.from_numpy(load_sample_image(s, model.channels))
         size = img.shape[1:]
         t = np.array([marks[s.id][n] for n in names])
         t_ev = to_model_coords(t, size, ev)
-        q_small = resize_image(img, ev)[0].numpy()
+        q_small = resize_image(img, ev).mean(0).numpy()
         preds = {
             **{m: loc.predict([img])[0].points for m, loc in locators.items()},
             "copy": to_orig_coords(sup_ev, size, ev),
@@ -138,7 +144,7 @@ def main(argv=None) -> int:
                 errs[m][n].append(float(e))
             errs_orig[m] += radial_errors(pr, t).tolist()
 
-    prov = provenance(device, None if argv is None else ["benchmarks/landmarks_cxr.py", *argv])
+    prov = provenance(device, None if argv is None else ["benchmarks/landmarks.py", *argv])
     result = {
         **prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick,
         "run": str(run), "support": support.id, "num_queries": len(queries), "landmarks": names, "sigmas": args.sigma, "search_radius": args.search_radius,
@@ -148,9 +154,9 @@ def main(argv=None) -> int:
     }
     out = Path(args.work) if args.quick else Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    name = "landmarks_cxr_quick" if args.quick else "landmarks_cxr"
+    name = f"{args.name}_quick" if args.quick else args.name
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    lines = ["# One-shot CXR landmarks: LD vs naive baselines", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])), f"- run: {run}; support {support.id}; {len(queries)} queries; sigmas {args.sigma}; errors on a {ev[0]}x{ev[1]} grid",
+    lines = [f"# One-shot landmarks ({args.data.split(':')[0]}): LD vs naive baselines", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])), f"- run: {run}; support {support.id}; {len(queries)} queries; sigmas {args.sigma}; errors on a {ev[0]}x{ev[1]} grid",
              "", "| method | MRE (grid px) | SD | within 2 px | within 4 px | within 8 px | MRE (orig px) |", "|---|---|---|---|---|---|---|"]
     for m, r in result["methods"].items():
         o = r["overall"]

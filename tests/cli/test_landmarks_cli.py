@@ -78,3 +78,25 @@ def test_3d_volumes(tmp_path):
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert {"z", "row", "col", "error_px"} <= set(rows[0]) and len(rows) == 2 * len(s[0].landmarks)
     assert len(list((out / "overlays").glob("*.png"))) == 1
+
+
+def test_drive_layout_queries_with_a_search_window(ld_run, tmp_path):
+    # DRIVE's own folder layout (training/images/*.tif, 1st_manual/*.gif, mask/*.gif): where users run it
+    rng = np.random.default_rng(0)
+    root = tmp_path / "DRIVE" / "training"
+    for sub in ("images", "1st_manual", "mask"):
+        (root / sub).mkdir(parents=True)
+    for k in (21, 22, 23):
+        Image.fromarray((rng.random((40, 44, 3)) * 255).astype(np.uint8)).save(root / "images" / f"{k}_training.tif")
+        Image.fromarray(np.zeros((40, 44), np.uint8)).save(root / "1st_manual" / f"{k}_manual1.gif")
+        Image.fromarray(np.full((40, 44), 255, np.uint8)).save(root / "mask" / f"{k}_training_mask.gif")
+    (tmp_path / "pts.json").write_text(json.dumps({"disc": [20.0, 30.0]}))
+    out = tmp_path / "lm"
+    args = ["landmarks", "--run", str(ld_run), "--support", str(root / "images" / "21_training.tif"), "--points", str(tmp_path / "pts.json"),
+            "--queries", f"drive:{tmp_path / 'DRIVE'}", "--out", str(out), "--sigma", "1", "--search-radius", "0.1"]
+    assert main(args) == 0
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert {r["landmark"] for r in rows} == {"disc"} and len(rows) >= 2
+    # the window (0.1 * 32 model px ~ 3.2 px, i.e. ~4.4 original px) keeps every prediction near the support point
+    assert all(np.hypot(float(r["row"]) - 20.0, float(r["col"]) - 30.0) <= 0.1 * 32 * 44 / 32 + 1.0 for r in rows)
+    assert json.loads((out / "config.json").read_text())["search_radius"] == 0.1 and not (out / "metrics.json").exists()  # no truth, no metrics

@@ -181,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         w.writerows(rows)
     (out / "predictions.json").write_text(json.dumps({"support": support.image, "support_points": points, "predictions": preds_json}, indent=1))
     metrics = {"run": str(args.run), "support": support.image, "num_queries": len(queries), "sigmas": args.sigma, "search_radius": args.search_radius, "model_size": list(model.size)}
+    (out / "config.json").write_text(json.dumps({**vars(args), **metrics}, indent=2, default=str))  # the resolved settings, with or without truth
     all_e = [e for n in names for e in errs[n]]
     if all_e:
         metrics["overall"] = summarize_errors(all_e)

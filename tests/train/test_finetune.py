@@ -120,6 +120,8 @@ def test_transfer_and_frozen_encoder(tmp_path):
     src = dict(backbone.named_parameters())
     for k in (n for n in src if n.startswith("encoder.")):
         assert torch.equal(final[k], src[k].detach()), k  # frozen for all 4 steps
+    stats = {k: v for k, v in backbone.state_dict().items() if k.startswith("encoder.") and ("running_" in k or "num_batches" in k)}
+    assert stats and all(torch.equal(final[k], v) for k, v in stats.items())  # BN statistics frozen too
     assert any(not torch.equal(final[k], src[k].detach()) for k in src if k.startswith("decoder."))
     assert any(k.startswith("decoder_gates.1.") for k in final)
 

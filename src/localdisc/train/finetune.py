@@ -60,7 +60,7 @@ class FinetuneConfig:
     in_channels: int = field(0, "input channels; 0 = from the data")
     init: str = field("", "pretraining run folder to initialize from (its backbone.safetensors); empty = random init")
     transfer: str = field("encoder", "what to transfer from --init: encoder | encoder+decoder")
-    freeze_encoder_steps: int = field(0, "keep the encoder weights fixed for the first N steps")
+    freeze_encoder_steps: int = field(0, "keep the encoder weights and its normalization statistics fixed for the first N steps")
     encoder_channels: tuple[int, ...] = field((16, 32, 64, 128, 128), "U-Net encoder widths (ignored with --init: taken from the run)")
     decoder_channels: tuple[int, ...] = field((128, 64, 32, 32), "U-Net decoder widths, last = trunk (ignored with --init)")
     norm: str = field("batch", "normalization: batch | instance | group (ignored with --init)")
@@ -84,6 +84,13 @@ class FinetuneConfig:
     pdcr_weight: float = field(0.05, "weight of the PDCR loss")
     pdcr_cross_layer: bool = field(False, "also contrast vectors across layers")
     uafs_stages: tuple[int, ...] = field((), "decoder stages (0 = deepest) followed by an uncertainty-aware feature selection block")
+
+
+def freeze_norm_statistics(module: torch.nn.Module) -> None:
+    """Put every BatchNorm/InstanceNorm of ``module`` in eval mode: running statistics stay fixed."""
+    for m in module.modules():
+        if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.instancenorm._InstanceNorm)):
+            m.eval()
 
 
 def _validate(cfg: FinetuneConfig) -> None:
@@ -202,6 +209,10 @@ def finetune(cfg: FinetuneConfig) -> Path:
         images, labels = sample_patches(images, labels, cfg.patch_size, cfg.patch_foreground)
         if cfg.augment:
             images, labels = augment_batch(images, labels, aug_cfg, flip_pairs)
+        if step < cfg.freeze_encoder_steps:
+            freeze_norm_statistics(unet.encoder)  # a frozen encoder keeps its pretrained BN statistics too
+        elif step == cfg.freeze_encoder_steps and step > 0:
+            unet.encoder.train()
         with autocast():
             loss, logs = ddp_model(images, labels)
         if nan_at and step + 1 == nan_at:

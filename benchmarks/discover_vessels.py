@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     p.add_argument("--grid", type=int, default=8)
     p.add_argument("--priors", type=int, default=200, help="simulated vessel prior masks")
     p.add_argument("--prior-roots", type=int, default=4, help="simulated priors: trees per mask (simulator knob n_roots)")
-    p.add_argument("--adv-weight", type=float, default=0.1)
+    p.add_argument("--adv-weight", type=float, default=1.0)
     p.add_argument("--disc-input", default="argmax", help="what D judges: argmax, threshold or soft")
     p.add_argument("--disc-lr-scale", type=float, default=5.0)
     p.add_argument("--disc-width", type=int, default=32)

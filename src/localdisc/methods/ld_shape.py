@@ -54,10 +54,10 @@ from .ld.views import view_size
 class ShapeLDConfig(LDConfig):
     num_clusters: int = field(8, "K: channels of the clustering head (channel 0 is shape-guided)")
     prior_masks: str = field("simulate:vessels:200", "unpaired prior masks: a folder of mask images/volumes, or simulate:KIND[:N] (KIND: vessels, lungs, disc, tubes3d)")
-    adv_weight: float = field(0.1, "weight of the generator term BCE(D(a_0), 1)")
+    adv_weight: float = field(1.0, "weight of the generator term BCE(D(a_0), 1)")
     disc_weight: float = field(1.0, "weight of the discriminator loss (real priors vs detached a_0)")
     disc_input: str = field("argmax", "what the discriminator judges: argmax ([argmax_k a_k = 0]), threshold ([a_0 > 0.5]) or soft (a_0 itself; D then tells fake from real by its soft values); hard maps pass gradients straight through to a_0")
-    disc_lr_scale: float = field(1.0, "discriminator learning rate as a multiple of --lr (runtime weight scaling; the loop has one optimizer)")
+    disc_lr_scale: float = field(5.0, "discriminator learning rate as a multiple of --lr (runtime weight scaling; the loop has one optimizer). Above 1 so that D leaves its chance-level plateau while the generator moves")
     disc_width: int = field(32, "discriminator width of the first layer")
     disc_layers: int = field(4, "discriminator stride-2 conv layers")
     prior_batch: int = field(0, "prior masks per step (0 = as many as a_0 maps, i.e. 4B)")

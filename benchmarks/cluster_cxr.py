@@ -28,18 +28,17 @@ import torch
 
 from localdisc.report.provenance import provenance, provenance_markdown
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pretrain import add_pretrain_args, pretrain_config  # noqa: E402
+
 
 def train_ld(data: str, out: Path, args, steps: int) -> Path:
     from localdisc.methods import get_method
     from localdisc.methods.ld import LDConfig
-    from localdisc.train.pretrain import PretrainConfig
 
     if (out / "model.safetensors").is_file():
         return out
-    cfg = PretrainConfig(data=data, out=str(out), split="train", steps=steps, batch_size=args.batch_size, image_size=tuple(args.image_size),
-                         encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels), in_channels=1,
-                         lr_halve_every=max(1, steps // 2), picture_every=0, log_every=max(1, steps // 20), overwrite=True, device=args.device,
-                         max_images=args.max_images, lr=args.lr if steps > 1 else 0.0)
+    cfg = pretrain_config(args, data, out, steps, in_channels=1, max_images=args.max_images, lr=args.lr if steps > 1 else 0.0)
     if steps <= 1:  # the untrained reference: one step at lr 0 just writes the run folder
         return get_method("ld").run_schedule(cfg, LDConfig(stage="2", grid=args.grid, num_clusters=args.num_clusters))
     get_method("ld").run_schedule(cfg, LDConfig(stage="both", grid=args.grid, num_clusters=args.num_clusters))
@@ -52,13 +51,8 @@ def main(argv=None) -> int:
     p.add_argument("--run", default=None, help="an LD stage-2 run (default: train one into --work)")
     p.add_argument("--work", default="benchmarks/_work/cluster_cxr")
     p.add_argument("--num-clusters", type=int, default=16)
-    p.add_argument("--pretrain-steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--image-size", type=int, nargs=2, default=[256, 256])
-    p.add_argument("--encoder-channels", type=int, nargs="+", default=[16, 32, 64, 128, 128])
-    p.add_argument("--decoder-channels", type=int, nargs="+", default=[128, 64, 32, 32])
-    p.add_argument("--grid", type=int, default=8)
+    add_pretrain_args(p)
     p.add_argument("--max-images", type=int, default=0, help="pretraining images (0 = all train)")
     p.add_argument("--max-test", type=int, default=0, help="test images (0 = all)")
     p.add_argument("--device", default="auto")

@@ -28,6 +28,9 @@ import torch
 
 from localdisc.report.provenance import provenance, provenance_markdown
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pretrain import add_pretrain_args, pretrain_config  # noqa: E402
+
 
 def green_baselines(image: np.ndarray, fov: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{name: (binary (H, W), score (H, W))} for Otsu on the inverted green channel and Frangi."""
@@ -59,13 +62,10 @@ def prior_folder(folder: Path, args) -> str:
 def train_shape(data: str, out: Path, args) -> Path:
     from localdisc.methods import get_method
     from localdisc.methods.ld_shape import ShapeLDConfig
-    from localdisc.train.pretrain import PretrainConfig
 
     if (out / "model.safetensors").is_file():
         return out
-    cfg = PretrainConfig(data=data, out=str(out), split="train", steps=args.pretrain_steps, batch_size=args.batch_size, image_size=tuple(args.image_size),
-                         encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels), method="ld-shape",
-                         lr_halve_every=max(1, args.pretrain_steps // 2), picture_every=0, log_every=max(1, args.pretrain_steps // 20), overwrite=True, device=args.device)
+    cfg = pretrain_config(args, data, out, method="ld-shape")
     mcfg = ShapeLDConfig(stage="both", grid=args.grid, prior_masks=prior_folder(out.parent / "priors", args), adv_weight=args.adv_weight,
                          disc_width=args.disc_width, disc_layers=args.disc_layers, disc_input=args.disc_input, disc_lr_scale=args.disc_lr_scale)
     get_method("ld-shape").run_schedule(cfg, mcfg)
@@ -77,12 +77,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="synthetic-fundus:40:256x256")
     p.add_argument("--run", default=None, help="an ld-shape run (default: train one into --work)")
     p.add_argument("--work", default="benchmarks/_work/discover_vessels")
-    p.add_argument("--pretrain-steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--image-size", type=int, nargs=2, default=[256, 256])
-    p.add_argument("--encoder-channels", type=int, nargs="+", default=[16, 32, 64, 128, 128])
-    p.add_argument("--decoder-channels", type=int, nargs="+", default=[128, 64, 32, 32])
-    p.add_argument("--grid", type=int, default=8)
+    add_pretrain_args(p)
     p.add_argument("--priors", type=int, default=200, help="simulated vessel prior masks")
     p.add_argument("--prior-roots", type=int, default=4, help="simulated priors: trees per mask (simulator knob n_roots)")
     p.add_argument("--adv-weight", type=float, default=1.0)

@@ -37,19 +37,16 @@ import torch
 from localdisc.report.provenance import provenance, provenance_markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pretrain import add_pretrain_args, pretrain_config  # noqa: E402
 
 
 def train_ld(data: str, out: Path, args) -> Path:
     from localdisc.methods import get_method
     from localdisc.methods.ld import LDConfig
-    from localdisc.train.pretrain import PretrainConfig
 
     if (out / "model.safetensors").is_file():
         return out
-    cfg = PretrainConfig(data=data, out=str(out), split="train", steps=args.pretrain_steps, batch_size=args.batch_size, image_size=tuple(args.image_size),
-                         encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels),
-                         lr_halve_every=max(1, args.pretrain_steps // 2), picture_every=0, log_every=max(1, args.pretrain_steps // 20),
-                         overwrite=True, device=args.device, max_images=args.max_images)
+    cfg = pretrain_config(args, data, out, max_images=args.max_images)
     get_method("ld").run_schedule(cfg, LDConfig(stage="both", grid=args.grid))
     return out
 
@@ -66,12 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--search-radius", type=float, nargs="*", default=[0.15], help="extra LD rows with a search window of this fraction of the image size")
     p.add_argument("--eval-size", type=int, nargs=2, default=[256, 256])
     p.add_argument("--ncc-half", type=int, default=16, help="NCC template half-size on the eval grid")
-    p.add_argument("--pretrain-steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--image-size", type=int, nargs=2, default=[256, 256])
-    p.add_argument("--encoder-channels", type=int, nargs="+", default=[16, 32, 64, 128, 128])
-    p.add_argument("--decoder-channels", type=int, nargs="+", default=[128, 64, 32, 32])
-    p.add_argument("--grid", type=int, default=8)
+    add_pretrain_args(p)
     p.add_argument("--max-images", type=int, default=0)
     p.add_argument("--max-queries", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -118,14 +110,13 @@ def main(argv=None) -> int:
     embed = lambda x: model.method.embed(x.to(model.device)).float().cpu()  # noqa: E731
     sup_img = torch.from_numpy(load_sample_image(support, model.channels))
     sup_pts = np.array([marks[support.id][n] for n in names])
-    locators = {"ld": OneShotLocator(embed, model.size, args.sigma).fit(sup_img, sup_pts)}
-    for r in args.search_radius:
-        locators[f"ld window {r:g}"] = OneShotLocator(embed, model.size, args.sigma, search_radius=r).fit(sup_img, sup_pts)
+    loc = OneShotLocator(embed, model.size, args.sigma).fit(sup_img, sup_pts)
+    windows = {"ld": 0.0, **{f"ld window {r:g}": r for r in args.search_radius}}  # one embedding pass, several searches
     ev = tuple(args.eval_size)
     sup_small = resize_image(sup_img, ev).mean(0).numpy()  # NCC on the grey image
     sup_ev = to_model_coords(sup_pts, sup_img.shape[1:], ev)
 
-    errs = {m: {n: [] for n in names} for m in (*locators, "copy", "ncc")}
+    errs = {m: {n: [] for n in names} for m in (*windows, "copy", "ncc")}
     errs_orig = {m: [] for m in errs}
     for s in queries:
         img = torch.from_numpy(load_sample_image(s, model.channels))
@@ -133,8 +124,9 @@ def main(argv=None) -> int:
         t = np.array([marks[s.id][n] for n in names])
         t_ev = to_model_coords(t, size, ev)
         q_small = resize_image(img, ev).mean(0).numpy()
+        sim = loc.similarity(img)
         preds = {
-            **{m: loc.predict([img])[0].points for m, loc in locators.items()},
+            **{m: loc.locate(sim, size, r).points for m, r in windows.items()},
             "copy": to_orig_coords(sup_ev, size, ev),
             "ncc": to_orig_coords(np.array([normalized_cross_correlation_locate(sup_small, pt, q_small, args.ncc_half) for pt in sup_ev]), size, ev),
         }

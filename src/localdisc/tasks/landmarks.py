@@ -173,11 +173,11 @@ class OneShotLocator:
         self.support_points = torch.as_tensor(pts, dtype=torch.float32)
         return self
 
-    def _restrict(self, sim: torch.Tensor) -> torch.Tensor:
+    def _restrict(self, sim: torch.Tensor, search_radius: float) -> torch.Tensor:
         """sim (L, *size) with -inf outside the search ball around each support point."""
-        if not self.search_radius:
+        if not search_radius:
             return sim
-        r = self.search_radius * max(self.size)
+        r = search_radius * max(self.size)
         grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32, device=sim.device) for n in self.size], indexing="ij")
         c = self.support_points.to(sim.device)
         d2 = sum((g[None] - c[:, i].view(-1, *([1] * len(self.size)))) ** 2 for i, g in enumerate(grids))
@@ -198,10 +198,17 @@ class OneShotLocator:
             chunk = images[i : i + self.batch_size]
             pooled = self._pooled(chunk)
             for im, pv in zip(chunk, pooled):
-                sim = self._restrict(torch.einsum("ld,d...->l...", self.support.to(pv), pv))
-                pts, peak, margin = refine_peaks(sim, 2.0 * max(self.sigmas + [1.0]))
-                out.append(Prediction(to_orig_coords(pts.cpu().numpy(), im.shape[1:], self.size), peak.cpu().numpy(), margin.cpu().numpy()))
+                out.append(self.locate(torch.einsum("ld,d...->l...", self.support.to(pv), pv), im.shape[1:]))
         return out
+
+    @torch.no_grad()
+    def locate(self, sim: torch.Tensor, orig_size: Sequence[int], search_radius: float | None = None) -> Prediction:
+        """Peaks of one query's similarity maps sim (L, *size) (from :meth:`similarity`), in the
+        query's original pixels; ``search_radius`` overrides the locator's own window, so one
+        embedding pass can be searched with several windows."""
+        radius = self.search_radius if search_radius is None else float(search_radius)
+        pts, peak, margin = refine_peaks(self._restrict(sim, radius), 2.0 * max(self.sigmas + [1.0]))
+        return Prediction(to_orig_coords(pts.cpu().numpy(), orig_size, self.size), peak.cpu().numpy(), margin.cpu().numpy())
 
 
 def radial_errors(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:

@@ -18,7 +18,10 @@ from pathlib import Path
 _BOOT = (
     "import importlib.util, sys; path, name = sys.argv[1], sys.argv[2]; "
     "s = importlib.util.spec_from_file_location(name, path); m = importlib.util.module_from_spec(s); "
-    "sys.modules[name] = m; s.loader.exec_module(m); m._worker(sys.argv[3:])"
+    "sys.modules[name] = m; s.loader.exec_module(m); m._worker(sys.argv[3:]); "
+    # the worker has left the process group; skip interpreter finalization, where gloo's
+    # threads can still abort a finished rank ("terminate called without an active exception")
+    "import os; sys.stdout.flush(); sys.stderr.flush(); os._exit(0)"
 )
 
 

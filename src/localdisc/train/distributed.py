@@ -37,6 +37,7 @@ Precision: ``autocast_context`` runs the forward in bf16/fp16; methods cast loss
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import os
@@ -88,10 +89,25 @@ def init(device: str = "auto", timeout_s: float = 1800.0) -> DistEnv:
     if world > 1 and not tdist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         tdist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+        # A group still open when the interpreter finalizes can abort the process ("terminate
+        # called without an active exception", gloo worker threads); CLI runs end without cleanup().
+        atexit.register(_destroy)
     return DistEnv(rank=rank, world=world, local_rank=local, device=dev)
 
 
 def cleanup() -> None:
+    """Leave the process group once every rank got here (no peer is torn down mid-collective)."""
+    if tdist.is_available() and tdist.is_initialized():
+        import gc
+
+        gc.collect()  # DDP reducers in reference cycles hold the group; free them while peers are alive
+        if tdist.get_world_size() > 1:
+            tdist.barrier()
+        tdist.destroy_process_group()
+
+
+def _destroy() -> None:
+    """At exit: no barrier, because a rank may be exiting on an error while its peers wait."""
     if tdist.is_available() and tdist.is_initialized():
         tdist.destroy_process_group()
 

@@ -1,8 +1,8 @@
 """Shape-guided vessel discovery without labels: ld-shape with SIMULATED vessel priors.
 
 1. Pretrain ``ld-shape`` (K=8, LD stage 1 then stage 2 + adversarial shape prior on cluster 0)
-   on the synthetic fundus TRAIN images; priors are vessel trees from the shape simulator, never
-   the fundus labels.
+   on the synthetic fundus TRAIN images; priors come from the shape simulator (``--prior-kind``:
+   whole-fundus vasculature ``retina``, or generic ``vessels`` trees), never the fundus labels.
 2. Score on the synthetic fundus TEST images, inside the field of view: Dice/IoU/accuracy/AUC of
    a_0 > 0.5 ("threshold") and of the prototype rule, against two unsupervised baselines on the
    green channel (vessels are dark): Otsu threshold, and Frangi vesselness thresholded by Otsu.
@@ -51,11 +51,17 @@ def green_baselines(image: np.ndarray, fov: np.ndarray) -> dict[str, tuple[np.nd
 
 
 def prior_folder(folder: Path, args) -> str:
-    """Simulated vessel trees written as PNGs (what a user gets from `localdisc simulate-shapes`)."""
+    """Simulated vessel masks written as PNGs (what a user gets from `localdisc simulate-shapes`).
+
+    ``--prior-kind retina``: whole-fundus vasculature (arcades from a disc, circular FOV);
+    ``vessels``: generic branching trees over the whole canvas (``--prior-roots`` trees each).
+    """
     from localdisc.data.shapes import write_priors
 
+    folder = folder.with_name(f"{folder.name}_{args.prior_kind}")
     if not any(folder.glob("*.png")):
-        write_priors("vessels", args.priors, tuple(args.image_size), folder, seed=1, n_roots=args.prior_roots)
+        knobs = {"n_roots": args.prior_roots} if args.prior_kind == "vessels" else {}
+        write_priors(args.prior_kind, args.priors, tuple(args.image_size), folder, seed=1, **knobs)
     return str(folder)
 
 
@@ -79,7 +85,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="benchmarks/_work/discover_vessels")
     add_pretrain_args(p)
     p.add_argument("--priors", type=int, default=200, help="simulated vessel prior masks")
-    p.add_argument("--prior-roots", type=int, default=4, help="simulated priors: trees per mask (simulator knob n_roots)")
+    p.add_argument("--prior-kind", default="retina", choices=["retina", "vessels"], help="simulated priors: whole-fundus vasculature (retina) or generic trees (vessels); see benchmarks/prior_gap.py")
+    p.add_argument("--prior-roots", type=int, default=4, help="--prior-kind vessels: trees per mask (simulator knob n_roots)")
     p.add_argument("--adv-weight", type=float, default=1.0)
     p.add_argument("--disc-input", default="argmax", help="what D judges: argmax, threshold or soft")
     p.add_argument("--disc-lr-scale", type=float, default=5.0)
@@ -104,7 +111,7 @@ def main(argv=None) -> int:
     from localdisc.tasks.discover import binary_scores, load_run_model, predict_maps, save_mask_overlay
 
     work = Path(args.work)
-    run = Path(args.run) if args.run else train_shape(args.data, work / "ld_shape", args)
+    run = Path(args.run) if args.run else train_shape(args.data, work / f"ld_shape_{args.prior_kind}", args)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model = load_run_model(run, device)
     test = [s for s in resolve_source(args.data) if s.split == "test"]
@@ -157,10 +164,11 @@ def main(argv=None) -> int:
     name = "discover_vessels"
     prov = provenance(device, None if argv is None else ["benchmarks/discover_vessels.py", *argv])
     result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick, "run": str(run),
-              "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated vessel trees, n_roots={args.prior_roots}", "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "test_scores_inside_fov": summary,
+              "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated masks, kind {args.prior_kind}" + (f", n_roots={args.prior_roots}" if args.prior_kind == "vessels" else ""), "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "test_scores_inside_fov": summary,
               "retina": {"figure": str(fig_path), "vessel_fraction_in_fov": retina_frac, "panels": ["image", *panels]}}
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    lines = ["# Shape-guided vessel discovery (no labels; simulated vessel priors)", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])),
+    lines = ["# Shape-guided vessel discovery (no labels; simulated vessel priors)", "",
+             f"Priors: {result['priors']} (never the fundus labels).",  "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])),
              f"- run: {run}; data {args.data}, {len(test)} test images; scores inside the FOV",
              "", "| method | Dice | IoU | accuracy | AUC |", "|---|---|---|---|---|"]
     for m, r in summary.items():

@@ -5,7 +5,9 @@ Shapes (all seeded through a ``np.random.Generator``; coordinates in index order
   depth, drawn as the union of tapered capsules (distance field per branch, vectorized);
 - :func:`lung_fields`: two rounded lung shapes (0 bg, 1 left lung, 2 right lung; the patient's
   right lung is on the image left, as in a PA radiograph);
-- :func:`disc_ellipse`: a slightly irregular ellipse (optic disc).
+- :func:`disc_ellipse`: a slightly irregular ellipse (optic disc);
+- kind ``retina`` (:mod:`localdisc.data.retina`): the vessel arcades of a whole fundus
+  photograph, leaving the optic disc and clipped to a circular field of view.
 
 :func:`simulate` / :func:`write_priors` turn them into prior sets for shape-guided discovery
 (``localdisc simulate-shapes``). Sample ``i`` of seed ``s`` depends only on ``(s, i)``.
@@ -273,7 +275,7 @@ def lung_fields(shape, rng: np.random.Generator, scale=(0.92, 1.05), irregularit
     return res
 
 
-KINDS = ("vessels", "lungs", "disc", "tubes3d")
+KINDS = ("vessels", "retina", "lungs", "disc", "tubes3d")
 
 
 def _one(kind: str, shape, rng: np.random.Generator, **knobs) -> np.ndarray:
@@ -281,6 +283,10 @@ def _one(kind: str, shape, rng: np.random.Generator, **knobs) -> np.ndarray:
         if len(shape) != 2:
             raise ConfigError(f"kind 'vessels' needs a 2-D size, got {tuple(shape)} (use tubes3d for volumes)")
         return vessel_tree(shape, rng, **knobs)[0]
+    if kind == "retina":
+        from .retina import retina_vessel_mask  # retina builds on this module
+
+        return retina_vessel_mask(shape, rng, **knobs)
     if kind == "tubes3d":
         return vessel_tree_3d(shape, rng, **knobs)[0]
     if kind == "lungs":

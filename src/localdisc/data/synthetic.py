@@ -24,7 +24,8 @@ from scipy.ndimage import gaussian_filter
 
 from ..errors import DataError
 from .records import Sample
-from .shapes import disc_ellipse, grow_tree, render_branches, save_nifti, vessel_tree_3d
+from .retina import fundus_layout, retinal_vessels
+from .shapes import save_nifti, vessel_tree_3d
 from .sources import register_layout
 
 FUNDUS_CLASSES = ["background", "vessel"]
@@ -39,63 +40,23 @@ def _texture(shape, rng: np.random.Generator, sigma: float) -> np.ndarray:
     return t / max(float(t.std()), 1e-6)
 
 
-def _fundus_roots(disc_c, temporal, rng):
-    """Main arcades from the disc: superior/inferior x temporal/nasal, each an artery and a vein.
-    Temporal arcades bend toward the macula; nasal ones run straighter."""
-    roots = {"artery": [], "vein": []}
-    up, down = np.array([-1.0, 0.0]), np.array([1.0, 0.0])
-    for vert in (up, down):
-        for kind in ("artery", "vein"):
-            tilt = rng.uniform(0.25, 0.55)
-            roots[kind].append((disc_c.copy(), vert * np.cos(tilt) + temporal * np.sin(tilt), temporal, 1.0))
-            tilt = rng.uniform(0.3, 0.7)
-            roots[kind].append((disc_c.copy(), vert * np.cos(tilt) - temporal * np.sin(tilt), -temporal, 0.25))
-    return roots
-
-
 def make_fundus(size=(256, 256), rng: np.random.Generator | None = None) -> dict:
     """One synthetic fundus photograph.
 
     Returns dict: image float32 (3, H, W) in [0, 1]; vessels, disc, fov bool (H, W); landmarks
-    {"optic_disc": (row, col), "fovea": (row, col)}; eye "left" | "right". The disc sits nasally
-    (image right for a right eye), the fovea ~2.5 disc diameters temporal to it.
+    {"optic_disc": (row, col), "fovea": (row, col)}; eye "left" | "right". Anatomy (FOV, disc,
+    fovea, vessel arcades) comes from :mod:`localdisc.data.retina`, shared with the ``retina``
+    prior kind of the shape simulator.
     """
     rng = np.random.default_rng() if rng is None else rng
     H, W = int(size[0]), int(size[1])
     s = min(H, W)
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     cy, cx = (H - 1) / 2, (W - 1) / 2
-    R = 0.48 * s * rng.uniform(0.96, 1.0)
-    r2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / R**2
-    fov = r2 <= 1.0
-    eye = "right" if rng.random() < 0.5 else "left"
-    nasal = 1.0 if eye == "right" else -1.0  # image column direction toward the nose
-    temporal = np.array([0.0, -nasal])
-    dd = s * rng.uniform(0.12, 0.145)  # disc diameter
-    disc_c = np.array([cy + rng.uniform(-0.04, 0.04) * s, cx + nasal * 1.25 * dd * rng.uniform(0.95, 1.1)])
-    fovea_c = disc_c + np.array([rng.uniform(0.05, 0.2) * dd, -nasal * 2.5 * dd * rng.uniform(0.93, 1.07)])
-    disc = disc_ellipse((H, W), rng, center=disc_c, radius=(dd / 2 / s, dd / 2 / s), elongation=(1.0, 1.2), angle=rng.uniform(-10, 10))
-
-    # vessels: arteries thinner and lighter than veins; branches stop at the foveal avascular zone
-    sdf, rad = np.full((H, W), np.inf, np.float32), np.zeros((H, W), np.float32)
-    contrast = np.zeros((H, W), np.float32)
-    avoid = [(fovea_c, 0.45 * dd)]
-    for kind, roots in _fundus_roots(disc_c, temporal, rng).items():
-        tmax = s * (0.021 if kind == "vein" else 0.016) * rng.uniform(0.9, 1.1)
-        branches = []
-        for p, d, turn, bend in roots:
-            branches += grow_tree(
-                (H - 1, W - 1), rng, [(p, d, turn)], depth=5, branch_angle=(25, 55), thickness=(max(1.0, s / 256), tmax),
-                taper=0.72, tortuosity=0.12 if kind == "artery" else 0.2, length=0.26, length_taper=0.72, asymmetry=0.45,
-                curvature=bend / (1.9 * dd), avoid=avoid,
-            )
-        k_sdf, k_rad = render_branches((H, W), branches)
-        # antialiased profile, darker for thicker vessels (more blood along the ray)
-        prof = np.clip(0.5 - k_sdf, 0.0, 1.0) * (0.55 + 0.45 * np.sqrt(np.clip(k_rad / (tmax / 2), 0, 1)))
-        contrast = np.maximum(contrast, prof * (0.62 if kind == "vein" else 0.45))
-        win = k_sdf < sdf
-        sdf[win], rad[win] = k_sdf[win], k_rad[win]
-    vessels = (sdf <= 0) & fov
+    lay = fundus_layout((H, W), rng)
+    R, r2, fov, eye, dd, disc_c, fovea_c, disc = (lay[k] for k in ("R", "r2", "fov", "eye", "dd", "disc_c", "fovea_c", "disc"))
+    nasal = 1.0 if eye == "right" else -1.0
+    vessels, contrast = retinal_vessels((H, W), rng, lay)
 
     # background: orange-red, brighter at the posterior pole, low-frequency + fine texture
     base = np.array([rng.uniform(0.78, 0.92), rng.uniform(0.3, 0.4), rng.uniform(0.08, 0.15)], np.float32)

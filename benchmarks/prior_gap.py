@@ -88,7 +88,7 @@ def discriminator_gap(real: torch.Tensor, fake: torch.Tensor, args, seed: int) -
         opt.step()
         if step >= args.steps - args.last:
             accs.append(0.5 * float((lr_ > 0).float().mean() + (lf < 0).float().mean()))
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
     return {"patch_accuracy": float(np.mean(accs)), "d_loss": float(np.mean(losses))}
 
 

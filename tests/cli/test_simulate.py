@@ -21,6 +21,17 @@ def test_simulate_shapes_lungs_and_tubes(tmp_path):
     assert len(list((tmp_path / "t").glob("*.nii.gz"))) == 1
 
 
+def test_simulate_shapes_retina_writes_fov_clipped_vessel_masks(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    assert main(["simulate-shapes", "--kind", "retina", "--n", "2", "--size", "64", "64", "--out", str(tmp_path)]) == 0
+    masks = [np.asarray(Image.open(f)) > 0 for f in sorted(tmp_path.glob("retina_*.png"))]
+    assert len(masks) == 2 and all(0 < m.mean() < 0.3 for m in masks)
+    assert not any(m[0].any() or m[:, 0].any() for m in masks)  # the circular field of view leaves the border empty
+    assert main(["simulate-shapes", "--kind", "retina", "--n-roots", "3", "--out", str(tmp_path)]) == 2  # no tree knobs
+
+
 def test_simulate_shapes_bad_options(tmp_path, capsys):
     assert main(["simulate-shapes", "--kind", "disc", "--size", "32", "32", "32", "--out", str(tmp_path)]) == 2
     assert main(["simulate-shapes", "--kind", "disc", "--depth", "3", "--out", str(tmp_path)]) == 2

@@ -1,5 +1,5 @@
-"""``localdisc simulate-shapes``: write a prior set of simulated masks (vessel trees, lung fields,
-optic discs, 3D tubes) as 0/255 PNGs (NIfTI for tubes3d), e.g. for shape-guided discovery."""
+"""``localdisc simulate-shapes``: write a prior set of simulated masks (vessel trees, fundus
+vasculature, lung fields, optic discs, 3D tubes) as 0/255 PNGs (NIfTI for tubes3d), e.g. for shape-guided discovery."""
 
 from __future__ import annotations
 
@@ -29,9 +29,12 @@ _KNOBS = {
 def register(sub) -> None:
     p = sub.add_parser(
         "simulate-shapes",
-        help="write simulated masks (vessel trees, lungs, optic discs, 3D tubes) as a shape-prior folder",
+        help="write simulated masks (vessel trees, fundus vasculature, lungs, optic discs, 3D tubes) as a shape-prior folder",
         description="Simulate random anatomical masks and write them as 0/255 PNG files (tubes3d: .nii.gz). "
-        "Mask i depends only on (--seed, i). Knob options left out keep the simulator's defaults.",
+        "Mask i depends only on (--seed, i). Knob options left out keep the simulator's defaults. "
+        "Kinds: vessels (generic branching trees over the whole image), retina (the vessel arcades of a whole "
+        "fundus photograph: from the optic disc, around the fovea, inside a circular field of view; use it as the "
+        "prior for fundus images, see benchmarks/prior_gap.py), lungs, disc, tubes3d.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--kind", choices=KINDS, default="vessels", help="shape family to simulate")

@@ -53,7 +53,8 @@ from .ld.views import view_size
 @dataclass
 class ShapeLDConfig(LDConfig):
     num_clusters: int = field(8, "K: channels of the clustering head (channel 0 is shape-guided)")
-    prior_masks: str = field("simulate:vessels:200", "unpaired prior masks: a folder of mask images/volumes, or simulate:KIND[:N] (KIND: vessels, lungs, disc, tubes3d)")
+    prior_masks: str = field("simulate:vessels:200", "unpaired prior masks: a folder of mask images/volumes, or simulate:KIND[:N] (KIND: vessels, retina, lungs, disc, tubes3d). "
+                              "Guidance can only find the structure if the discriminator cannot tell its true masks from the priors: for fundus photographs use retina, not generic vessels")
     adv_weight: float = field(1.0, "weight of the generator term BCE(D(a_0), 1)")
     disc_weight: float = field(1.0, "weight of the discriminator loss (real priors vs detached a_0)")
     disc_input: str = field("argmax", "what the discriminator judges: argmax ([argmax_k a_k = 0]), threshold ([a_0 > 0.5]) or soft (a_0 itself; D then tells fake from real by its soft values); hard maps pass gradients straight through to a_0")

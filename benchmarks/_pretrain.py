@@ -23,6 +23,7 @@ def pretrain_config(args: argparse.Namespace, data: str, out: Path, steps: int |
     from localdisc.train.pretrain import PretrainConfig
 
     steps = args.pretrain_steps if steps is None else steps
-    return PretrainConfig(data=data, out=str(out), split="train", steps=steps, batch_size=args.batch_size, image_size=tuple(args.image_size),
-                          encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels),
-                          lr_halve_every=max(1, steps // 2), picture_every=0, log_every=max(1, steps // 20), overwrite=True, device=args.device, **overrides)
+    settings = dict(data=data, out=str(out), split="train", steps=steps, batch_size=args.batch_size, image_size=tuple(args.image_size),
+                    encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels),
+                    lr_halve_every=max(1, steps // 2), picture_every=0, log_every=max(1, steps // 20), overwrite=True, device=args.device)
+    return PretrainConfig(**{**settings, **overrides})

@@ -55,14 +55,26 @@ def prior_folder(folder: Path, args) -> str:
 
     ``--prior-kind retina``: whole-fundus vasculature (arcades from a disc, circular FOV);
     ``vessels``: generic branching trees over the whole canvas (``--prior-roots`` trees each).
+    Simulated at ``--prior-size`` (default: the images' own size), then resized with the images
+    by ld-shape, so that priors and images go through the same resampling.
     """
     from localdisc.data.shapes import write_priors
 
-    folder = folder.with_name(f"{folder.name}_{args.prior_kind}")
+    size = prior_size(args)
+    folder = folder.with_name(f"{folder.name}_{args.prior_kind}_{size[0]}x{size[1]}")
     if not any(folder.glob("*.png")):
         knobs = {"n_roots": args.prior_roots} if args.prior_kind == "vessels" else {}
-        write_priors(args.prior_kind, args.priors, tuple(args.image_size), folder, seed=1, **knobs)
+        write_priors(args.prior_kind, args.priors, size, folder, seed=1, **knobs)
     return str(folder)
+
+
+def prior_size(args) -> tuple[int, int]:
+    if args.prior_size:
+        return tuple(args.prior_size)
+    from localdisc.data.records import load_sample_image
+    from localdisc.data.sources import resolve_source
+
+    return tuple(load_sample_image(resolve_source(args.data)[0]).shape[1:])
 
 
 def train_shape(data: str, out: Path, args) -> Path:
@@ -71,7 +83,7 @@ def train_shape(data: str, out: Path, args) -> Path:
 
     if (out / "model.safetensors").is_file():
         return out
-    cfg = pretrain_config(args, data, out, method="ld-shape")
+    cfg = pretrain_config(args, data, out, method="ld-shape", resume=True, overwrite=False)  # a killed benchmark continues
     mcfg = ShapeLDConfig(stage="both", grid=args.grid, prior_masks=prior_folder(out.parent / "priors", args), adv_weight=args.adv_weight,
                          disc_width=args.disc_width, disc_layers=args.disc_layers, disc_input=args.disc_input, disc_lr_scale=args.disc_lr_scale)
     get_method("ld-shape").run_schedule(cfg, mcfg)
@@ -86,6 +98,7 @@ def main(argv=None) -> int:
     add_pretrain_args(p)
     p.add_argument("--priors", type=int, default=200, help="simulated vessel prior masks")
     p.add_argument("--prior-kind", default="retina", choices=["retina", "vessels"], help="simulated priors: whole-fundus vasculature (retina) or generic trees (vessels); see benchmarks/prior_gap.py")
+    p.add_argument("--prior-size", type=int, nargs=2, default=None, help="simulate the priors at this size (default: the images' own size)")
     p.add_argument("--prior-roots", type=int, default=4, help="--prior-kind vessels: trees per mask (simulator knob n_roots)")
     p.add_argument("--adv-weight", type=float, default=1.0)
     p.add_argument("--disc-input", default="argmax", help="what D judges: argmax, threshold or soft")
@@ -111,7 +124,7 @@ def main(argv=None) -> int:
     from localdisc.tasks.discover import binary_scores, load_run_model, predict_maps, save_mask_overlay
 
     work = Path(args.work)
-    run = Path(args.run) if args.run else train_shape(args.data, work / f"ld_shape_{args.prior_kind}", args)
+    run = Path(args.run) if args.run else train_shape(args.data, work / f"ld_shape_{args.prior_kind}_{'x'.join(map(str, prior_size(args)))}", args)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model = load_run_model(run, device)
     test = [s for s in resolve_source(args.data) if s.split == "test"]
@@ -164,7 +177,7 @@ def main(argv=None) -> int:
     name = "discover_vessels"
     prov = provenance(device, None if argv is None else ["benchmarks/discover_vessels.py", *argv])
     result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick, "run": str(run),
-              "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated masks, kind {args.prior_kind}" + (f", n_roots={args.prior_roots}" if args.prior_kind == "vessels" else ""), "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "test_scores_inside_fov": summary,
+              "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated masks, kind {args.prior_kind}, simulated at {'x'.join(map(str, prior_size(args)))}" + (f", n_roots={args.prior_roots}" if args.prior_kind == "vessels" else ""), "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "test_scores_inside_fov": summary,
               "retina": {"figure": str(fig_path), "vessel_fraction_in_fov": retina_frac, "panels": ["image", *panels]}}
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     lines = ["# Shape-guided vessel discovery (no labels; simulated vessel priors)", "",

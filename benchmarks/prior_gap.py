@@ -8,7 +8,8 @@ TRUE vessel masks of the target images ("fake"), both warped by the views' rando
 and reports D's patch accuracy at the end: 0.5 means D cannot tell them apart.
 
 Prior sets: the generic branching trees (simulate:vessels, as in discover_vessels with
---prior-kind vessels), whole-fundus vasculature (simulate:retina), and optionally a folder.
+--prior-kind vessels), whole-fundus vasculature (simulate:retina) simulated at the training size
+or at the images' own size and resized with them, and optionally folders of masks.
 The true masks are used only here, to measure the gap; ld-shape itself never sees them.
 
     python benchmarks/prior_gap.py [--quick]
@@ -42,23 +43,31 @@ def target_masks(data: str, size: tuple[int, int]) -> torch.Tensor:
     return (stack_items([ds[i] for i in range(len(ds))])["mask"] > 0).float().reshape(len(ds), 1, *size)
 
 
-def prior_sets(args, size) -> dict[str, torch.Tensor]:
+def prior_sets(args, size, native) -> dict[str, torch.Tensor]:
+    """Each prior set resized to the training size as ld-shape does (nearest neighbour)."""
     from localdisc.methods.ld_shape import load_prior_masks
 
     sets = {
-        f"simulate:vessels (n_roots={args.prior_roots})": _simulated("vessels", args.priors, size, n_roots=args.prior_roots),
-        "simulate:vessels (defaults)": _simulated("vessels", args.priors, size),
-        "simulate:retina": _simulated("retina", args.priors, size),
+        f"simulate:vessels (n_roots={args.prior_roots}), at {_wxh(size)}": _simulated("vessels", args.priors, size, size, n_roots=args.prior_roots),
+        f"simulate:vessels (defaults), at {_wxh(size)}": _simulated("vessels", args.priors, size, size),
+        f"simulate:retina, at {_wxh(size)}": _simulated("retina", args.priors, size, size),
+        f"simulate:retina, at the images' {_wxh(native)}, resized": _simulated("retina", args.priors, size, native),
     }
     for folder in args.folder:
         sets[folder] = load_prior_masks(folder, size)
     return sets
 
 
-def _simulated(kind, n, size, **knobs) -> torch.Tensor:
+def _wxh(size) -> str:
+    return "x".join(str(s) for s in size)
+
+
+def _simulated(kind, n, size, sim_size, **knobs) -> torch.Tensor:
+    """n masks simulated at ``sim_size``, resized to ``size`` like label masks (nearest)."""
+    from localdisc.data.datasets import resize_labels
     from localdisc.data.shapes import simulate
 
-    return torch.stack([torch.from_numpy((m > 0).astype("float32")) for m in simulate(kind, n, size, seed=1, **knobs)])[:, None]
+    return torch.stack([resize_labels(torch.from_numpy((m > 0).astype("float32")), size) for m in simulate(kind, n, sim_size, seed=1, **knobs)])[:, None]
 
 
 def discriminator_gap(real: torch.Tensor, fake: torch.Tensor, args, seed: int) -> dict[str, float]:
@@ -113,7 +122,11 @@ def main(argv=None) -> int:
     t0 = time.time()
     size = tuple(args.image_size)
     truth = target_masks(args.data, size)
-    sets = prior_sets(args, size)
+    from localdisc.data.records import load_sample_image
+    from localdisc.data.sources import resolve_source
+
+    native = tuple(load_sample_image(resolve_source(args.data)[0]).shape[1:])
+    sets = prior_sets(args, size, native)
     rows = {}
     for name, priors in sets.items():
         runs = [discriminator_gap(priors, truth, args, seed) for seed in range(args.seeds)]

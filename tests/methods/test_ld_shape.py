@@ -98,10 +98,11 @@ def test_prior_folder_and_errors(tmp_path):
     from PIL import Image
 
     img = np.zeros((20, 24), np.uint8)
-    img[5:9, :] = 255
+    img[5:8, :] = 255  # 3 rows: halving by interpolation would leave fractional edge values
     Image.fromarray(img).save(tmp_path / "a.png")
     pri = load_prior_masks(str(tmp_path), (10, 12))
     assert pri.shape == (1, 1, 10, 12) and pri.max() == 1.0
+    assert set(pri.unique().tolist()) == {0.0, 1.0}  # binary like the maps D judges
     from localdisc.errors import DataError
 
     with pytest.raises(DataError):

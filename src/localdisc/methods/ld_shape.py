@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..config import field
-from ..data.datasets import resize_image
+from ..data.datasets import resize_labels
 from ..errors import ConfigError, DataError
 from ..losses import ld as L
 from ..nets.discriminator import MaskDiscriminator
@@ -92,7 +92,7 @@ def discriminator_input(a: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 def load_prior_masks(spec: str, size: tuple[int, ...], seed: int = 0) -> torch.Tensor:
-    """(N, 1, *size) float masks in [0, 1] from a folder or ``simulate:KIND[:N]``."""
+    """(N, 1, *size) binary float masks from a folder (resized by nearest neighbour) or ``simulate:KIND[:N]``."""
     if spec.startswith("simulate:"):
         from ..data.shapes import simulate
 
@@ -113,7 +113,9 @@ def load_prior_masks(spec: str, size: tuple[int, ...], seed: int = 0) -> torch.T
             m = torch.from_numpy(read_mask(f, values="binary").astype("float32"))
             if m.dim() != len(size):
                 raise DataError(f"{f}: prior mask is {m.dim()}-D but the images are {len(size)}-D")
-            masks.append(resize_image(m[None], size)[0])
+            # nearest neighbour, as the dataset resizes label masks: an antialiased prior would have
+            # fractional edges that tell it from the binary map D judges by value alone
+            masks.append(resize_labels(m, size))
     return torch.stack(masks)[:, None].clamp(0, 1)
 
 

@@ -109,3 +109,23 @@ def test_prior_folder_and_errors(tmp_path):
         load_prior_masks(str(tmp_path / "missing"), (10, 12))
     with pytest.raises(DataError):
         load_prior_masks(str(tmp_path), (8, 8, 8))
+
+
+def test_simulated_priors_drawn_at_the_images_own_size(tmp_path):
+    """simulate:KIND priors are drawn at the stored images' size and resized like label masks."""
+    from PIL import Image
+
+    from localdisc.data.datasets import ImageDataset, resize_labels
+    from localdisc.data.records import Sample
+    from localdisc.data.shapes import simulate
+    from localdisc.methods.ld_shape import _native_size
+
+    pri = load_prior_masks("simulate:retina:3", (32, 32), seed=2, simulate_size=(64, 64))
+    ref = torch.stack([resize_labels(torch.from_numpy(m.astype("float32")), (32, 32)) for m in simulate("retina", 3, (64, 64), seed=2)])[:, None]
+    assert torch.equal(pri, ref) and set(pri.unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(pri, load_prior_masks("simulate:retina:3", (32, 32), seed=2))  # drawn at 32x32: other masks
+
+    Image.fromarray(np.zeros((48, 40), np.uint8)).save(tmp_path / "a.png")
+    ds = ImageDataset([Sample(id="a", image=str(tmp_path / "a.png"))], (16, 16), 1)
+    assert _native_size(ds, (16, 16)) == (48, 40)
+    assert _native_size(object(), (16, 16)) == (16, 16)

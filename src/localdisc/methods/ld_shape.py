@@ -20,8 +20,8 @@ with a straight-through gradient to a_0 (forward: the hard map; backward: identi
 only judge shape; "threshold" does the same with [a_0 > 0.5].
 
 Priors are read once in :meth:`prepare` (a folder of 2D masks / 3D volumes, or
-``simulate:KIND[:N]`` to draw them from :mod:`localdisc.data.shapes`), resized to the training
-image size, and each step a random subset is warped with the same random-resized-crop/flip/
+``simulate:KIND[:N]`` to draw them from :mod:`localdisc.data.shapes` at the images' own size),
+resized to the training image size by nearest neighbour (as label masks are), and each step a random subset is warped with the same random-resized-crop/flip/
 rotation distribution as the LD views, so priors and a_0 share scale statistics.
 
 Prediction (:meth:`structure_probability`): a_0 (threshold it at 0.5), [argmax_k a_k = 0] with
@@ -91,14 +91,19 @@ def discriminator_input(a: torch.Tensor, mode: str) -> torch.Tensor:
     return hard + a0 - a0.detach()
 
 
-def load_prior_masks(spec: str, size: tuple[int, ...], seed: int = 0) -> torch.Tensor:
-    """(N, 1, *size) binary float masks from a folder (resized by nearest neighbour) or ``simulate:KIND[:N]``."""
+def load_prior_masks(spec: str, size: tuple[int, ...], seed: int = 0, simulate_size: tuple[int, ...] | None = None) -> torch.Tensor:
+    """(N, 1, *size) binary float masks from a folder or ``simulate:KIND[:N]``, resized by nearest neighbour.
+
+    Simulated masks are drawn at ``simulate_size`` (default ``size``): pass the images' own size,
+    so that priors and images go through the same resampling (benchmarks/prior_gap.py measured
+    fundus priors drawn at the training size as distinguishable from the true vessels, and
+    priors drawn at the images' size and resized as not)."""
     if spec.startswith("simulate:"):
         from ..data.shapes import simulate
 
         parts = spec.split(":")
         kind, n = parts[1], int(parts[2]) if len(parts) > 2 else 200
-        masks = [torch.from_numpy((m > 0).astype("float32")) for m in simulate(kind, n, size, seed=seed)]
+        masks = [resize_labels(torch.from_numpy((m > 0).astype("float32")), size) for m in simulate(kind, n, simulate_size or size, seed=seed)]
     else:
         from ..data.io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, read_mask, suffix_of
 
@@ -134,6 +139,17 @@ def adversarial_terms(a0: torch.Tensor, priors: torch.Tensor, disc: torch.nn.Mod
     return d_loss, F.binary_cross_entropy_with_logits(g, torch.ones_like(g))
 
 
+def _native_size(dataset, fallback: tuple[int, ...]) -> tuple[int, ...]:
+    """Size of the first image as stored on disk (before the training resize)."""
+    samples = getattr(dataset, "samples", None)
+    if not samples:
+        return fallback
+    from ..data.records import load_sample_image
+
+    native = tuple(load_sample_image(samples[0]).shape[1:])
+    return native if len(native) == len(fallback) else fallback
+
+
 class ShapeGuidedLD(LocalDiscrimination):
     name = "ld-shape"
     Config = ShapeLDConfig
@@ -149,7 +165,7 @@ class ShapeGuidedLD(LocalDiscrimination):
         if self.priors is not None or self.cluster_head is None:  # stage 1 is plain LD
             return
         size = tuple(ctx.dataset[0]["image"].shape[1:])
-        self.priors = load_prior_masks(self.cfg.prior_masks, size, self.cfg.prior_seed).to(ctx.device)
+        self.priors = load_prior_masks(self.cfg.prior_masks, size, self.cfg.prior_seed, _native_size(ctx.dataset, size)).to(ctx.device)
 
     def sample_priors(self, n: int, size: tuple[int, ...]) -> torch.Tensor:
         """n random priors warped by the views' random geometry to ``size``: (n, 1, *size)."""

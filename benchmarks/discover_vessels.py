@@ -55,26 +55,28 @@ def prior_folder(folder: Path, args) -> str:
 
     ``--prior-kind retina``: whole-fundus vasculature (arcades from a disc, circular FOV);
     ``vessels``: generic branching trees over the whole canvas (``--prior-roots`` trees each).
-    Simulated at ``--prior-size`` (default: the images' own size), then resized with the images
+    Simulated at ``--prior-size`` (resolved in main: default the images' own size), then resized with the images
     by ld-shape, so that priors and images go through the same resampling.
     """
     from localdisc.data.shapes import write_priors
 
-    size = prior_size(args)
-    folder = folder.with_name(f"{folder.name}_{args.prior_kind}_{size[0]}x{size[1]}")
+    folder = folder.with_name(f"{folder.name}_{prior_tag(args)}")
     if not any(folder.glob("*.png")):
         knobs = {"n_roots": args.prior_roots} if args.prior_kind == "vessels" else {}
-        write_priors(args.prior_kind, args.priors, size, folder, seed=1, **knobs)
+        write_priors(args.prior_kind, args.priors, tuple(args.prior_size), folder, seed=1, **knobs)
     return str(folder)
 
 
-def prior_size(args) -> tuple[int, int]:
-    if args.prior_size:
-        return tuple(args.prior_size)
+def prior_tag(args) -> str:
+    """KIND_HxW: names the prior folder and the run trained with it."""
+    return f"{args.prior_kind}_{'x'.join(map(str, args.prior_size))}"
+
+
+def images_own_size(data: str) -> list[int]:
     from localdisc.data.records import load_sample_image
     from localdisc.data.sources import resolve_source
 
-    return tuple(load_sample_image(resolve_source(args.data)[0]).shape[1:])
+    return list(load_sample_image(resolve_source(data)[0]).shape[1:])
 
 
 def train_shape(data: str, out: Path, args) -> Path:
@@ -116,6 +118,7 @@ def main(argv=None) -> int:
         args.encoder_channels, args.decoder_channels, args.grid, args.priors, args.disc_width, args.disc_layers = [4, 8, 8], [8, 4], 2, 8, 4, 2
         args.work += "_quick"
         args.retina_size = 256
+    args.prior_size = args.prior_size or images_own_size(args.data)
     torch.set_num_threads(min(8, os.cpu_count() or 1))
     t0 = time.time()
 
@@ -124,7 +127,7 @@ def main(argv=None) -> int:
     from localdisc.tasks.discover import binary_scores, load_run_model, predict_maps, save_mask_overlay
 
     work = Path(args.work)
-    run = Path(args.run) if args.run else train_shape(args.data, work / f"ld_shape_{args.prior_kind}_{'x'.join(map(str, prior_size(args)))}", args)
+    run = Path(args.run) if args.run else train_shape(args.data, work / f"ld_shape_{prior_tag(args)}", args)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model = load_run_model(run, device)
     test = [s for s in resolve_source(args.data) if s.split == "test"]
@@ -177,7 +180,7 @@ def main(argv=None) -> int:
     name = "discover_vessels"
     prov = provenance(device, None if argv is None else ["benchmarks/discover_vessels.py", *argv])
     result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick, "run": str(run),
-              "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated masks, kind {args.prior_kind}, simulated at {'x'.join(map(str, prior_size(args)))}" + (f", n_roots={args.prior_roots}" if args.prior_kind == "vessels" else ""), "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "test_scores_inside_fov": summary,
+              "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated masks, kind {args.prior_kind}, simulated at {'x'.join(map(str, args.prior_size))}" + (f", n_roots={args.prior_roots}" if args.prior_kind == "vessels" else ""), "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "test_scores_inside_fov": summary,
               "retina": {"figure": str(fig_path), "vessel_fraction_in_fov": retina_frac, "panels": ["image", *panels]}}
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     lines = ["# Shape-guided vessel discovery (no labels; simulated vessel priors)", "",

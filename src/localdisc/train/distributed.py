@@ -103,7 +103,7 @@ def cleanup() -> None:
         gc.collect()  # DDP reducers in reference cycles hold the group; free them while peers are alive
         if tdist.get_world_size() > 1:
             tdist.barrier()
-        tdist.destroy_process_group()
+        _destroy()
 
 
 def _destroy() -> None:

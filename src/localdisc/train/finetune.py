@@ -200,7 +200,12 @@ def finetune(cfg: FinetuneConfig) -> Path:
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
             save_checkpoint(run.path, done, model.state_dict(), state, meta={"world": env.world, "best": best})
 
-    model.train()
+    def enter_train_mode(next_step: int) -> None:
+        model.train()
+        if next_step < cfg.freeze_encoder_steps:  # a frozen encoder keeps its pretrained BN statistics too
+            freeze_norm_statistics(unet.encoder)
+
+    enter_train_mode(start)
     t0, seen, done = time.time(), 0, start
     bar = progress(total=cfg.steps, initial=start, desc="finetune")
     for step, batch in enumerate(loader, start=start):
@@ -209,9 +214,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
         images, labels = sample_patches(images, labels, cfg.patch_size, cfg.patch_foreground)
         if cfg.augment:
             images, labels = augment_batch(images, labels, aug_cfg, flip_pairs)
-        if step < cfg.freeze_encoder_steps:
-            freeze_norm_statistics(unet.encoder)  # a frozen encoder keeps its pretrained BN statistics too
-        elif step == cfg.freeze_encoder_steps and step > 0:
+        if step == cfg.freeze_encoder_steps and step > 0:
             unet.encoder.train()
         with autocast():
             loss, logs = ddp_model(images, labels)
@@ -237,7 +240,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
         if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps or out_of_time:
             model.eval()
             row.update(validate(done))
-            model.train()
+            enter_train_mode(done)
         if row:
             run.log(done, **row)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time:

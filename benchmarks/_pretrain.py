@@ -27,3 +27,10 @@ def pretrain_config(args: argparse.Namespace, data: str, out: Path, steps: int |
                     encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels),
                     lr_halve_every=max(1, steps // 2), picture_every=0, log_every=max(1, steps // 20), overwrite=True, device=args.device)
     return PretrainConfig(**{**settings, **overrides})
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (respects taskset and cpusets, unlike os.cpu_count())."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from localdisc.report.provenance import provenance, provenance_markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _pretrain import add_pretrain_args, pretrain_config  # noqa: E402
+from _pretrain import add_pretrain_args, pretrain_config, usable_cpus  # noqa: E402
 
 
 def train_ld(data: str, out: Path, args, steps: int) -> Path:
@@ -63,7 +62,7 @@ def main(argv=None) -> int:
         args.pretrain_steps, args.image_size, args.batch_size, args.max_images, args.max_test = 4, [64, 64], 2, 8, 4
         args.encoder_channels, args.decoder_channels, args.grid, args.num_clusters = [4, 8, 8], [8, 4], 2, 8
         args.work += "_quick"
-    torch.set_num_threads(min(8, os.cpu_count() or 1))
+    torch.set_num_threads(min(8, usable_cpus()))
     t0 = time.time()
 
     from localdisc.data.sources import resolve_source

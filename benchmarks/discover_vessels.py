@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from localdisc.report.provenance import provenance, provenance_markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _pretrain import add_pretrain_args, pretrain_config  # noqa: E402
+from _pretrain import add_pretrain_args, pretrain_config, usable_cpus  # noqa: E402
 
 
 def green_baselines(image: np.ndarray, fov: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -119,7 +118,7 @@ def main(argv=None) -> int:
         args.work += "_quick"
         args.retina_size = 256
     args.prior_size = args.prior_size or images_own_size(args.data)
-    torch.set_num_threads(min(8, os.cpu_count() or 1))
+    torch.set_num_threads(min(8, usable_cpus()))
     t0 = time.time()
 
     from localdisc.data.records import load_sample_fov, load_sample_image, load_sample_mask

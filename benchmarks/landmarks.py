@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ import torch
 from localdisc.report.provenance import provenance, provenance_markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _pretrain import add_pretrain_args, pretrain_config  # noqa: E402
+from _pretrain import add_pretrain_args, pretrain_config, usable_cpus  # noqa: E402
 
 
 def train_ld(data: str, out: Path, args) -> Path:
@@ -75,7 +74,7 @@ def main(argv=None) -> int:
         args.encoder_channels, args.decoder_channels, args.grid, args.batch_size = [4, 8, 8], [8, 4], 2, 2
         args.max_images, args.max_queries, args.sigma, args.ncc_half = 8, 5, [1.0, 2.0], 4
         args.work = args.work + "_quick"
-    torch.set_num_threads(min(8, os.cpu_count() or 1))
+    torch.set_num_threads(min(8, usable_cpus()))
     t0 = time.time()
 
     from localdisc.data.records import load_sample_image

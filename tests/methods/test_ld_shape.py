@@ -128,4 +128,17 @@ def test_simulated_priors_drawn_at_the_images_own_size(tmp_path):
     Image.fromarray(np.zeros((48, 40), np.uint8)).save(tmp_path / "a.png")
     ds = ImageDataset([Sample(id="a", image=str(tmp_path / "a.png"))], (16, 16), 1)
     assert _native_size(ds, (16, 16)) == (48, 40)
+    assert _native_size(ds, (8, 8)) == (32, 27)  # capped at 4x the training size, aspect kept
     assert _native_size(object(), (16, 16)) == (16, 16)
+
+
+@pytest.mark.parametrize("disc_input", ["argmax", "threshold", "soft"])
+def test_warped_priors_stay_binary_when_d_judges_hard_maps(disc_input):
+    """The fake map D sees is exactly binary for argmax/threshold, so the warped priors must be too:
+    soft edges from a bilinear warp would let D tell them apart by value alone."""
+    torch.manual_seed(0)
+    m = _model(disc_input=disc_input, prior_masks="simulate:vessels:8")
+    p = m.sample_priors(8, (32, 32))
+    fractional = ((p > 0) & (p < 1)).float().mean().item()
+    assert p.sum() > 0
+    assert (fractional == 0.0) if disc_input != "soft" else (fractional > 0.0)

@@ -22,7 +22,8 @@ only judge shape; "threshold" does the same with [a_0 > 0.5].
 Priors are read once in :meth:`prepare` (a folder of 2D masks / 3D volumes, or
 ``simulate:KIND[:N]`` to draw them from :mod:`localdisc.data.shapes` at the images' own size),
 resized to the training image size by nearest neighbour (as label masks are), and each step a random subset is warped with the same random-resized-crop/flip/
-rotation distribution as the LD views, so priors and a_0 share scale statistics.
+rotation distribution as the LD views, so priors and a_0 share scale statistics; by nearest neighbour
+too when D judges hard maps, so that priors stay binary like the maps they are compared with.
 
 Prediction (:meth:`structure_probability`): a_0 (threshold it at 0.5), [argmax_k a_k = 0] with
 ``rule="argmax"``, or with ``rule="prototype"`` the region rule softmax_k( cos(v_p, r_k) / 0.2 )
@@ -139,15 +140,24 @@ def adversarial_terms(a0: torch.Tensor, priors: torch.Tensor, disc: torch.nn.Mod
     return d_loss, F.binary_cross_entropy_with_logits(g, torch.ones_like(g))
 
 
+MAX_SIMULATE_FACTOR = 4  # simulate priors at most this many times the training size per axis
+
+
 def _native_size(dataset, fallback: tuple[int, ...]) -> tuple[int, ...]:
-    """Size of the first image as stored on disk (before the training resize)."""
+    """Where to simulate priors: the first image's stored size (before the training resize),
+    scaled down, aspect kept, to at most MAX_SIMULATE_FACTOR x ``fallback`` (the training size)
+    per axis. The resampling step is what makes priors and masks alike (benchmarks/prior_gap.py);
+    drawing 200 masks at a 2000^2 radiograph's full size would only cost minutes."""
     samples = getattr(dataset, "samples", None)
     if not samples:
         return fallback
     from ..data.records import load_sample_image
 
     native = tuple(load_sample_image(samples[0]).shape[1:])
-    return native if len(native) == len(fallback) else fallback
+    if len(native) != len(fallback):
+        return fallback
+    shrink = min(1.0, min(MAX_SIMULATE_FACTOR * f / n for n, f in zip(native, fallback)))
+    return tuple(max(1, round(n * shrink)) for n in native)
 
 
 class ShapeGuidedLD(LocalDiscrimination):
@@ -173,7 +183,10 @@ class ShapeGuidedLD(LocalDiscrimination):
             raise ConfigError("ld-shape: prior masks are not loaded (prepare() was not called)")
         idx = torch.randint(len(self.priors), (n,), device=self.priors.device)
         theta = augment.random_affine(n, len(size), self.cfg.crop_scale, rotate_degrees=self.cfg.rotate_degrees, flip=self.cfg.flip, device=self.priors.device)
-        return augment.warp(self.priors[idx], augment.affine_grid(theta, size), padding_mode="zeros")
+        # D judges hard maps (argmax/threshold) against these: a bilinear warp would give the priors
+        # fractional edges (88% of thin-vessel pixels) and D would tell real from fake by value alone
+        mode = "bilinear" if self.cfg.disc_input == "soft" else "nearest"
+        return augment.warp(self.priors[idx], augment.affine_grid(theta, size), mode=mode, padding_mode="zeros")
 
     def loss_terms(self, outputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         terms = super().loss_terms(outputs)

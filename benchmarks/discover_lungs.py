@@ -108,6 +108,8 @@ def main(argv=None) -> int:
 
     work = Path(args.work)
     args.device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    # before anything is written: the result figure is a tracked file, and would mark the checkout dirty
+    prov = provenance(args.device, None if argv is None else ["benchmarks/discover_lungs.py", *argv])
     runs = train_runs(args, work)
     shape, control = load_run_model(runs["ld-shape"], args.device), load_run_model(runs["control"], args.device)
     K = control.method.cfg.num_clusters
@@ -145,7 +147,6 @@ def main(argv=None) -> int:
     fig_path = out / "discover_lungs_overlays.png"
     save_overlay_grid(panels, work / "overlays", fig_path, save_mask_overlay)
 
-    prov = provenance(args.device, None if argv is None else ["benchmarks/discover_lungs.py", *argv])
     result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick, "runs": {k: str(v) for k, v in runs.items()},
               "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated lung fields (kind lungs)",
               "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "dice_lungs_test": summary,

@@ -126,8 +126,10 @@ def main(argv=None) -> int:
     from localdisc.tasks.discover import binary_scores, load_run_model, predict_maps, save_mask_overlay
 
     work = Path(args.work)
-    run = Path(args.run) if args.run else train_shape(args.data, work / f"ld_shape_{prior_tag(args)}", args)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    # before anything is written: the result figures are tracked files, and would mark the checkout dirty
+    prov = provenance(device, None if argv is None else ["benchmarks/discover_vessels.py", *argv])
+    run = Path(args.run) if args.run else train_shape(args.data, work / f"ld_shape_{prior_tag(args)}", args)
     model = load_run_model(run, device)
     test = [s for s in resolve_source(args.data) if s.split == "test"]
     scores: dict[str, list[dict]] = {"ld-shape threshold": [], "ld-shape argmax": [], "ld-shape prototype": [], "otsu": [], "frangi": []}
@@ -177,7 +179,6 @@ def main(argv=None) -> int:
     retina_frac = {k: float(v[rfov].mean()) for k, v in panels.items()}
 
     name = "discover_vessels"
-    prov = provenance(device, None if argv is None else ["benchmarks/discover_vessels.py", *argv])
     result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick, "run": str(run),
               "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated masks, kind {args.prior_kind}, simulated at {'x'.join(map(str, args.prior_size))}" + (f", n_roots={args.prior_roots}" if args.prior_kind == "vessels" else ""), "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "test_scores_inside_fov": summary,
               "retina": {"figure": str(fig_path), "vessel_fraction_in_fov": retina_frac, "panels": ["image", *panels]}}

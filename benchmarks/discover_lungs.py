@@ -53,12 +53,13 @@ def train_runs(args, work: Path) -> dict[str, Path]:
         get_method("ld").run_schedule(cfg, LDConfig(stage="1", **view))
     runs = {"stage1": stage1}
     for name, adv in (("ld-shape", args.adv_weight), ("control", 0.0)):
-        out = work / f"{name}_s{args.seed}"
+        tag = f"_adv{args.adv_weight:g}_d{args.disc_layers}" if adv else ""  # the control has no prior: one for all
+        out = work / f"{name}{tag}_{args.pretrain_steps}steps_s{args.seed}"
         runs[name] = out
         if (out / "model.safetensors").is_file():
             continue
         cfg = pretrain_config(args, args.data, out, method="ld-shape", in_channels=1, seed=args.seed, init=str(stage1), resume=True, overwrite=False)
-        mcfg = ShapeLDConfig(stage="2", prior_masks=f"simulate:lungs:{args.priors}", adv_weight=adv, prior_seed=1, **view)
+        mcfg = ShapeLDConfig(stage="2", prior_masks=f"simulate:lungs:{args.priors}", adv_weight=adv, disc_layers=args.disc_layers, prior_seed=1, **view)
         get_method("ld-shape").run_schedule(cfg, mcfg)
     return runs
 
@@ -85,6 +86,7 @@ def main(argv=None) -> int:
     add_pretrain_args(p)
     p.add_argument("--priors", type=int, default=200, help="simulated lung-field prior masks")
     p.add_argument("--adv-weight", type=float, default=1.0)
+    p.add_argument("--disc-layers", type=int, default=4, help="discriminator stride-2 layers: 4 judges ~46 px patches at 128^2, 5 and 6 see a lung field whole")
     p.add_argument("--eval-size", type=int, nargs=2, default=[256, 256])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")

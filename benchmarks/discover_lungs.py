@@ -4,7 +4,8 @@
    from it that differ ONLY in the shape prior's weight: ``ld-shape`` (simulated lung fields from
    the shape simulator, kind ``lungs``, guide cluster 0; adversarial weight ``--adv-weight``) and
    a control with adversarial weight 0 (plain LD with K=8: cluster 0 is whatever cluster it
-   becomes). Neither ever sees a label.
+   becomes). Neither ever sees a label. Stage 2 keeps the rot90/flip of view b (``--dihedral``):
+   without it the generator paints the same lung-shaped band at the same place in every image.
 2. TEST split: Dice of the guided structure against the union of the radiologists' left and
    right lung outlines, per image, at ``--eval-size``. Rows:
    - ld-shape with each prediction rule (argmax_k a_k = 0; a_0 > 0.5; prototype rule);
@@ -46,20 +47,20 @@ def train_runs(args, work: Path) -> dict[str, Path]:
     from localdisc.methods.ld import LDConfig
     from localdisc.methods.ld_shape import ShapeLDConfig
 
-    view = dict(grid=args.grid, flip=False, dihedral=False)  # chest X-rays have one orientation
     stage1 = Path(args.stage1) if args.stage1 else work / "stage1"
-    if not (stage1 / "model.safetensors").is_file():
+    if not (stage1 / "model.safetensors").is_file():  # chest X-rays have one orientation: no flips
         cfg = pretrain_config(args, args.data, stage1, args.stage1_steps, in_channels=1, seed=args.seed, resume=True, overwrite=False)
-        get_method("ld").run_schedule(cfg, LDConfig(stage="1", **view))
+        get_method("ld").run_schedule(cfg, LDConfig(stage="1", grid=args.grid, flip=False, dihedral=False))
     runs = {"stage1": stage1}
     for name, adv in (("ld-shape", args.adv_weight), ("control", 0.0)):
-        tag = f"_adv{args.adv_weight:g}_d{args.disc_layers}" if adv else ""  # the control has no prior: one for all
+        tag = (f"_adv{adv:g}" if adv else "") + f"_d{args.disc_layers}" + ("_dihedral" if args.dihedral else "")
         out = work / f"{name}{tag}_{args.pretrain_steps}steps_s{args.seed}"
         runs[name] = out
         if (out / "model.safetensors").is_file():
             continue
         cfg = pretrain_config(args, args.data, out, method="ld-shape", in_channels=1, seed=args.seed, init=str(stage1), resume=True, overwrite=False)
-        mcfg = ShapeLDConfig(stage="2", prior_masks=f"simulate:lungs:{args.priors}", adv_weight=adv, disc_layers=args.disc_layers, prior_seed=1, **view)
+        mcfg = ShapeLDConfig(stage="2", prior_masks=f"simulate:lungs:{args.priors}", adv_weight=adv, disc_layers=args.disc_layers, prior_seed=1,
+                             grid=args.grid, flip=False, dihedral=bool(args.dihedral))
         get_method("ld-shape").run_schedule(cfg, mcfg)
     return runs
 
@@ -86,7 +87,9 @@ def main(argv=None) -> int:
     add_pretrain_args(p)
     p.add_argument("--priors", type=int, default=200, help="simulated lung-field prior masks")
     p.add_argument("--adv-weight", type=float, default=1.0)
-    p.add_argument("--disc-layers", type=int, default=4, help="discriminator stride-2 layers: 4 judges ~46 px patches at 128^2, 5 and 6 see a lung field whole")
+    p.add_argument("--disc-layers", type=int, default=5, help="discriminator stride-2 layers: 4 judges ~46 px patches at 128^2, 5 sees a lung field whole")
+    p.add_argument("--dihedral", type=int, default=1, choices=[0, 1], help="stage 2: view b gets a random rot90/flip, undone on its maps (1) or not (0). "
+                   "Without it the generator can paint one lung-shaped pattern at a fixed place in every image; with it, that pattern comes back rotated from view b and D rejects it")
     p.add_argument("--eval-size", type=int, nargs=2, default=[256, 256])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")

@@ -61,7 +61,7 @@ class ShapeLDConfig(LDConfig):
     disc_input: str = field("argmax", "what the discriminator judges: argmax ([argmax_k a_k = 0]), threshold ([a_0 > 0.5]) or soft (a_0 itself; D then tells fake from real by its soft values); hard maps pass gradients straight through to a_0")
     disc_lr_scale: float = field(5.0, "discriminator learning rate as a multiple of --lr (runtime weight scaling; the loop has one optimizer). Above 1 so that D leaves its chance-level plateau while the generator moves")
     disc_width: int = field(32, "discriminator width of the first layer")
-    disc_layers: int = field(4, "discriminator stride-2 conv layers")
+    disc_layers: int = field(4, "discriminator stride-2 conv layers (each doubles the patch it judges: 4 sees ~46 px, enough for vessels; use 5 or more for organs such as lungs at 128^2)")
     prior_batch: int = field(0, "prior masks per step (0 = as many as a_0 maps, i.e. 4B)")
     prior_seed: int = field(0, "seed of simulated priors (simulate:KIND)")
 

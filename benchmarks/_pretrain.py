@@ -1,6 +1,7 @@
 """Shared by the benchmarks that train their own pretraining run when ``--run`` is not given
-(cluster_cxr, discover_vessels, landmarks): the run-size options and the PretrainConfig they
-make, so the three scripts size and log their runs the same way."""
+(cluster_cxr, discover_vessels, discover_lungs, landmarks): the run-size options and the
+PretrainConfig they make, so the scripts size and log their runs the same way; and two small
+helpers the benchmarks share (usable CPUs, the images' stored size)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,11 @@ def usable_cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def images_own_size(data: str) -> list[int]:
+    """Stored size of the first image of a data source (before any training resize)."""
+    from localdisc.data.records import load_sample_image
+    from localdisc.data.sources import resolve_source
+
+    return list(load_sample_image(resolve_source(data)[0]).shape[1:])

@@ -128,9 +128,10 @@ def main(argv=None) -> int:
         truth = lung_union(s, ev)
         img = resize_image(torch.from_numpy(load_sample_image(s, 1)).float(), ev)
         preds = {}
+        x = resize_image(img, shape.size)[None].to(shape.device)
         with torch.no_grad():
             for r in rules:
-                prob = shape.method.structure_probability(resize_image(img, shape.size)[None].to(shape.device), rule=r)[:, None]
+                prob = shape.method.structure_probability(x, rule=r)[:, None]
                 preds[f"ld-shape, {r}"] = torch.nn.functional.interpolate(prob.float().cpu(), size=ev, mode="bilinear")[0, 0].numpy() > 0.5
             a = control.method.assign(resize_image(img, control.size)[None].to(control.device)).float().cpu()
             clusters = torch.nn.functional.interpolate(a, size=ev, mode="bilinear")[0].argmax(0).numpy()

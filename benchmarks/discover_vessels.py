@@ -28,7 +28,7 @@ import torch
 from localdisc.report.provenance import provenance, provenance_markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _pretrain import add_pretrain_args, pretrain_config, usable_cpus  # noqa: E402
+from _pretrain import add_pretrain_args, images_own_size, pretrain_config, usable_cpus  # noqa: E402
 
 
 def green_baselines(image: np.ndarray, fov: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -69,13 +69,6 @@ def prior_folder(folder: Path, args) -> str:
 def prior_tag(args) -> str:
     """KIND_HxW: names the prior folder and the run trained with it."""
     return f"{args.prior_kind}_{'x'.join(map(str, args.prior_size))}"
-
-
-def images_own_size(data: str) -> list[int]:
-    from localdisc.data.records import load_sample_image
-    from localdisc.data.sources import resolve_source
-
-    return list(load_sample_image(resolve_source(data)[0]).shape[1:])
 
 
 def train_shape(data: str, out: Path, args) -> Path:

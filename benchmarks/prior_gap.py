@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from localdisc.report.provenance import provenance, provenance_markdown
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pretrain import images_own_size, usable_cpus  # noqa: E402
 
 
 def target_masks(data: str, size: tuple[int, int]) -> torch.Tensor:
@@ -118,14 +120,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.data, args.image_size, args.priors, args.steps, args.last, args.batch, args.seeds = "synthetic-fundus:6:64x64", [64, 64], 8, 20, 5, 4, 1
-    torch.set_num_threads(min(8, os.cpu_count() or 1))
+    torch.set_num_threads(min(8, usable_cpus()))
     t0 = time.time()
     size = tuple(args.image_size)
     truth = target_masks(args.data, size)
-    from localdisc.data.records import load_sample_image
-    from localdisc.data.sources import resolve_source
-
-    native = tuple(load_sample_image(resolve_source(args.data)[0]).shape[1:])
+    native = tuple(images_own_size(args.data))
     sets = prior_sets(args, size, native)
     rows = {}
     for name, priors in sets.items():

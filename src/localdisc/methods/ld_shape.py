@@ -21,9 +21,10 @@ only judge shape; "threshold" does the same with [a_0 > 0.5].
 
 Priors are read once in :meth:`prepare` (a folder of 2D masks / 3D volumes, or
 ``simulate:KIND[:N]`` to draw them from :mod:`localdisc.data.shapes` at the images' own size),
-resized to the training image size by nearest neighbour (as label masks are), and each step a random subset is warped with the same random-resized-crop/flip/
-rotation distribution as the LD views, so priors and a_0 share scale statistics; by nearest neighbour
-too when D judges hard maps, so that priors stay binary like the maps they are compared with.
+resized to the training image size by nearest neighbour (as label masks are). Each step a random
+subset is warped with the same random-resized-crop/flip/rotation distribution as the LD views,
+so priors and a_0 share scale statistics; by nearest neighbour too when D judges hard maps, so
+that priors stay binary like the maps they are compared with.
 
 Prediction (:meth:`structure_probability`): a_0 (threshold it at 0.5), [argmax_k a_k = 0] with
 ``rule="argmax"``, or with ``rule="prototype"`` the region rule softmax_k( cos(v_p, r_k) / 0.2 )

@@ -160,9 +160,11 @@ def test_entropy_and_balance_reference():
     a = (a / a.sum(1, keepdim=True)).requires_grad_(True)
     got = L.entropy_loss(a)
     flat = a.flatten()
-    ref = -sum(q * math.log(q) + (1 - q) * math.log(1 - q) for q in flat.tolist()) / flat.numel()
+    # in bits (log2), as the reference: a uniform q = 1/2 costs exactly 1
+    ref = -sum(q * math.log2(q) + (1 - q) * math.log2(1 - q) for q in flat.tolist()) / flat.numel()
     assert abs(float(got.detach()) - ref) < 1e-9
-    ref_t = -(flat * flat.log() + (1 - flat) * (1 - flat).log()).mean()
+    assert float(L.entropy_loss(torch.full((1, 2, 3, 3), 0.5, dtype=torch.float64))) == pytest.approx(1.0, abs=1e-9)
+    ref_t = -(flat * flat.log2() + (1 - flat) * (1 - flat).log2()).mean()
     torch.testing.assert_close(grad(got, a)[0], grad(ref_t, a)[0])
     area = [float(a.detach()[:, k].mean()) for k in range(3)]
     torch.testing.assert_close(L.balance_loss(a), torch.tensor(3 * sum((x - 1 / 3) ** 2 for x in area), dtype=torch.float64))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -56,6 +58,38 @@ def test_photometric_zero_is_identity_and_jitter_is_per_sample():
     y = A.photometric(x.expand(4, 1, 8, 8).clone() * 0 + x[:1], 0.3, 0.3, 0.3, 0.0)
     assert not torch.allclose(y[0], y[1])  # different samples, different jitter
     assert y.shape == x.shape and y.dtype == x.dtype
+
+
+def test_colour_jitter_against_per_pixel_reference():
+    torch.manual_seed(3)
+    x = torch.rand(3, 3, 4, 5, dtype=torch.float64) * 0.6 + 0.2
+    # hue alone: a YIQ rotation keeps luma and chroma magnitude, and shifts colorsys's hue
+    torch.manual_seed(0)
+    y = A.colour(x, hue=0.02)
+    torch.manual_seed(0)
+    shift = (torch.rand(3) * 0.04 - 0.02).double() * 2 * math.pi
+
+    def yiq(t):  # FCC NTSC YIQ, written out per pixel
+        r, g, b = t.tolist()
+        return (0.299 * r + 0.587 * g + 0.114 * b, 0.596 * r - 0.274 * g - 0.322 * b, 0.211 * r - 0.523 * g + 0.312 * b)
+
+    for n in range(3):
+        for p in [(0, 0), (2, 3), (3, 4)]:
+            a, b = yiq(x[n, :, p[0], p[1]]), yiq(y[n, :, p[0], p[1]])
+            assert b[0] == pytest.approx(a[0], abs=1e-6)
+            assert math.hypot(b[1], b[2]) == pytest.approx(math.hypot(a[1], a[2]), abs=1e-6)
+            turn = math.atan2(b[2], b[1]) - math.atan2(a[2], a[1])
+            assert math.remainder(turn - float(shift[n]), 2 * math.pi) == pytest.approx(0.0, abs=1e-6)
+    # saturation 0 -> factor U(1, 1) = identity; grayscale always -> three equal luma channels
+    torch.testing.assert_close(A.colour(x, saturation=1e-12), x)
+    g = A.colour(x, grayscale_prob=1.0)
+    luma = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    for c in range(3):
+        torch.testing.assert_close(g[:, c], luma)
+    # one-channel images have no colour: unchanged, no randomness drawn
+    gray = torch.rand(2, 1, 4, 4)
+    state = torch.get_rng_state()
+    assert torch.equal(A.colour(gray, 0.4, 0.02, 0.5), gray) and torch.equal(torch.get_rng_state(), state)
 
 
 def test_blur_keeps_constants_and_smooths():

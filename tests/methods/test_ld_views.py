@@ -17,7 +17,7 @@ def coordinate_images(n: int, size: tuple[int, ...]) -> torch.Tensor:
 
 
 def cfg(**kw) -> LDConfig:
-    quiet = dict(stage="2", brightness=0.0, contrast=0.0, gamma=0.0, noise=0.0, blur_prob=0.0)
+    quiet = dict(stage="2", brightness=0.0, contrast=0.0, gamma=0.0, noise=0.0, blur_prob=0.0, saturation=0.0, hue=0.0, grayscale_prob=0.0)
     return LDConfig(**{**quiet, **kw})
 
 

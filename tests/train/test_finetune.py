@@ -110,6 +110,10 @@ def test_label_budget_is_nested_and_val_fixed(tmp_path):
 def test_transfer_and_frozen_encoder(tmp_path):
     torch.manual_seed(3)
     backbone = UNet(UNetConfig(in_channels=3, **TINY))
+    for m in backbone.modules():  # pretrained statistics, not BatchNorm's default (0, 1): a fresh BN would match those
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
     pre = tmp_path / "pre"
     save_backbone(backbone, pre, "fake")
     run = finetune(tiny_cfg(tmp_path, init=str(pre), transfer="encoder", freeze_encoder_steps=4, uafs_stages=(1,)))
@@ -124,6 +128,61 @@ def test_transfer_and_frozen_encoder(tmp_path):
     assert stats and all(torch.equal(final[k], v) for k, v in stats.items())  # BN statistics frozen too
     assert any(not torch.equal(final[k], src[k].detach()) for k in src if k.startswith("decoder."))
     assert any(k.startswith("decoder_gates.1.") for k in final)
+
+
+def test_transfer_protocol_defaults_with_init(tmp_path):
+    """With --init and no explicit protocol: the encoder (and its BN statistics) is frozen for
+    the first half of the steps, then trains at a tenth of the learning rate; random init trains
+    every layer at the full rate from step 0."""
+    from localdisc.train.checkpoint import load_checkpoint
+
+    torch.manual_seed(4)
+    backbone = UNet(UNetConfig(in_channels=3, **TINY))
+    pre = tmp_path / "pre"
+    save_backbone(backbone, pre, "fake")
+    run = finetune(tiny_cfg(tmp_path / "ld", init=str(pre), steps=4, checkpoint_every=2, eval_every=2))
+    report = json.loads((run / "transfer.json").read_text())
+    assert report["freeze_encoder_steps"] == 2 and report["encoder_lr_scale"] == 0.1 and report["warmup_restart_from_best"]
+    enc = [k for k, _ in backbone.named_parameters() if k.startswith("encoder.")]
+    src = backbone.state_dict()
+    warm, state, _ = load_checkpoint(run / "ckpt-00000002")
+    assert all(torch.equal(warm["unet." + k], src[k]) for k in src if k.startswith("encoder."))  # weights and statistics
+    groups = state["optimizer"]["param_groups"]
+    assert [g["initial_lr"] for g in groups] == [pytest.approx(1e-3), pytest.approx(1e-4)]
+    assert len(groups[1]["params"]) == len(enc)  # the slow group is exactly the encoder
+    final = load_weights(run / "model.safetensors")
+    assert any(not torch.equal(final[k], src[k]) for k in enc)  # then the encoder does train
+    rnd = finetune(tiny_cfg(tmp_path / "rnd", steps=2, checkpoint_every=2))
+    _, state, _ = load_checkpoint(rnd / "ckpt-00000002")
+    assert [g["initial_lr"] for g in state["optimizer"]["param_groups"]] == [pytest.approx(1e-3)] * 2
+
+
+def test_pdcr_weight_and_reference_defaults():
+    """loss = DiceCE + w * PDCR, so w changes the gradient; defaults are the reference's
+    (tau 1.0 in 2D / 0.5 in 3D, vectors contrasted within each image, weight 0.01)."""
+    from localdisc.losses.pdcr import PDCRLoss
+    from localdisc.train.finetune import resolve_transfer_protocol
+    from localdisc.train.finetune_model import Supervised
+
+    cfg = FinetuneConfig(pdcr=True)
+    resolve_transfer_protocol(cfg)
+    assert (cfg.pdcr_tau, cfg.pdcr_pairs, cfg.pdcr_weight) == (1.0, "image", 0.01)
+    cfg3 = FinetuneConfig(pdcr=True, image_size=(16, 16, 16))
+    resolve_transfer_protocol(cfg3)
+    assert cfg3.pdcr_tau == 0.5
+    torch.manual_seed(0)
+    unet = UNet(UNetConfig(in_channels=1, **TINY), out_channels=2)
+    pdcr = PDCRLoss(unet.config, 2, layers=("decoder.1",), vectors_per_layer=8, windows=(3,), tau=1.0, pairs="image")
+    x, y = torch.rand(2, 1, 16, 16), (torch.rand(2, 16, 16) > 0.5).long()
+    grads = {}
+    for w in (0.0, 0.5):
+        unet.zero_grad()
+        torch.manual_seed(1)  # same sampled vectors
+        loss, logs = Supervised(unet, pdcr, w)(x, y)
+        torch.testing.assert_close(loss.detach(), logs["seg_loss"] + w * logs["pdcr_loss"])
+        loss.backward()
+        grads[w] = unet.decoder[1][0].weight.grad.clone()
+    assert float(logs["pdcr_loss"]) > 0 and not torch.allclose(grads[0.0], grads[0.5])
 
 
 def test_pdcr_option_runs(tmp_path):

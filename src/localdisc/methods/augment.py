@@ -98,6 +98,37 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return out.view(n, c, *S)
 
 
+def colour(x: torch.Tensor, saturation: float = 0.0, hue: float = 0.0, grayscale_prob: float = 0.0) -> torch.Tensor:
+    """Per-sample colour jitter of RGB images (n, 3, *S) in [0, 1]; other channel counts pass
+    through unchanged (grayscale X-ray, CT, MRI have no colour to jitter).
+
+    Luma y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601, as torchvision's ColorJitter).
+    saturation: x <- y + (x - y) * U(1 - s, 1 + s);  hue: the chroma vector (I, Q) of YIQ is
+    rotated by 2 pi U(-h, h) (h in turns, as ColorJitter's hue);  grayscale_prob: x <- (y, y, y)
+    with that probability (RandomGrayscale). Strength 0 draws no randomness.
+    """
+    if x.shape[1] != 3 or not (saturation > 0 or hue > 0 or grayscale_prob > 0):
+        return x
+    n = x.shape[0]
+    view = (n,) + (1,) * (x.dim() - 2)
+    luma = lambda t: (0.299 * t[:, 0] + 0.587 * t[:, 1] + 0.114 * t[:, 2]).unsqueeze(1)  # noqa: E731
+    if saturation > 0:
+        y = luma(x)
+        x = y + (x - y) * _uniform(n, 1 - saturation, 1 + saturation, x.device).view(n, 1, *view[1:])
+    if hue > 0:
+        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=x.device, dtype=x.dtype)
+        yiq = torch.einsum("ij,nj...->ni...", to_yiq, x)
+        angle = _uniform(n, -hue, hue, x.device).to(x.dtype) * 2 * math.pi
+        c, s = torch.cos(angle).view(view), torch.sin(angle).view(view)
+        i, q = yiq[:, 1], yiq[:, 2]
+        yiq = torch.stack([yiq[:, 0], c * i - s * q, s * i + c * q], dim=1)
+        x = torch.einsum("ij,nj...->ni...", torch.linalg.inv(to_yiq), yiq)
+    if grayscale_prob > 0:
+        gray = (torch.rand(n, device=x.device) < grayscale_prob).view(n, 1, *view[1:])
+        x = torch.where(gray, luma(x).expand_as(x), x)
+    return x
+
+
 def photometric(
     x: torch.Tensor,
     brightness: float = 0.2,
@@ -106,12 +137,16 @@ def photometric(
     noise: float = 0.03,
     blur_prob: float = 0.0,
     blur_sigma: float = 1.0,
+    saturation: float = 0.0,
+    hue: float = 0.0,
+    grayscale_prob: float = 0.0,
 ) -> torch.Tensor:
-    """Per-sample intensity jitter of (n, C, *S) images in [0, 1].
+    """Per-sample intensity and colour jitter of (n, C, *S) images in [0, 1].
 
     x <- (x - mean) * U(1-contrast, 1+contrast) + mean + U(-brightness, brightness);
-    x <- clamp(x, 0, 1) ** exp(U(-gamma, gamma)); optional Gaussian blur (probability
-    ``blur_prob``, sigma ~ U(0.1, blur_sigma)); x <- x + N(0, s^2), s ~ U(0, noise).
+    x <- clamp(x, 0, 1) ** exp(U(-gamma, gamma)); colour jitter of RGB images (:func:`colour`:
+    saturation, hue, random grayscale); optional Gaussian blur (probability ``blur_prob``,
+    sigma ~ U(0.1, blur_sigma)); x <- x + N(0, s^2), s ~ U(0, noise).
     Strength 0 disables a term (then it consumes no randomness and changes nothing).
     """
     n = x.shape[0]
@@ -124,6 +159,7 @@ def photometric(
         x = x + _uniform(n, -brightness, brightness, x.device).view(view)
     if gamma > 0:
         x = x.clamp(0, 1) ** torch.exp(_uniform(n, -gamma, gamma, x.device)).view(view)
+    x = colour(x, saturation, hue, grayscale_prob)
     if blur_prob > 0:
         chosen = torch.rand(n, device=x.device) < blur_prob
         if bool(chosen.any()):
@@ -132,6 +168,13 @@ def photometric(
     if noise > 0:
         x = x + torch.randn_like(x) * _uniform(n, 0, noise, x.device).view(view)
     return x
+
+
+def jitter(x: torch.Tensor, cfg) -> torch.Tensor:
+    """:func:`photometric` with the strengths of a method config (brightness, contrast, gamma,
+    noise, blur_prob, blur_sigma, saturation, hue, grayscale_prob)."""
+    return photometric(x, cfg.brightness, cfg.contrast, cfg.gamma, cfg.noise, cfg.blur_prob, cfg.blur_sigma,
+                       cfg.saturation, cfg.hue, cfg.grayscale_prob)
 
 
 class Dihedral(NamedTuple):

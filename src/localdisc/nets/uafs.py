@@ -18,13 +18,13 @@ from .unet import conv_nd, norm_nd
 class UAFS(nn.Module):
     """f: (B, C, *S) -> (B, C, *S); ``last_entropy`` keeps H (B, 1, *S) for inspection."""
 
-    def __init__(self, spatial_dims: int, channels: int, hidden: int | None = None, m: int = 2):
+    def __init__(self, spatial_dims: int, channels: int, hidden: int | None = None, m: int = 2, norm: str = "batch"):
         super().__init__()
         hidden = hidden or max(channels // 2, 8)
         self.m = m
         self.head = nn.Sequential(
             conv_nd(spatial_dims, channels, hidden, 3, bias=False),
-            norm_nd(spatial_dims, hidden),
+            norm_nd(spatial_dims, hidden, norm),  # the U-Net's own --norm (BatchNorm breaks with batch 1 / DDP shards)
             nn.ReLU(inplace=True),
             conv_nd(spatial_dims, hidden, m, 1),
         )

@@ -113,7 +113,7 @@ class UNet(nn.Module):
         if config.uafs_stages:
             from .uafs import UAFS
 
-            self.decoder_gates = nn.ModuleDict({str(j): UAFS(d, dec[j]) for j in config.uafs_stages})
+            self.decoder_gates = nn.ModuleDict({str(j): UAFS(d, dec[j], norm=config.norm) for j in config.uafs_stages})
         else:
             self.decoder_gates = None
         self.out_channels = out_channels

@@ -30,7 +30,7 @@ import yaml
 from ..config import build_config, to_dict
 from ..errors import ConfigError
 from ..report.benchmark_report import aggregate, collect, result_rows, write_outputs
-from .benchmark_config import (FINETUNE_PROTOCOL, NOT_FINGERPRINTED, PRETRAIN_PROTOCOL, TOP_KEYS, BenchmarkConfig, MethodEntry,
+from .benchmark_config import (FINETUNE_PROTOCOL, effective_settings, NOT_FINGERPRINTED, PRETRAIN_PROTOCOL, TOP_KEYS, BenchmarkConfig, MethodEntry,
                                _plain, _settings, budget_label, finetune_config, fingerprint, load_benchmark_config,
                                pretrain_config)
 
@@ -44,6 +44,7 @@ class Cell:
     seed: int
     path: Path
     pretrain_dir: Path | None
+    pretrain_seed: int = 0
 
     @property
     def done(self) -> bool:
@@ -53,10 +54,11 @@ class Cell:
 def plan(cfg: BenchmarkConfig, out: Path) -> list[Cell]:
     cells = []
     for seed in cfg.seeds:
+        pseed = seed if cfg.pretrain_seed is None else cfg.pretrain_seed
         for entry in cfg.methods:
-            pre = out / "pretrain" / f"{entry.pretrain_key}-s{seed}" if entry.pretrain else None
+            pre = out / "pretrain" / f"{entry.pretrain_key}-s{pseed}" if entry.pretrain else None
             for b in cfg.budgets:
-                cells.append(Cell(entry, b, seed, out / "finetune" / entry.name / f"b{budget_label(b)}-s{seed}", pre))
+                cells.append(Cell(entry, b, seed, out / "finetune" / entry.name / f"b{budget_label(b)}-s{seed}", pre, pseed))
     return cells
 
 
@@ -81,9 +83,15 @@ def _pretrain_data(cfg: BenchmarkConfig, out: Path, write: bool = True) -> str:
 
 
 def _check_marker(marker: Path, settings: dict[str, Any]) -> None:
-    saved = json.loads(marker.read_text()).get("settings", {})
-    if fingerprint(saved) != fingerprint(settings):
-        diff = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+    """Refuse a cached run made with other settings. A key that only one side has (an option
+    added to localdisc after the run was made) counts as that option's default, so a new
+    option left at its default does not invalidate finished runs."""
+    saved = effective_settings(json.loads(marker.read_text()).get("settings", {}))
+    defaults = settings.get("_defaults", {})
+    now = {k: v for k, v in settings.items() if k != "_defaults"}
+    value = lambda d, k: d[k] if k in d else defaults.get(k, d.get(k))  # noqa: E731
+    diff = sorted(k for k in (set(saved) | set(now)) - {"_defaults"} if json.dumps(value(saved, k), default=str) != json.dumps(value(now, k), default=str))
+    if diff:
         raise ConfigError(f"{marker.parent}: cached run was made with other settings ({', '.join(diff)}); "
                           "use another --out or delete that folder to recompute it")
 
@@ -109,7 +117,11 @@ def _claim(run_dir: Path, settings: dict[str, Any]) -> None:
     if started.is_file():
         _check_marker(started, settings)
     else:
-        atomic_write_text(started, json.dumps({"settings": settings}, indent=2, default=str))
+        atomic_write_text(started, json.dumps({"settings": _recorded(settings)}, indent=2, default=str))
+
+
+def _recorded(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k != "_defaults"}
 
 
 # ---------------------------------------------------------------- run
@@ -145,7 +157,7 @@ def ensure_pretrained(cfg: BenchmarkConfig, entry: MethodEntry, seed: int, run_d
     print(f"pretraining {entry.pretrain} (seed {seed}) -> {run_dir}", flush=True)
     t0 = time.time()
     method_cls.run_schedule(pcfg, mcfg)
-    atomic_write_text(marker, json.dumps({"settings": settings, "seconds": round(time.time() - t0, 1)}, indent=2, default=str))
+    atomic_write_text(marker, json.dumps({"settings": _recorded(settings), "seconds": round(time.time() - t0, 1)}, indent=2, default=str))
     if not cfg.keep_checkpoints:
         _prune_checkpoints(run_dir)
     result.pretrained.append(str(run_dir))
@@ -178,7 +190,7 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell, result: BenchmarkResult) -> dict[
               "n_labels": info.get("n_train"), "n_val": info.get("n_val"), "n_test": summary["n_images"],
               "init": str(cell.pretrain_dir or ""), "task": info.get("task"), "class_names": summary["class_names"],
               "best_step": info.get("best_step"), "train_seconds": round(t1 - t0, 1), "eval_seconds": round(time.time() - t1, 1),
-              "metrics": summary["metrics"], "settings": settings}
+              "metrics": summary["metrics"], "settings": _recorded(settings)}
     atomic_write_text(marker, json.dumps(record, indent=2, default=str))  # last: marks the cell finished
     if not cfg.keep_checkpoints:
         _prune_checkpoints(cell.path)
@@ -209,7 +221,7 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, report_only: bool = Fal
                 print(f"{tag}: finished earlier", flush=True)
                 continue
             if cell.pretrain_dir is not None:
-                ensure_pretrained(cfg, cell.method, cell.seed, cell.pretrain_dir, data, result)
+                ensure_pretrained(cfg, cell.method, cell.pretrain_seed, cell.pretrain_dir, data, result)
             rec = run_cell(cfg, cell, result)
             print(f"{tag}: test Dice {rec['metrics']['dice_mean']['mean']:.3f} ({rec['train_seconds']:.0f} s train, {rec['eval_seconds']:.0f} s eval)", flush=True)
     write_outputs(cfg, out, [c for c in cells if c.done], wall_seconds=time.time() - started)
@@ -230,7 +242,7 @@ def describe_plan(cfg: BenchmarkConfig, out: Path) -> str:
             seen.add(c.pretrain_dir)
             state = "done" if (c.pretrain_dir / "pretrain_done.json").is_file() else "partial" if c.pretrain_dir.exists() else "todo"
             avail = "" if c.method.pretrain in METHODS else "  (METHOD NOT AVAILABLE)"
-            lines.append(f"pretrain  {c.method.pretrain:<18} seed {c.seed}: {state:<8} {c.pretrain_dir}{avail}")
+            lines.append(f"pretrain  {c.method.pretrain:<18} seed {c.pretrain_seed}: {state:<8} {c.pretrain_dir}{avail}")
     for c in cells:
         state = "done" if c.done else "partial" if c.path.exists() else "todo"
         lines.append(f"finetune  {c.method.name:<18} b{budget_label(c.budget):<5} s{c.seed}: {state:<8} {c.path}")

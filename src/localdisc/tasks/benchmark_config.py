@@ -29,7 +29,7 @@ PRETRAIN_PROTOCOL = ("data", "out", "method", "split", "seed", "image_size", "in
                      "encoder_channels", "decoder_channels", "norm", "device")
 # Settings that do not change results: left out of the cache fingerprints.
 NOT_FINGERPRINTED = ("out", "resume", "overwrite", "device", "workers", "log_every", "checkpoint_every", "picture_every")
-TOP_KEYS = ("name", "data", "image_size", "in_channels", "num_classes", "budgets", "seeds", "split_seed", "val_fraction",
+TOP_KEYS = ("name", "data", "image_size", "in_channels", "num_classes", "budgets", "seeds", "pretrain_seed", "split_seed", "val_fraction",
             "test_fraction", "encoder_channels", "decoder_channels", "norm", "pretrain", "finetune", "methods", "profiles",
             "default_profile", "max_overlays", "keep_checkpoints", "device", "out")
 
@@ -61,6 +61,7 @@ class BenchmarkConfig:
     num_classes: int = 0
     budgets: list[Any] = field(default_factory=lambda: ["all"])
     seeds: list[int] = field(default_factory=lambda: [0])
+    pretrain_seed: int | None = None  # one pretraining run (this seed) shared by every fine-tuning seed; None = one per seed
     split_seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.2
@@ -131,7 +132,7 @@ def load_benchmark_config(path: str | Path, profile: str | None = None, methods:
     """Read a benchmark YAML. Top-level keys (see configs/synthetic.yaml for a commented example):
 
     name, data (spec), image_size, in_channels, num_classes, budgets (counts, fractions, 'all'),
-    seeds, split_seed, val_fraction, test_fraction, encoder_channels/decoder_channels/norm,
+    seeds, pretrain_seed (one pretraining run shared by all seeds), split_seed, val_fraction, test_fraction, encoder_channels/decoder_channels/norm,
     pretrain: {PretrainConfig options common to all methods}, finetune: {FinetuneConfig options},
     methods: [name | {name, pretrain, method: {...}, pretrain_options: {...}, finetune: {add-ons}}],
     profiles: {quick: {overrides}, full: {overrides}}, default_profile, max_overlays, device, out.
@@ -181,6 +182,7 @@ def load_benchmark_config(path: str | Path, profile: str | None = None, methods:
     return BenchmarkConfig(
         name=str(raw.get("name") or path.stem), data=str(raw["data"]), image_size=tup(raw["image_size"]),
         in_channels=int(raw.get("in_channels", 0)), num_classes=int(raw.get("num_classes", 0)), budgets=budgets, seeds=seeds,
+        pretrain_seed=None if raw.get("pretrain_seed") is None else int(raw["pretrain_seed"]),
         split_seed=int(raw.get("split_seed", 0)), val_fraction=float(raw.get("val_fraction", 0.2)),
         test_fraction=float(raw.get("test_fraction", 0.2)), encoder_channels=tup(raw.get("encoder_channels")),
         decoder_channels=tup(raw.get("decoder_channels")), norm=raw.get("norm"), pretrain=dict(raw.get("pretrain") or {}),
@@ -211,11 +213,21 @@ def finetune_config(cfg: BenchmarkConfig, entry: MethodEntry, budget: Any, seed:
         "in_channels": cfg.in_channels, "num_classes": cfg.num_classes, "init": str(init) if init else "", "device": cfg.device})
 
 
+def effective_settings(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` without the options that cannot change the result (those of a switched-off add-on)."""
+    if d.get("pdcr") is False:
+        d = {k: v for k, v in d.items() if not k.startswith("pdcr_")}
+    return d
+
+
 def _settings(run_cfg: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    d = {k: v for k, v in to_dict(run_cfg).items() if k not in NOT_FINGERPRINTED}
+    """The settings that identify a cached run, plus ``_defaults`` (the config class's defaults,
+    never recorded) so that an option added later counts as its default for older runs."""
+    plain = lambda cfg: effective_settings({k: v for k, v in to_dict(cfg).items() if k not in NOT_FINGERPRINTED})  # noqa: E731
+    d = plain(run_cfg)
     if "init" in d:  # the pretraining run is identified by its own fingerprint, not by its path
         d["init"] = Path(d["init"]).name if d["init"] else ""
-    return {**d, **(extra or {})}
+    return {**d, **(extra or {}), "_defaults": plain(type(run_cfg)())}
 
 
 def _plain(cfg: BenchmarkConfig) -> dict[str, Any]:

@@ -203,6 +203,14 @@ def reduce_mean(value: torch.Tensor | float) -> float:
     return float(t)
 
 
+def broadcast_state(module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers into every rank's ``module`` (no-op in one process)."""
+    if not _active():
+        return
+    for t in module.state_dict().values():
+        tdist.broadcast(t, src=0)
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's picklable ``obj`` (in rank order); ``[obj]`` for one process."""
     if not _active():

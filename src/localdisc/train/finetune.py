@@ -32,7 +32,7 @@ from ..data.datasets import ImageDataset, num_channels_of, stack_items
 from ..errors import ConfigError, TrainingError
 from ..utils import pick_device, progress, seed_everything
 from .augment import AugmentConfig, augment_batch
-from .checkpoint import assert_finite_weights, atomic_write_text, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
+from .checkpoint import assert_finite_weights, atomic_write_text, latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, save_weights, set_rng_state
 from .finetune_data import assigned_splits, finetune_samples, infer_num_classes, sample_patches
 from .finetune_model import Supervised, build_unet, evaluate_dataset, load_finetuned, predict_logits
 from .run import Run
@@ -60,7 +60,8 @@ class FinetuneConfig:
     in_channels: int = field(0, "input channels; 0 = from the data")
     init: str = field("", "pretraining run folder to initialize from (its backbone.safetensors); empty = random init")
     transfer: str = field("encoder", "what to transfer from --init: encoder | encoder+decoder")
-    freeze_encoder_steps: int = field(0, "keep the encoder weights and its normalization statistics fixed for the first N steps")
+    freeze_encoder_steps: int = field(-1, "decoder warm-up: keep the encoder weights and its normalization statistics fixed for the first N steps, then go on from the warm-up's best validation checkpoint; -1 = half of --steps with --init, 0 without")
+    encoder_lr_scale: float = field(-1.0, "after the warm-up the encoder learns at --lr times this (the decoder at --lr), so a short fine-tuning does not erase pretrained features; -1 = 0.1 with --init, 1 without")
     encoder_channels: tuple[int, ...] = field((16, 32, 64, 128, 128), "U-Net encoder widths (ignored with --init: taken from the run)")
     decoder_channels: tuple[int, ...] = field((128, 64, 32, 32), "U-Net decoder widths, last = trunk (ignored with --init)")
     norm: str = field("batch", "normalization: batch | instance | group (ignored with --init)")
@@ -80,8 +81,9 @@ class FinetuneConfig:
     pdcr_layers: tuple[str, ...] = field(("decoder.2", "decoder.3"), "feature maps PDCR samples from (encoder.i / decoder.j)")
     pdcr_vectors: int = field(64, "feature vectors sampled per image and layer")
     pdcr_windows: tuple[int, ...] = field((5, 7, 9), "label-window sizes in pixels (0 = whole receptive field)")
-    pdcr_tau: float = field(0.1, "PDCR temperature")
-    pdcr_weight: float = field(0.05, "weight of the PDCR loss")
+    pdcr_tau: float = field(-1.0, "PDCR temperature; -1 = the reference's: 1.0 for images, 0.5 for volumes")
+    pdcr_pairs: str = field("image", "which sampled vectors PDCR contrasts with each other: image (within each image, as the reference) | batch (across the whole batch)")
+    pdcr_weight: float = field(0.01, "weight of the PDCR loss (reference: 0.01 for decoder layers)")
     pdcr_cross_layer: bool = field(False, "also contrast vectors across layers")
     uafs_stages: tuple[int, ...] = field((), "decoder stages (0 = deepest) followed by an uncertainty-aware feature selection block")
 
@@ -91,6 +93,22 @@ def freeze_norm_statistics(module: torch.nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.instancenorm._InstanceNorm)):
             m.eval()
+
+
+def resolve_transfer_protocol(cfg: FinetuneConfig) -> None:
+    """Fill the automatic (-1) warm-up length, encoder learning-rate scale and PDCR temperature in place.
+
+    With --init: half of the steps train the decoder on the frozen pretrained encoder, then
+    every layer trains, the encoder at a tenth of the learning rate (the reference transfer
+    script's frozen-then-fine-tune protocol; full fine-tuning at one lr from step 0 moved the
+    encoder as far as pretraining had). Random init trains every layer at full lr from step 0:
+    a frozen random encoder only handicaps it."""
+    if cfg.freeze_encoder_steps < 0:
+        cfg.freeze_encoder_steps = cfg.steps // 2 if cfg.init else 0
+    if cfg.encoder_lr_scale < 0:
+        cfg.encoder_lr_scale = 0.1 if cfg.init else 1.0
+    if cfg.pdcr_tau < 0:
+        cfg.pdcr_tau = 1.0 if len(cfg.image_size) == 2 else 0.5
 
 
 def _validate(cfg: FinetuneConfig) -> None:
@@ -104,6 +122,10 @@ def _validate(cfg: FinetuneConfig) -> None:
         raise ConfigError(f"--schedule must be cosine or constant, got {cfg.schedule!r}")
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise ConfigError("--steps and --batch-size must be >= 1")
+    if cfg.pdcr_pairs not in ("image", "batch"):
+        raise ConfigError(f"--pdcr-pairs must be image or batch, got {cfg.pdcr_pairs!r}")
+    if cfg.freeze_encoder_steps < -1 or not (cfg.encoder_lr_scale == -1 or cfg.encoder_lr_scale >= 0):
+        raise ConfigError("--freeze-encoder-steps must be >= 0 (or -1 = auto) and --encoder-lr-scale >= 0 (or -1 = auto)")
 
 
 # ---------------------------------------------------------------- loop
@@ -113,6 +135,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     from . import distributed as dist
 
     _validate(cfg)
+    resolve_transfer_protocol(cfg)
     env = dist.init(cfg.device)
     device = pick_device(cfg.device) if cfg.device != "auto" else env.device
     seed_everything(cfg.seed)
@@ -144,16 +167,20 @@ def finetune(cfg: FinetuneConfig) -> Path:
         from .transfer import load_pretrained_into
 
         transferred = load_pretrained_into(unet, cfg.init, tuple(cfg.transfer.split("+")))
-        run.write_json("transfer.json", {"init": str(cfg.init), "parts": cfg.transfer, "transferred": transferred,
-                                         "not_transferred": sorted(set(unet.state_dict()) - set(transferred))})
+        run.write_json("transfer.json", {"init": str(cfg.init), "parts": cfg.transfer, "freeze_encoder_steps": cfg.freeze_encoder_steps,
+                                         "encoder_lr_scale": cfg.encoder_lr_scale, "warmup_restart_from_best": bool(cfg.freeze_encoder_steps and parts["val"]),
+                                         "transferred": transferred, "not_transferred": sorted(set(unet.state_dict()) - set(transferred))})
     pdcr = None
     if cfg.pdcr:
         from ..losses.pdcr import PDCRLoss
 
         pdcr = PDCRLoss(unet_config=unet.config, num_classes=num_classes, layers=cfg.pdcr_layers, vectors_per_layer=cfg.pdcr_vectors,
-                        windows=cfg.pdcr_windows, tau=cfg.pdcr_tau, cross_layer=cfg.pdcr_cross_layer)
+                        windows=cfg.pdcr_windows, tau=cfg.pdcr_tau, cross_layer=cfg.pdcr_cross_layer, pairs=cfg.pdcr_pairs)
     model = Supervised(unet, pdcr, cfg.pdcr_weight).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    encoder_params = [p for n, p in unet.named_parameters() if n.startswith("encoder.")]
+    enc_ids = {id(p) for p in encoder_params}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in enc_ids]}, {"params": encoder_params, "lr": cfg.lr * cfg.encoder_lr_scale}]
+    optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.steps
     lam = (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))) if cfg.schedule == "cosine" else (lambda s: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lam)
@@ -180,7 +207,6 @@ def finetune(cfg: FinetuneConfig) -> Path:
                         generator=torch.Generator().manual_seed(cfg.seed))  # own generator: iterating must not draw from the global RNG (resume)
     autocast = dist.autocast_context(cfg.precision, device)
     aug_cfg = AugmentConfig()
-    encoder_params = [p for n, p in unet.named_parameters() if n.startswith("encoder.")]
     stop_after = int(os.environ.get("LOCALDISC_STOP_AFTER_STEP", 0))  # test hook: simulate a kill
     nan_at = int(os.environ.get("LOCALDISC_NAN_AT_STEP", 0))  # test hook: inject a NaN loss
 
@@ -216,6 +242,9 @@ def finetune(cfg: FinetuneConfig) -> Path:
             images, labels = augment_batch(images, labels, aug_cfg, flip_pairs)
         if step == cfg.freeze_encoder_steps and step > 0:
             unet.encoder.train()
+            if env.is_main and best["step"] > 0:  # go on from the warm-up's best decoder (reference protocol)
+                unet.load_state_dict(load_weights(run.path / "best.safetensors"))
+            dist.broadcast_state(unet)
         with autocast():
             loss, logs = ddp_model(images, labels)
         if nan_at and step + 1 == nan_at:

@@ -46,11 +46,16 @@ class LDConfig:
     rotate_degrees: float = field(15.0, "random rotation range (+-degrees; 3D: about a random plane)")
     flip: bool = field(True, "random flips in the shared geometric transform")
     dihedral: bool = field(True, "view b gets a random rot90/flip that is undone on its output maps")
-    brightness: float = field(0.2, "photometric jitter: additive brightness range")
-    contrast: float = field(0.2, "photometric jitter: contrast factor range 1 +- this")
+    # Views a and b differ only by this jitter: too weak and patches are matched by colour or
+    # brightness alone (the reference: ColorJitter(0.4, 0.4, 0.4, 0.02) + RandomGrayscale(0.2)).
+    brightness: float = field(0.2, "photometric jitter: additive brightness range (0.2 is about ColorJitter's 0.4 at mid-gray)")
+    contrast: float = field(0.4, "photometric jitter: contrast factor range 1 +- this")
     gamma: float = field(0.2, "photometric jitter: gamma = exp(U(-this, this))")
+    saturation: float = field(0.4, "colour jitter (RGB images only): saturation factor range 1 +- this")
+    hue: float = field(0.02, "colour jitter (RGB images only): hue shift range +- this fraction of a turn")
+    grayscale_prob: float = field(0.2, "colour jitter (RGB images only): probability of turning a view gray")
     noise: float = field(0.03, "photometric jitter: max std of additive Gaussian noise")
-    blur_prob: float = field(0.0, "photometric jitter: probability of a Gaussian blur")
+    blur_prob: float = field(0.2, "photometric jitter: probability of a Gaussian blur")
     blur_sigma: float = field(1.0, "photometric jitter: max blur sigma (pixels)")
     lam_range: tuple[float, ...] = field((0.2, 0.8), "mixup lambda ~ U(lo, hi) per sample")
 

@@ -40,15 +40,11 @@ def view_size(images: torch.Tensor, crop_size: Sequence[int]) -> tuple[int, ...]
     return size
 
 
-def _jitter(x: torch.Tensor, cfg: Any) -> torch.Tensor:
-    return augment.photometric(x, cfg.brightness, cfg.contrast, cfg.gamma, cfg.noise, cfg.blur_prob, cfg.blur_sigma)
-
-
 def make_views(images: torch.Tensor, cfg: Any) -> LDViews:
     """images (N, C, *S) in [0, 1], N even -> :class:`LDViews` with inputs (5 N/2, C, *size).
 
     ``cfg`` provides crop_size, crop_scale, rotate_degrees, flip, dihedral, brightness,
-    contrast, gamma, noise, blur_prob, blur_sigma, lam_range (see ``LDConfig``)."""
+    contrast, gamma, noise, blur_prob, blur_sigma, saturation, hue, grayscale_prob, lam_range (see ``LDConfig``)."""
     N = images.shape[0]
     if N < 2 or N % 2:
         raise TrainingError(f"LD pairs two images per sample and needs an even batch of at least 2 images per process; got {N} (set --batch-size to an even number)")
@@ -56,8 +52,8 @@ def make_views(images: torch.Tensor, cfg: Any) -> LDViews:
     size = view_size(images, cfg.crop_size)
     theta = augment.random_affine(N, d, cfg.crop_scale, rotate_degrees=cfg.rotate_degrees, flip=cfg.flip, device=images.device)
     geo = augment.warp(images, augment.affine_grid(theta, size))  # (2B, C, *size): x1, x2
-    a = _jitter(geo, cfg)
-    b = _jitter(geo, cfg)
+    a = augment.jitter(geo, cfg)
+    b = augment.jitter(geo, cfg)
     ops = augment.sample_dihedral(N, size) if cfg.dihedral else [augment.Dihedral(0, (0, 1), ())] * N
     b = augment.apply_dihedral(b, ops)
     lo, hi = cfg.lam_range

@@ -23,7 +23,7 @@ def view_size(images: torch.Tensor, crop_size: Sequence[int]) -> tuple[int, ...]
 
 
 def jitter(x: torch.Tensor, cfg: Any) -> torch.Tensor:
-    return augment.photometric(x, cfg.brightness, cfg.contrast, cfg.gamma, cfg.noise, cfg.blur_prob, cfg.blur_sigma).clamp(0, 1)
+    return augment.jitter(x, cfg).clamp(0, 1)
 
 
 def geometry(images: torch.Tensor, cfg: Any, size: Sequence[int]) -> torch.Tensor:
@@ -34,7 +34,7 @@ def geometry(images: torch.Tensor, cfg: Any, size: Sequence[int]) -> torch.Tenso
 
 def two_views(images: torch.Tensor, cfg: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``cfg`` provides crop_size, crop_scale, rotate_degrees, flip, brightness, contrast, gamma,
-    noise, blur_prob, blur_sigma (see :class:`~localdisc.methods.simclr.method.SimCLRConfig`)."""
+    noise, blur_prob, blur_sigma, saturation, hue, grayscale_prob (see :class:`~localdisc.methods.simclr.method.SimCLRConfig`)."""
     size = view_size(images, cfg.crop_size)
     return jitter(geometry(images, cfg, size), cfg), jitter(geometry(images, cfg, size), cfg)
 

@@ -52,7 +52,8 @@ def test_every_output_is_written(bench):
     assert len(per_image) == 4 * n_test
     comps = _rows(bench / "comparisons.csv")
     assert {(c["method"], c["budget"], c["metric"]) for c in comps} >= {("ld", "2", "dice_vessel"), ("ld", "all", "dice_vessel")}
-    assert all(int(c["n"]) == n_test for c in comps if c["metric"] == "dice_vessel")
+    assert all(int(c["n_images"]) == n_test for c in comps if c["metric"] == "dice_vessel")
+    assert {("ld", b, "dice_mean") for b in ("2", "all")} <= {(c["method"], c["budget"], c["metric"]) for c in comps}
     md = (bench / "results.md").read_text()
     assert "| random |" in md and "| ld |" in md and "Paired Dice difference" in md
     assert not list(bench.glob("**/ckpt-*")), "finished runs keep only their final/best weights"
@@ -60,6 +61,36 @@ def test_every_output_is_written(bench):
     html = (bench / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3  # the plot + overlays of both methods
     assert "src='/" not in html
+
+
+def test_comparisons_are_reproduced_from_per_image_csv(bench):
+    """Recompute every Dice row of comparisons.csv from per_image.csv by hand: the mean of the
+    matched (image, seed) differences and the exact sign-flip / Wilcoxon p on per-image means."""
+    import itertools
+
+    import numpy as np
+    from scipy.stats import wilcoxon
+
+    per_image = _rows(bench / "per_image.csv")
+    for c in (c for c in _rows(bench / "comparisons.csv") if c["metric"].startswith("dice")):
+        ref = {(r["id"], r["seed"]): float(r[c["metric"]]) for r in per_image if r["method"] == "random" and r["budget"] == c["budget"]}
+        diffs: dict[str, list[float]] = {}
+        for r in per_image:
+            if r["method"] == c["method"] and r["budget"] == c["budget"]:
+                diffs.setdefault(r["id"], []).append(float(r[c["metric"]]) - ref[(r["id"], r["seed"])])
+        pooled = [d for v in diffs.values() for d in v]
+        assert float(c["mean_diff"]) == pytest.approx(sum(pooled) / len(pooled), abs=1e-5)
+        per_img = [sum(v) / len(v) for v in diffs.values()]
+        nonzero = [d for d in per_img if d != 0]
+        if len(nonzero) >= 6:
+            p = wilcoxon(per_img).pvalue
+        elif nonzero:
+            obs = abs(np.mean(per_img))
+            p = np.mean([abs(np.dot(s, per_img)) / len(per_img) >= obs - 1e-12 for s in itertools.product((1, -1), repeat=len(per_img))])
+        else:
+            p = 1.0
+        assert float(c["p_value"]) == pytest.approx(p, rel=1e-3)
+        assert float(c["ci_low"]) <= float(c["mean_diff"]) <= float(c["ci_high"])
 
 
 def test_pretraining_used_train_images_only_and_was_transferred(bench):

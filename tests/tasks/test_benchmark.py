@@ -11,7 +11,7 @@ import yaml
 from localdisc.errors import ConfigError
 from localdisc.report.html import write_html_report
 from localdisc.report.plots import dice_vs_labels
-from localdisc.report.tables import comparison_table, metric_table
+from localdisc.report.tables import label_savings, savings_table, comparison_table, metric_table
 from localdisc.tasks.benchmark import aggregate, finetune_config, load_benchmark_config, plan, pretrain_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -119,13 +119,27 @@ def test_metric_table_bolds_best_per_column():
     assert "<b>0.500 ± 0.100</b>" in low.to_html()
 
 
-def test_comparison_table_shows_difference_and_p():
-    comps = [{"method": "ld", "budget": "2", "metric": "dice_x", "n": 10, "mean_diff": 0.05, "p_value": 0.004},
-             {"method": "ld", "budget": "all", "metric": "dice_x", "n": 10, "mean_diff": -0.01, "p_value": 0.5},
-             {"method": "sim", "budget": "2", "metric": "dice_x", "n": 30, "mean_diff": 0.1, "p_value": 1e-5}]
+def test_comparison_table_shows_difference_ci_and_corrected_p():
+    row = lambda m, b, d, lo, hi, p: {"method": m, "budget": b, "metric": "dice_x", "n_images": 10, "n_pairs": 30,  # noqa: E731
+                                      "mean_diff": d, "ci_low": lo, "ci_high": hi, "p_value": p / 2, "p_holm": p}
+    comps = [row("ld", "2", 0.05, 0.01, 0.09, 0.004), row("ld", "all", -0.01, -0.03, 0.01, 0.5), row("sim", "2", 0.1, -0.01, 0.2, 1e-5)]
     t = comparison_table(comps, ["random", "ld", "sim"], ["2", "all"], "dice_x", "vs random")
-    assert t.rows == [["ld", "+0.050 (p=0.004, n=10)", "-0.010 (p=0.5, n=10)"], ["sim", "+0.100 (p<0.001, n=30)", ""]]
-    assert t.bold == {(0, 1), (1, 1)}
+    assert t.rows == [["ld", "+0.050 [+0.010, +0.090] p=0.004", "-0.010 [-0.030, +0.010] p=0.5"],
+                      ["sim", "+0.100 [-0.010, +0.200] p<0.001", ""]]
+    assert t.bold == {(0, 1)}  # sim's CI reaches below 0: not bold despite its p
+    assert "Holm" in t.note and "10 test images" in t.note
+
+
+def test_label_savings_reads_the_reference_curve_in_log_labels():
+    means = {("random", "1"): 0.6, ("random", "4"): 0.8, ("random", "16"): 0.9, ("ld", "1"): 0.7, ("ld", "4"): 0.95, ("ld", "16"): 0.5}
+    n = {(m, b): int(b) for m, b in means}
+    rows = {r["budget"]: r for r in label_savings(means, n, ["random", "ld"], ["1", "4", "16"])}
+    assert rows["1"]["reference_labels_needed"] == pytest.approx(2.0)  # halfway 0.6 -> 0.8 in log2: 2 labels
+    assert rows["1"]["savings"] == pytest.approx(2.0)
+    assert rows["4"]["beyond"] and rows["4"]["savings"] is None  # above every measured budget of random init
+    assert rows["16"]["savings"] is None and not rows["16"]["beyond"]  # below random init's smallest budget: none
+    t = savings_table(list(rows.values()), ["random", "ld"], ["1", "4", "16"], 16, "savings")
+    assert t.rows == [["ld", "x2.0 (2.0 labels)", ">x4.0 (> 16 labels)", "none"]]
 
 
 def test_plot_and_self_contained_html(tmp_path):

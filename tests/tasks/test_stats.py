@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
-from localdisc.tasks.stats import compare_to_reference, match_pairs, paired_test, sign_flip_pvalue
+from localdisc.tasks.stats import cluster_bootstrap_ci, holm, compare_to_reference, match_pairs, paired_test, sign_flip_pvalue
 
 
 def _slow_sign_flip(d):
@@ -90,6 +90,43 @@ def test_compare_to_reference_per_method_and_budget():
     out = compare_to_reference(rows, ["dice_x"])
     assert len(out) == 1
     (c,) = out
-    assert c["method"] == "ld" and c["budget"] == "2" and c["n"] == 8
+    assert c["method"] == "ld" and c["budget"] == "2" and c["n_pairs"] == 8 and c["n_images"] == 8
     assert c["mean_diff"] == pytest.approx(0.1 + 0.001 * np.mean([i % 3 for i in range(8)]))
-    assert c["test"] == "wilcoxon" and c["p_value"] < 0.05
+    assert c["test"] == "wilcoxon" and c["p_value"] < 0.05 and c["p_holm"] == c["p_value"]  # one row: nothing to correct
+    assert c["ci_low"] < c["mean_diff"] < c["ci_high"] and c["ci_low"] > 0
+
+
+def test_images_not_pairs_are_the_unit():
+    """3 seeds of the same 6 images are not 18 independent pairs: the test runs on 6 per-image
+    means, and the CI resamples whole images and seeds."""
+    rows = []
+    for s in range(3):
+        for i in range(6):
+            rows.append({"method": "random", "budget": "1", "seed": s, "id": f"i{i}", "d": 0.5})
+            rows.append({"method": "ld", "budget": "1", "seed": s, "id": f"i{i}", "d": 0.5 + (0.1 if i < 4 else -0.05)})
+    (c,) = compare_to_reference(rows, ["d"])
+    assert c["n_images"] == 6 and c["n_seeds"] == 3 and c["n_pairs"] == 18
+    assert c["test"] == "wilcoxon" and c["p_value"] == pytest.approx(wilcoxon([0.1] * 4 + [-0.05] * 2).pvalue)
+
+
+def test_cluster_bootstrap_against_a_loop_reference():
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.05, 0.1, (7, 3)) + rng.normal(0, 0.05, (7, 1))  # image effects shared across seeds
+    d[2, 1] = np.nan
+    lo, hi = cluster_bootstrap_ci(d, samples=500, seed=3)
+    # the same resampling written out with loops
+    g = np.random.default_rng(3)
+    means = []
+    for _ in range(500):
+        imgs, seeds = g.integers(0, 7, 7), g.integers(0, 3, 3)
+        vals = [d[i, s] for i in imgs for s in seeds if np.isfinite(d[i, s])]
+        means.append(sum(vals) / len(vals))
+    assert (lo, hi) == pytest.approx((np.quantile(means, 0.025), np.quantile(means, 0.975)))
+    # clusters are wider than pooling 21 pairs as independent would be
+    flat = d[np.isfinite(d)]
+    assert hi - lo > 2 * 1.96 * flat.std(ddof=1) / np.sqrt(flat.size) * 0.9
+
+
+def test_holm_against_hand_computation():
+    assert holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(holm([0.01, float("nan")])[1]) and holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])

@@ -87,6 +87,23 @@ def aggregate(per_image: list[dict[str, Any]], column: str) -> dict[tuple[str, s
     return out
 
 
+def mean_ci(per_image: list[dict[str, Any]], column: str) -> dict[tuple[str, str], float]:
+    """(method, budget) -> half-width of a 95% CI of the mean: 1.96 x the standard error over test
+    images of their means over seeds (images are the independent unit)."""
+    import numpy as np
+
+    groups: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in per_image:
+        v = _float(r.get(column))
+        if np.isfinite(v):
+            groups.setdefault((str(r["method"]), str(r["budget"])), {}).setdefault(str(r["id"]), []).append(v)
+    out = {}
+    for k, by_image in groups.items():
+        m = np.array([np.mean(v) for v in by_image.values()])
+        out[k] = float(1.96 * m.std(ddof=1) / np.sqrt(m.size)) if m.size > 1 else float("nan")
+    return out
+
+
 def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_seconds: float | None = None) -> dict[str, Path]:
     """results.csv, per_image.csv, comparisons.csv, results.md, dice_vs_labels.png, report.html."""
     from ..tasks.stats import compare_to_reference
@@ -94,7 +111,7 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
     from .html import write_html_report
     from .plots import dice_vs_labels
     from .provenance import provenance, provenance_markdown
-    from .tables import comparison_table, metric_table, results_markdown
+    from .tables import comparison_table, label_savings, metric_table, results_markdown, savings_table
 
     if not cells:
         print(f"no finished cells in {out} yet: nothing to report")
@@ -108,7 +125,8 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
     _write_csv(out / "results.csv", result_rows(records))
     _write_csv(out / "per_image.csv", per_image)
     panels = [(f"dice_{c}", c) for c in fg] + ([("dice_mean", "mean over classes")] if len(fg) > 1 else [])
-    comparisons = compare_to_reference(per_image, [k for k, _ in panels] + [f"hd95_{c}" for c in fg])
+    metrics = [k for k, _ in panels] + (["dice_mean"] if len(fg) == 1 else []) + [f"hd95_{c}" for c in fg]
+    comparisons = compare_to_reference(per_image, metrics)  # a dice_mean row for every dataset
     _write_csv(out / "comparisons.csv", comparisons)
 
     tables = []
@@ -117,19 +135,26 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
         comp = comparison_table(comparisons, methods, budgets, key, f"Paired Dice difference vs random init ({label})")
         if comp.rows:
             tables.append(comp)
+    n_labels = {(r["method"], r["budget"]): r["n_labels"] for r in records}
+    means = {k: v[0] for k, v in aggregate(per_image, "dice_mean").items()}
+    ref_max = max((float(n_labels[("random", b)]) for b in budgets if n_labels.get(("random", b))), default=0.0)
+    tables.append(savings_table(label_savings(means, n_labels, methods, budgets), methods, budgets, ref_max,
+                                "Label savings: labels random init needs to match each method (mean Dice)"))
     for c in fg:
         tables.append(metric_table(aggregate(per_image, f"hd95_{c}"), methods, budgets, f"HD95 ({c}), pixels, lower is better", False, digits=1))
     if vessel:
         tables.append(metric_table(aggregate(per_image, "auc"), methods, budgets, "AUC inside the field of view", True))
         tables.append(metric_table(aggregate(per_image, "accuracy"), methods, budgets, "Accuracy inside the field of view", True))
-    n_labels = {(r["method"], r["budget"]): r["n_labels"] for r in records}
     seeds = sorted({r["seed"] for r in records})
     intro = [f"Data: `{cfg.data}`; image size {list(cfg.image_size)}; profile: {cfg.profile or '-'}; seeds: {seeds}; "
              f"{len(records)} finished cells of {len(cfg.methods) * len(cfg.budgets) * len(cfg.seeds)}.",
              "Labeled training images per budget: " + ", ".join(f"{b} = {n_labels.get(('random', b), '?')}" for b in budgets) + ".",
              f"Pretraining: {cfg.pretrain or 'defaults'}. Fine-tuning (same for every method): {cfg.finetune or 'defaults'}.",
-             "Cells: mean +- std over test images pooled over seeds; best per column in bold. Paired tests match "
-             "(test image, seed) against random init: Wilcoxon signed-rank, or an exact sign-flip permutation test for n < 6."]
+             "Cells: mean +- std over test images pooled over seeds; best per column in bold. Comparisons against random init "
+             "match (test image, seed); test images are the independent unit (see the note under each comparison table)."]
+    if cfg.pretrain_seed is not None:
+        intro.append(f"One pretraining run per method (seed {cfg.pretrain_seed}) is shared by every fine-tuning seed: the seeds vary "
+                     "the label subset and the fine-tuning, not the pretraining.")
     prov = provenance(cfg.device or "cpu")
     if " --report-only" in prov["command"]:
         # the cells were computed by the same command without --report-only; record that one
@@ -148,7 +173,8 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
     curves: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     for key, label in panels:
         agg = aggregate(per_image, key)
-        curves[label] = {m: [(float(n_labels.get((m, b)) or 0), *agg[(m, b)][:2]) for b in budgets if (m, b) in agg] for m in methods}
+        ci = mean_ci(per_image, key)
+        curves[label] = {m: [(float(n_labels.get((m, b)) or 0), agg[(m, b)][0], ci[(m, b)]) for b in budgets if (m, b) in agg] for m in methods}
     plot = dice_vs_labels(curves, out / "dice_vs_labels.png", title=f"{cfg.name}: test Dice vs labeled images")
 
     examples: dict[str, list[tuple[str, Path]]] = {}
@@ -159,7 +185,7 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
             pngs = sorted((cell.path / "eval-test" / "overlays").glob("*.png"))[: cfg.max_overlays]
             examples[f"{m} (budget {first}, seed {cell.seed})"] = [(p.stem, p) for p in pngs]
     html = write_html_report(out / "report.html", f"Benchmark: {cfg.name}", intro, tables,
-                             [("Test Dice vs number of labeled training images (band: +- std)", plot)], examples)
+                             [("Test Dice vs number of labeled training images (band: 95% CI of the mean)", plot)], examples)
     return {"results.csv": out / "results.csv", "per_image.csv": out / "per_image.csv", "comparisons.csv": out / "comparisons.csv",
             "results.md": out / "results.md", "dice_vs_labels.png": plot, "report.html": html}
 

@@ -7,14 +7,26 @@ from pathlib import Path
 from typing import Sequence
 
 COLORS = ["#000000", "#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#999999", "#17becf"]
+# one colour per method name in every report, whichever methods a benchmark has
+METHOD_COLORS = {"random": "#000000", "ld": "#e41a1c", "ld-full-finetune": "#ff7f00", "simclr": "#377eb8", "densecl": "#4daf4a",
+                 "genesis": "#984ea3", "cluster-contrast": "#a65628", "ld+pdcr+uafs": "#f781bf", "random+pdcr+uafs": "#999999"}
+
+
+def method_color(name: str) -> str:
+    if name in METHOD_COLORS:
+        return METHOD_COLORS[name]
+    import zlib
+
+    return COLORS[1 + zlib.crc32(name.encode()) % (len(COLORS) - 1)]
 
 
 def dice_vs_labels(curves: dict[str, dict[str, Sequence[tuple[float, float, float]]]], path: str | Path,
                    title: str = "", ylabel: str = "Dice") -> Path:
     """One panel per entry of ``curves`` (a class, or the mean over classes); in each, one line per
-    method through (labels, mean) with a +- std band. ``curves[panel][method] = [(x, mean, std)]``.
-    The first method (random init, the reference) is drawn black and dashed. x is log-scaled
-    when the budgets span more than a factor of 4."""
+    method through (labels, mean) with a band of +- ``half`` (the caller's 95% CI half-width).
+    ``curves[panel][method] = [(x, mean, half)]``. Colours follow :func:`method_color` (random
+    init black and dashed); panels share one y-range. x is log-scaled when the budgets span
+    more than a factor of 4."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,7 +36,7 @@ def dice_vs_labels(curves: dict[str, dict[str, Sequence[tuple[float, float, floa
     n = max(1, len(panels))
     width = 4.2 * n + 1.6
     right = 1 - 1.5 / width  # room for the legend
-    fig, axes = plt.subplots(1, n, figsize=(width, 3.6), squeeze=False, dpi=110)
+    fig, axes = plt.subplots(1, n, figsize=(width, 3.8), squeeze=False, dpi=120, sharey=True)
     xs_all = sorted({p[0] for c in curves.values() for pts in c.values() for p in pts if p[0] > 0})
     for ax, panel in zip(axes[0], panels):
         for i, (method, pts) in enumerate(curves[panel].items()):
@@ -34,27 +46,28 @@ def dice_vs_labels(curves: dict[str, dict[str, Sequence[tuple[float, float, floa
             x = [p[0] for p in pts]
             m = [p[1] for p in pts]
             s = [p[2] if math.isfinite(p[2]) else 0.0 for p in pts]
-            color = COLORS[i % len(COLORS)]
-            ls = "--" if i == 0 else "-"
-            ax.plot(x, m, ls, marker="o", ms=3.5, color=color, label=method, lw=1.5)
-            ax.fill_between(x, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], color=color, alpha=0.12, lw=0)
+            color = method_color(method)
+            ls = "--" if method == "random" else "-"
+            ax.plot(x, m, ls, marker="o", ms=4, color=color, label=method, lw=1.8)
+            ax.fill_between(x, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], color=color, alpha=0.15, lw=0)
         if xs_all and xs_all[-1] > 4 * xs_all[0]:
             ax.set_xscale("log")
         if xs_all:
             ax.set_xticks(xs_all)
-            ax.set_xticklabels([f"{x:g}" for x in xs_all], fontsize=7)
+            ax.set_xticklabels([f"{x:g}" for x in xs_all], fontsize=9)
             ax.minorticks_off()
-        ax.set_title(panel, fontsize=9)
-        ax.set_xlabel("labeled training images", fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
-        ax.set_ylim(bottom=max(0.0, ax.get_ylim()[0]), top=min(1.0, ax.get_ylim()[1] + 0.02))
+        ax.set_title(panel, fontsize=11)
+        ax.set_xlabel("labeled training images", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=9)
+    axes[0][0].set_ylabel(ylabel, fontsize=10)
+    lo, hi = axes[0][0].get_ylim()  # shared by every panel (sharey)
+    axes[0][0].set_ylim(bottom=max(0.0, lo), top=min(1.0, hi + 0.02))
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(right, 0.5), fontsize=7, frameon=False)
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(right, 0.5), fontsize=9, frameon=False)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=12)
     fig.tight_layout(rect=(0, 0, right, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,4 +76,4 @@ def dice_vs_labels(curves: dict[str, dict[str, Sequence[tuple[float, float, floa
     return path
 
 
-__all__ = ["dice_vs_labels"]
+__all__ = ["dice_vs_labels", "method_color", "METHOD_COLORS"]

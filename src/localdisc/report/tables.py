@@ -71,26 +71,85 @@ def format_p(p: float) -> str:
 
 def comparison_table(comparisons: Sequence[dict[str, Any]], methods: Sequence[str], budgets: Sequence[str], metric: str,
                      title: str, alpha: float = 0.05, digits: int = 3) -> Table:
-    """Cells '+0.031 (p=0.02, n=60)': mean paired difference vs the reference and its p-value;
-    significant gains (p < alpha, positive difference) in bold. The reference row is omitted."""
+    """Cells '+0.031 [+0.012, +0.050] p=0.02': mean paired difference vs the reference, its 95%
+    cluster-bootstrap CI and the Holm-corrected p-value (test images as the unit); gains whose
+    CI lies above 0 with corrected p < alpha in bold. The reference row is omitted."""
     by = {(str(c["method"]), str(c["budget"])): c for c in comparisons if c["metric"] == metric}
     rows, bold = [], set()
+    n_images = sorted({int(c["n_images"]) for c in by.values() if c.get("n_images")})
     for m in methods:
         if not any((m, b) in by for b in budgets):
             continue
         row = [m]
         for c, b in enumerate(budgets, start=1):
             e = by.get((m, b))
-            if e is None or not e["n"]:
+            if e is None or not e["n_pairs"]:
                 row.append("")
                 continue
-            p = format_p(e["p_value"])
-            row.append(f"{e['mean_diff']:+.{digits}f} (p{'' if p.startswith('<') else '='}{p}, n={e['n']})")
-            if math.isfinite(e["p_value"]) and e["p_value"] < alpha and e["mean_diff"] > 0:
+            p = format_p(e["p_holm"])
+            row.append(f"{e['mean_diff']:+.{digits}f} [{e['ci_low']:+.{digits}f}, {e['ci_high']:+.{digits}f}] p{'' if p.startswith('<') else '='}{p}")
+            if math.isfinite(e["p_holm"]) and e["p_holm"] < alpha and e["ci_low"] > 0:
                 bold.add((len(rows), c))
         rows.append(row)
-    note = f"Bold: better than random init with p < {alpha} (uncorrected for multiple comparisons)."
+    note = (f"Mean difference over matched (test image, seed) pairs [95% bootstrap CI, test images and seeds resampled as "
+            f"clusters]; p: paired test on per-image differences averaged over seeds ({'/'.join(map(str, n_images))} test images), "
+            f"Holm-corrected over all rows and budgets of this metric. Bold: CI above 0 and corrected p < {alpha}.")
     return Table(title, ["method vs random"] + [f"labels: {b}" for b in budgets], rows, bold, note if rows else "")
+
+
+def label_savings(means: dict[tuple[str, str], float], n_labels: dict[tuple[str, str], Any], methods: Sequence[str],
+                  budgets: Sequence[str], reference: str = "random") -> list[dict[str, Any]]:
+    """How many labeled images the reference (random init) needs to match each method's mean
+    Dice: the first crossing of the reference's Dice-vs-labels curve, linear in log(labels)
+    between measured budgets.
+
+    Rows {method, budget, labels, dice, reference_labels_needed, savings, beyond}: savings =
+    needed / labels. needed is None when the method does not beat the reference's smallest
+    budget (no measurable saving) or, with beyond=True, when it beats every measured budget of
+    the reference (the saving is then at least largest budget / labels)."""
+    ref = sorted((float(n_labels[(reference, b)]), means[(reference, b)]) for b in budgets
+                 if (reference, b) in means and n_labels.get((reference, b)) and math.isfinite(means[(reference, b)]))
+    out = []
+    for m in methods:
+        if m == reference or not ref:
+            continue
+        for b in budgets:
+            if (m, b) not in means or not n_labels.get((m, b)) or not math.isfinite(means[(m, b)]):
+                continue
+            n, d = float(n_labels[(m, b)]), means[(m, b)]
+            needed, beyond = None, d > max(y for _, y in ref)
+            for (x0, y0), (x1, y1) in zip(ref, ref[1:]):
+                if y0 < d <= y1:
+                    needed = math.exp(math.log(x0) + (d - y0) / (y1 - y0) * (math.log(x1) - math.log(x0)))
+                    break
+            out.append({"method": m, "budget": b, "labels": n, "dice": d, "reference_labels_needed": needed,
+                        "savings": needed / n if needed else None, "beyond": beyond})
+    return out
+
+
+def savings_table(rows: Sequence[dict[str, Any]], methods: Sequence[str], budgets: Sequence[str], reference_max: float, title: str) -> Table:
+    """Cells 'x2.4 (12 labels)': the label saving of :func:`label_savings`."""
+    by = {(r["method"], r["budget"]): r for r in rows}
+    table_rows = []
+    for m in methods:
+        if not any((m, b) in by for b in budgets):
+            continue
+        row = [m]
+        for b in budgets:
+            r = by.get((m, b))
+            if r is None:
+                row.append("")
+            elif r["beyond"]:
+                row.append(f">x{reference_max / r['labels']:.1f} (> {reference_max:g} labels)")
+            elif r["savings"] is None:
+                row.append("none")
+            else:
+                row.append(f"x{r['savings']:.1f} ({r['reference_labels_needed']:.1f} labels)")
+        table_rows.append(row)
+    note = ("Labeled images random init needs to reach each method's mean Dice, read off random init's Dice-vs-labels curve "
+            "(linear in log labels between measured budgets), as a multiple of the method's labels. 'none': not above random "
+            "init at its smallest budget.")
+    return Table(title, ["method"] + [f"labels: {b}" for b in budgets], table_rows, set(), note if table_rows else "")
 
 
 def results_markdown(title: str, intro: Sequence[str], tables: Sequence[Table]) -> str:
@@ -99,4 +158,4 @@ def results_markdown(title: str, intro: Sequence[str], tables: Sequence[Table]) 
     return "\n".join(parts)
 
 
-__all__ = ["Table", "metric_table", "comparison_table", "results_markdown", "mean_std", "format_p"]
+__all__ = ["Table", "metric_table", "comparison_table", "label_savings", "savings_table", "results_markdown", "mean_std", "format_p"]

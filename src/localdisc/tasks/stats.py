@@ -11,6 +11,13 @@ on the per-pair differences d_i = score_method - score_reference:
   which is well defined for tiny n where Wilcoxon's normal approximation is not.
 
 Pairs with a NaN on either side (e.g. HD95 of an empty prediction) are dropped and counted.
+
+Benchmarks (:func:`compare_to_reference`) treat the TEST IMAGE as the independent unit: the
+seeds of one image share its difficulty, so pooled (image, seed) pairs are not independent.
+Their p-value is the paired test on per-image differences averaged over seeds, Holm-corrected
+over every method x budget of a metric (``p_holm``), and ``ci_low``/``ci_high`` are a 95%
+two-way cluster bootstrap of the mean difference (:func:`cluster_bootstrap_ci`: test images
+and seeds are resampled, each as whole clusters).
 """
 
 from __future__ import annotations
@@ -81,6 +88,55 @@ def paired_test(a: Sequence[float], b: Sequence[float], min_wilcoxon: int = 6, e
     return PairedResult(int(d.size), mean, std, sign_flip_pvalue(d, exact_max), "permutation", dropped)
 
 
+def cluster_bootstrap_ci(diffs: np.ndarray, level: float = 0.95, samples: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of the mean of ``diffs`` (n_images, n_seeds; NaN = missing) under a two-way
+    bootstrap: each resample draws images AND seeds with replacement (whole rows and columns),
+    so both the test-image and the seed (label subset, initialization) variation enter the CI."""
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.ndim != 2 or not np.isfinite(d).any():
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    n_img, n_seed = d.shape
+    means = np.empty(samples)
+    for b in range(samples):
+        sub = d[rng.integers(0, n_img, n_img)][:, rng.integers(0, n_seed, n_seed)]
+        means[b] = np.nanmean(sub) if np.isfinite(sub).any() else np.nan
+    means = means[np.isfinite(means)]
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order; NaN stays NaN and is not counted)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    ok = np.flatnonzero(np.isfinite(p))
+    out = np.full(p.shape, np.nan)
+    running = 0.0
+    for rank, i in enumerate(ok[np.argsort(p[ok], kind="stable")]):
+        running = max(running, min(1.0, (ok.size - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def difference_matrix(rows: Iterable[dict[str, Any]], reference: Iterable[dict[str, Any]], metric: str) -> np.ndarray:
+    """(n_images, n_seeds) of method - reference on matched (image, seed); NaN where either is
+    missing or not finite."""
+    a, b = {}, {}
+    for src, dst in ((rows, a), (reference, b)):
+        for r in src:
+            try:
+                dst[(str(r["id"]), str(r["seed"]))] = float(r.get(metric, ""))
+            except (TypeError, ValueError):
+                dst[(str(r["id"]), str(r["seed"]))] = math.nan
+    keys = [k for k in a if k in b]
+    images = list(dict.fromkeys(k[0] for k in keys))
+    seeds = list(dict.fromkeys(k[1] for k in keys))
+    d = np.full((len(images), len(seeds)), np.nan)
+    for i, s in keys:
+        d[images.index(i), seeds.index(s)] = a[(i, s)] - b[(i, s)]
+    return d
+
+
 def match_pairs(rows: Iterable[dict[str, Any]], reference: Iterable[dict[str, Any]], metric: str,
                 keys: tuple[str, ...] = ("id", "seed")) -> tuple[np.ndarray, np.ndarray]:
     """Align two lists of per-image rows on ``keys``; returns (method values, reference values).
@@ -107,9 +163,11 @@ def match_pairs(rows: Iterable[dict[str, Any]], reference: Iterable[dict[str, An
 
 def compare_to_reference(per_image: Sequence[dict[str, Any]], metrics: Sequence[str], reference: str = "random",
                          method_key: str = "method", group_key: str = "budget") -> list[dict[str, Any]]:
-    """For every method != reference, every group (budget) and metric: a paired test over the
-    matched (image, seed) pairs. Returns rows {method, budget, metric, n, mean_diff, std_diff,
-    p_value, test, n_dropped}."""
+    """For every method != reference, every group (budget) and metric: rows {method, budget,
+    metric, n_images, n_seeds, n_pairs, mean_diff, std_diff, ci_low, ci_high, p_value, p_holm,
+    test, n_dropped}. mean_diff is over matched (image, seed) pairs; the test and the Holm
+    correction (over all rows of one metric) use per-image means over seeds (images are the
+    independent unit); the CI is :func:`cluster_bootstrap_ci`."""
     by: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in per_image:
         by.setdefault((str(r[method_key]), str(r[group_key])), []).append(r)
@@ -124,10 +182,21 @@ def compare_to_reference(per_image: Sequence[dict[str, Any]], metrics: Sequence[
             if not rows or not ref:
                 continue
             for metric in metrics:
-                a, b = match_pairs(rows, ref, metric)
-                res = paired_test(a, b)
-                out.append({method_key: m, group_key: g, "metric": metric, **res.as_dict()})
+                d = difference_matrix(rows, ref, metric)
+                finite = d[np.isfinite(d)]
+                per_img = np.array([np.nanmean(r) for r in d if np.isfinite(r).any()])
+                res = paired_test(per_img, np.zeros_like(per_img))
+                lo, hi = cluster_bootstrap_ci(d)
+                out.append({method_key: m, group_key: g, "metric": metric, "n_images": int(per_img.size), "n_seeds": int(d.shape[1]),
+                            "n_pairs": int(finite.size), "mean_diff": float(finite.mean()) if finite.size else math.nan,
+                            "std_diff": float(finite.std(ddof=1)) if finite.size > 1 else math.nan, "ci_low": lo, "ci_high": hi,
+                            "p_value": res.p_value, "test": res.test, "n_dropped": int(d.size - finite.size)})
+    for metric in metrics:
+        rows = [r for r in out if r["metric"] == metric]
+        for r, p in zip(rows, holm([r["p_value"] for r in rows])):
+            r["p_holm"] = p
     return out
 
 
-__all__ = ["PairedResult", "paired_test", "sign_flip_pvalue", "match_pairs", "compare_to_reference"]
+__all__ = ["PairedResult", "paired_test", "sign_flip_pvalue", "match_pairs", "compare_to_reference", "cluster_bootstrap_ci", "holm",
+           "difference_matrix"]

@@ -16,7 +16,11 @@ SHARED_DATA = Path(os.environ.get("LOCALDISC_SHARED_DATA", Path(__file__).resolv
 
 @pytest.fixture
 def shared_data() -> Path:
+    """The real datasets beside the checkout. A user's machine may lack them (skip); CI has them,
+    so under CI=true their absence is a failure, never a silent skip."""
     if not SHARED_DATA.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but the real datasets are missing at {SHARED_DATA} (set LOCALDISC_SHARED_DATA)")
         pytest.skip(f"real datasets not available at {SHARED_DATA}")
     return SHARED_DATA
 

@@ -53,6 +53,8 @@ def test_torchscript_matches_pytorch(run, tmp_path):
 
 
 def test_onnx_matches_pytorch(run, tmp_path):
+    pytest.importorskip("onnx", reason="the 'export' extra is not installed: pip install -e '.[export]'")
+    pytest.importorskip("onnxruntime", reason="the 'export' extra is not installed: pip install -e '.[export]'")
     from localdisc.export.onnx import run_onnx
 
     unet, _ = run

@@ -264,9 +264,29 @@ def test_pretrain_two_processes_match_one_and_resume_in_one(tmp_path, monkeypatc
     np.testing.assert_allclose(la, lb, atol=1e-4)  # logged loss is the mean over ranks
 
 
+def _nt_xent_by_hand(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:
+    z = F.normalize(torch.cat([z1, z2]).double(), dim=1)
+    n, total = z1.shape[0], 0.0
+    for i in range(2 * n):
+        logits = [float(z[i] @ z[j]) / tau for j in range(2 * n) if j != i]
+        total += -(float(z[i] @ z[(i + n) % (2 * n)]) / tau - float(torch.logsumexp(torch.tensor(logits), 0)))
+    return total / (2 * n)
+
+
 def test_simclr_ddp_step_matches_one_process(tmp_path, ddp_launch):
     ddp_launch(HERE, 2, ["simclr", str(tmp_path)])
     ref_loss, ref_grads = _simclr_step(_simclr_batch(), dist.DistEnv())
+    # the one-process reference is itself the method's SPEC loss (not only equal to its DDP self):
+    # NT-Xent (tau 0.1) of view 1 = the images against view 2 = their flips, written out by hand
+    import localdisc.methods.simclr.method as sm
+    from localdisc.nets import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    model = sm.SimCLR(UNet(UNetConfig(in_channels=1, encoder_channels=(4, 8), decoder_channels=(4,), norm="group")), sm.SimCLRConfig(proj_hidden=8, proj_dim=4)).train()
+    x = _simclr_batch()
+    with torch.no_grad():
+        z = model.project(torch.cat([x, x.flip(-1)]))
+    assert ref_loss == pytest.approx(_nt_xent_by_hand(z[:4], z[4:], 0.1), rel=1e-5)
     res = [torch.load(tmp_path / f"simclr-{r}.pt", weights_only=True) for r in range(2)]
     assert np.mean([r["loss"] for r in res]) == pytest.approx(ref_loss, abs=1e-5)
     assert set(res[0]["grads"]) == set(ref_grads) and ref_grads

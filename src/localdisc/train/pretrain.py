@@ -54,6 +54,10 @@ class PretrainConfig:
     picture_every: int = field(500, "refresh pictures every N steps (0 = only at the end)")
     refresh_every: int = field(0, "call the method's prepare hook every N steps (e.g. recompute pseudo-classes); 0 = once")
     max_images: int = field(0, "use at most N images (0 = all)")
+    probe_data: str = field("", "labeled images (same kinds of spec as --data) for a progress signal: the Dice of a linear probe on the model's frozen pixel features, fitted to --probe-labels images and scored on --probe-images other training images (never test), in metrics.csv and pictures/probe_dice.png")
+    probe_labels: int = field(4, "labeled images the probe is fitted to")
+    probe_images: int = field(8, "held-out labeled images the probe is scored on")
+    probe_every: int = field(0, "probe every N steps (0 = at every checkpoint and at the end)")
     resume: bool = field(False, "continue the run in --out from its last checkpoint")
     overwrite: bool = field(False, "replace an existing run in --out")
 
@@ -130,6 +134,14 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         generator=torch.Generator().manual_seed(cfg.seed),  # else the loader draws its seed from the global RNG and breaks resume
     )
     fixed = stack_items([dataset[i] for i in range(min(4, len(dataset)))])["image"].to(device)
+    probe = None
+    if cfg.probe_data and env.is_main:
+        from .probe import build_probe_set, probe_dice, save_probe_plot
+
+        probe = build_probe_set(cfg.probe_data, cfg.probe_labels, cfg.probe_images, tuple(cfg.image_size), in_ch, cfg.seed)
+        run.write_json("probe.json", {"data": cfg.probe_data, "fit_ids": probe.fit_ids, "score_ids": probe.score_ids})
+        probe_rows = [(int(float(r["step"])), float(r["probe_dice"])) for r in run.rows() if r.get("probe_dice") not in (None, "")]
+    probe_every = cfg.probe_every or cfg.checkpoint_every
     ctx = PrepareContext(step=start, run_dir=run.path if env.is_main else None, dataset=dataset, device=device, seed=cfg.seed, is_main=env.is_main, gather=dist.gather_fn(env), refresh_every=cfg.refresh_every)
     model.prepare(ctx)
     autocast = dist.autocast_context(cfg.precision, device)
@@ -157,11 +169,16 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         seen += images.shape[0] * env.world
         done = step + 1
         bar.update(1)
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        probe_due = bool(cfg.probe_data) and (done % probe_every == 0 or done == cfg.steps)
+        if done % cfg.log_every == 0 or done == cfg.steps or probe_due:
             elapsed = time.time() - t0
             # means over ranks (collectives: every rank logs at the same steps)
             loss_value = dist.reduce_mean(loss.detach().float())
             logged = {k: dist.reduce_mean(float(v)) for k, v in logs.items()}
+            if probe is not None and probe_due:  # rank 0 only; its time is not counted in images/s
+                probe_rows.append((done, probe_dice(model, probe, device, seed=cfg.seed)))
+                logged["probe_dice"] = probe_rows[-1][1]
+                save_probe_plot(probe_rows, run.path / "pictures" / "probe_dice.png")
             run.log(done, loss=loss_value, lr=scheduler.get_last_lr()[0], images_per_s=seen / max(elapsed, 1e-9), **logged)
             bar.set_postfix(loss=f"{loss_value:.4f}")
         if env.is_main and cfg.picture_every and done % cfg.picture_every == 0:

@@ -74,6 +74,10 @@ class Run:
         writer.writerows(self._rows)
         atomic_write_text(self.path / "metrics.csv", buf.getvalue())
 
+    def rows(self) -> list[dict[str, Any]]:
+        """The metrics rows logged so far (a resumed run's earlier rows included)."""
+        return list(self._rows)
+
     def truncate_metrics(self, step: int) -> None:
         """On resume from a checkpoint at ``step``, forget rows logged after it."""
         self._rows = [r for r in self._rows if int(float(r["step"])) <= step]

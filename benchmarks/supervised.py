@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "_work" / "supervised"), help="run folders (not committed)")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--stem", default="", help="result file name (default: supervised, or supervised_quick); e.g. supervised_ph2 when datasets run in parallel processes")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     bad = [n for n in names if n not in DATASETS]
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_s"] = round(time.time() - t0, 1)
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "supervised_quick" if args.quick else "supervised"
+    stem = args.stem or ("supervised_quick" if args.quick else "supervised")
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=lambda v: None))
     (out / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))

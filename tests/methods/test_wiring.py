@@ -186,3 +186,29 @@ def test_genesis_restores_the_distorted_view_toward_the_undistorted_one(monkeypa
         loss, _ = model.training_step(torch.rand(2, 1, 16, 16))
         pred = torch.sigmoid(model.restore_head(model.backbone(distorted)))
     assert float(loss) == pytest.approx(float(((pred - target) ** 2).mean()), rel=1e-6)
+
+
+def test_ld_shape_adds_the_discriminator_terms_on_cluster_zero(monkeypatch):
+    from localdisc.methods.ld_shape import ShapeGuidedLD, ShapeLDConfig
+
+    torch.manual_seed(0)
+    cfg = ShapeLDConfig(stage="2", disc_layers=2, disc_width=8)
+    model = ShapeGuidedLD(UNet(UNetConfig(in_channels=1, **TINY)), cfg).eval()
+    images = torch.rand(4, 1, 16, 16)
+    views = make_views(images, cfg)
+    monkeypatch.setattr("localdisc.methods.ld.method.make_views", lambda imgs, c: views)
+    priors = (torch.rand(8, 1, 16, 16) > 0.7).float()
+    monkeypatch.setattr(ShapeGuidedLD, "sample_priors", lambda self, n, size: priors)
+    with torch.no_grad():
+        out = model.forward_views(images)
+        terms = model.loss_terms(out)
+        plain = LocalDiscrimination.loss_terms(model, out)
+        a = out["assign"][:8]
+        a0 = (a.argmax(1, keepdim=True) == 0).float()  # default: D judges the hard argmax map of cluster 0
+        bce = F.binary_cross_entropy_with_logits
+        real, fake = model.discriminator(priors), model.discriminator(a0)
+    assert set(terms) == set(plain) | {"disc", "adv"}
+    for k in plain:
+        torch.testing.assert_close(terms[k], plain[k])
+    torch.testing.assert_close(terms["disc"], 1.0 * (bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake))))
+    torch.testing.assert_close(terms["adv"], 1.0 * bce(fake, torch.ones_like(fake)))  # the generator wants D to say "prior"

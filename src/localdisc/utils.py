@@ -36,3 +36,28 @@ def progress(iterable=None, total: int | None = None, desc: str = "", disable: b
     if disable is None:
         disable = not sys.stderr.isatty() or int(os.environ.get("RANK", 0)) != 0
     return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, **kw)
+
+
+def safe_name(sample_id: str) -> str:
+    """A file name for a sample id from user data: characters outside ``[A-Za-z0-9._-]`` become
+    ``_`` and leading dots are dropped, so ``../../x`` or ``/etc/y`` stays inside the folder."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(sample_id)).lstrip(".")[:120] or "image"
+
+
+class SafeNames:
+    """Unique :func:`safe_name` file names: a name already given out gets ``-2``, ``-3``, ... so
+    two ids that sanitize alike (``a/b`` and ``a_b``) never overwrite each other's files."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+
+    def __call__(self, sample_id: str) -> str:
+        base = safe_name(sample_id)
+        name, k = base, 1
+        while name.lower() in self._used:
+            k += 1
+            name = f"{base}-{k}"
+        self._used.add(name.lower())
+        return name

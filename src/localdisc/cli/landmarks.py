@@ -19,6 +19,7 @@ import torch
 from ..data.records import Sample, load_sample_image
 from ..data.sources import resolve_source, select_split
 from ..errors import ConfigError, DataError
+from ..utils import safe_name
 
 
 def register(sub) -> None:
@@ -170,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                         errs_mm[n].append(em)
                 rows.append(row)
             if i + j < args.overlays:
-                draw_overlay(img, {n: pred.points[k] for k, n in enumerate(names)}, t, out / "overlays" / f"{i + j:04d}_{s.id}.png")
+                draw_overlay(img, {n: pred.points[k] for k, n in enumerate(names)}, t, out / "overlays" / f"{i + j:04d}_{safe_name(s.id)}.png")
 
     keys: list[str] = []
     for r in rows:

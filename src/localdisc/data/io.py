@@ -11,11 +11,41 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+
+# Headers are checked against these before any pixel is decoded (decompression bombs): a file
+# that promises more is refused with one line naming it. LOCALDISC_MAX_PIXELS /
+# LOCALDISC_MAX_VOXELS raise (or lower) them for a whole session.
+MAX_PIXELS = int(float(os.environ.get("LOCALDISC_MAX_PIXELS", 100e6)))  # 10000 x 10000
+MAX_VOXELS = int(float(os.environ.get("LOCALDISC_MAX_VOXELS", 512**3)))
+
+
+def _check_size(path: Path, shape, limit: int, what: str) -> None:
+    n = int(np.prod([int(s) for s in shape], dtype=np.float64))
+    if n > limit:
+        env = "LOCALDISC_MAX_PIXELS" if what == "pixels" else "LOCALDISC_MAX_VOXELS"
+        raise DataError(f"{path}: header promises {'x'.join(str(int(s)) for s in shape)} = {n:,} {what}, more than the limit of "
+                        f"{limit:,} (refused before decoding; raise {env} if the file is genuine)")
+
+
+def _gunzip(path: Path, limit_bytes: int) -> bytes:
+    """Decompress a .gz file in memory, refusing more than ``limit_bytes`` of output."""
+    import zlib
+
+    try:
+        with gzip.open(path) as fz:
+            data = fz.read(limit_bytes + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: corrupted gzip data ({e})") from e
+    if len(data) > limit_bytes:
+        raise DataError(f"{path}: decompresses to more than {limit_bytes:,} bytes (the pixel limit); refused")
+    return data
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp", ".ppm", ".pgm")
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".mha", ".npy")
@@ -34,13 +64,14 @@ def is_volume(path: str | Path) -> bool:
 def _read_2d_raw(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = None  # localdisc's own limit applies, from the header, with the file named
     try:
-        # gzip-compressed images (STARE ships im0001.ppm.gz): decompress in memory.
+        # gzip-compressed images (STARE ships im0001.ppm.gz): decompress in memory, capped.
         src: Path | io.BytesIO = path
         if path.name.lower().endswith(".gz"):
-            with gzip.open(path) as fz:
-                src = io.BytesIO(fz.read())
+            src = io.BytesIO(_gunzip(path, MAX_PIXELS * 8 + 4096))
         with Image.open(src) as im:
+            _check_size(path, im.size[::-1], MAX_PIXELS, "pixels")
             im.load()
             if im.mode in ("P", "PA"):
                 im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
@@ -65,10 +96,13 @@ def _read_volume_raw(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
 
         try:
             img = nib.load(str(path))
+            _check_size(path, img.shape, MAX_VOXELS, "voxels")  # from the header, before the data are read
             data = np.asanyarray(img.dataobj)
             spacing = tuple(float(s) for s in img.header.get_zooms()[:3])
         except FileNotFoundError as e:
             raise DataError(f"{path}: file not found") from e
+        except DataError:
+            raise
         except Exception as e:
             raise DataError(f"{path}: unreadable NIfTI volume ({e})") from e
         if data.ndim == 4 and data.shape[-1] == 1:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ..data.datasets import resize_image
 from ..data.records import Sample, load_sample_fov, load_sample_image, load_sample_mask
 from ..errors import ConfigError, DataError
+from ..utils import safe_name
 from .hungarian import ClusterMatcher, one_hot_structures
 
 
@@ -157,7 +158,7 @@ def discover(
             if mask.shape != image.shape[1:]:
                 raise DataError(f"{s.mask or s.image}: mask size {mask.shape} differs from image size {image.shape[1:]}")
             fov = load_sample_fov(s)
-        stem = f"{i:04d}_{s.id}"
+        stem = f"{i:04d}_{safe_name(s.id)}"
         if mode == "clusters":
             K = max(K, int(pred.max()) + 1)
             np.save(out / "maps" / f"{stem}.npy", pred.astype(np.uint8))

@@ -77,7 +77,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     from ..train.checkpoint import atomic_write_text
     from ..train.finetune import load_finetuned
     from ..train.run import read_run_config
-    from ..utils import pick_device, progress
+    from ..utils import SafeNames, pick_device, progress
     from .metrics import SegmentationMetrics
 
     run_dir = Path(run_dir)
@@ -92,6 +92,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     out = Path(out) if out else run_dir / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
     metrics = SegmentationMetrics(num_classes, class_names, vessel=vessel)
+    file_name = SafeNames()  # ids come from user data: never a path
     for i, s in enumerate(progress(samples, desc=f"evaluate {split}")):
         image = load_sample_image(s, int(info["in_channels"]))
         target = load_sample_mask(s, num_classes)
@@ -104,11 +105,12 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
         pred = probs.argmax(0).numpy()
         metrics.update(pred, target, probs.numpy() if vessel else None, fov, spacing=s.spacing, id=s.id)
         suffix = ".nii.gz" if pred.ndim == 3 else ".png"
+        name = file_name(s.id)
         if save_predictions:
-            save_mask(pred, out / "predictions" / f"{s.id}{suffix}", num_classes, s.spacing)
+            save_mask(pred, out / "predictions" / f"{name}{suffix}", num_classes, s.spacing)
         if overlays and i < max_overlays:
             d = metrics.rows()[-1]["dice_mean"]
-            save_overlay(image, pred, target, out / "overlays" / f"{s.id}.png", class_names, title=f"{s.id}  Dice {d:.3f}")
+            save_overlay(image, pred, target, out / "overlays" / f"{name}.png", class_names, title=f"{s.id}  Dice {d:.3f}")
     rows = metrics.rows()
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))

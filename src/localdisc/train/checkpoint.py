@@ -123,6 +123,11 @@ def load_checkpoint(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     ckpt = Path(ckpt)
     weights = load_weights(ckpt / "model.safetensors")
     state_path = ckpt / "state.pt"
-    state = torch.load(state_path, weights_only=True, map_location="cpu") if state_path.is_file() else {}
+    try:
+        state = torch.load(state_path, weights_only=True, map_location="cpu") if state_path.is_file() else {}
+    except Exception as e:  # torch's own text would suggest weights_only=False, i.e. unpickling an untrusted file
+        raise ConfigError(f"{state_path}: not a localdisc training state (corrupt, or it holds objects other than tensors "
+                          f"and plain values, which localdisc never unpickles); remove this checkpoint folder to resume "
+                          f"from an older one, or start again with --overwrite") from None
     meta = json.loads((ckpt / "meta.json").read_text()) if (ckpt / "meta.json").is_file() else {}
     return weights, state, meta

@@ -1,0 +1,119 @@
+"""Hostile files: headers that promise too many pixels are refused before decoding, gzip output
+is capped, corrupt gzip is one clear error, and sample ids from user data cannot name files
+outside the output folder."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from localdisc.data import io as dio
+from localdisc.errors import DataError
+from localdisc.utils import SafeNames, safe_name
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A tiny PNG whose IHDR claims width x height (a decompression bomb's header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+def test_png_bomb_refused_from_its_header(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    _png_header_only(bomb, 60000, 60000)
+    assert bomb.stat().st_size < 100
+    with pytest.raises(DataError, match=r"bomb.png: header promises 60000x60000 = 3,600,000,000 pixels"):
+        dio.read_image(bomb)
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "GIF", "WEBP"])
+def test_other_formats_checked_before_decoding(tmp_path, monkeypatch, fmt):
+    monkeypatch.setattr(dio, "MAX_PIXELS", 100)
+    path = tmp_path / f"big.{fmt.lower()}"
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(path, format=fmt)
+    with pytest.raises(DataError, match=r"big\..*: header promises 20x30 = 600 pixels, more than the limit of 100"):
+        dio.read_image(path)
+
+
+def test_gzip_output_capped_and_corrupt_gzip_is_one_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(dio, "MAX_PIXELS", 1000)
+    big = tmp_path / "im.ppm.gz"
+    with gzip.open(big, "wb") as f:
+        f.write(b"P5\n2000 2000\n255\n" + b"\x00" * 4_000_000)  # compresses to a few KB
+    with pytest.raises(DataError, match="im.ppm.gz: decompresses to more than"):
+        dio.read_image(big)
+    bad = tmp_path / "bad.ppm.gz"
+    bad.write_bytes(gzip.compress(b"P5\n2 2\n255\n\x00\x00\x00\x00")[:-6] + b"garbage")
+    with pytest.raises(DataError, match="bad.ppm.gz: corrupted gzip data"):
+        dio.read_image(bad)
+
+
+def test_nifti_volume_checked_from_its_header(tmp_path, monkeypatch):
+    import nibabel as nib
+
+    monkeypatch.setattr(dio, "MAX_VOXELS", 1000)
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((12, 10, 10), np.float32), np.eye(4)), str(path))
+    with pytest.raises(DataError, match=r"v.nii.gz: header promises 12x10x10 = 1,200 voxels"):
+        dio.read_image(path)
+
+
+def test_sample_ids_cannot_escape_the_output_folder():
+    assert safe_name("../../x") == "_.._x" and safe_name("/etc/passwd") == "_etc_passwd" and safe_name("..") == "image"
+    names = SafeNames()
+    assert [names(i) for i in ("a/b", "a_b", "A_B", "ok")] == ["a_b", "a_b-2", "A_B-3", "ok"]
+
+
+def test_evaluate_writes_hostile_ids_inside_its_folder(tmp_path, monkeypatch):
+    from localdisc.tasks.evaluate import evaluate
+    from localdisc.train.finetune import FinetuneConfig, finetune
+
+    monkeypatch.setenv("LOCALDISC_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "d"
+    root.mkdir()
+    rows = ["id,image,mask,split"]
+    ids = ["a", "b", "c", "d", "../../escaped", "/tmp/abs_escape"]
+    for i, sid in enumerate(ids):
+        Image.fromarray((np.eye(16) * 200).astype(np.uint8)).save(root / f"i{i}.png")
+        Image.fromarray((np.eye(16) * 255).astype(np.uint8)).save(root / f"m{i}.png")
+        rows.append(f"{sid},i{i}.png,m{i}.png,{'test' if i >= 4 else 'train'}")
+    (root / "data.csv").write_text("\n".join(rows) + "\n")
+    run = finetune(FinetuneConfig(data=str(root / "data.csv"), out=str(tmp_path / "out" / "run"), steps=1, batch_size=2, image_size=(16, 16),
+                                  encoder_channels=(4, 8), decoder_channels=(4,), val_fraction=0))
+    from pathlib import Path
+
+    absolute = Path("/tmp/abs_escape.png")  # where an unsanitized absolute id would land
+    absolute.unlink(missing_ok=True)
+    evaluate(run, split="test", overlays=True)
+    written = sorted(p.name for p in (run / "eval-test" / "predictions").iterdir())
+    assert written == ["_.._escaped.png", "_tmp_abs_escape.png"]
+    assert not (tmp_path / "escaped.png").exists() and not (tmp_path / "out" / "escaped.png").exists()
+    assert not absolute.exists()
+
+
+def test_tampered_training_state_is_one_clear_error_without_unsafe_advice(tmp_path):
+    import pickle
+
+    import torch
+
+    from localdisc.errors import ConfigError
+    from localdisc.train.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path, 2, {"w": torch.zeros(2)}, {"optimizer": {}})
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (ckpt / "state.pt").write_bytes(pickle.dumps({"x": Payload()}))
+    with pytest.raises(ConfigError) as e:
+        load_checkpoint(ckpt)
+    assert "state.pt" in str(e.value) and "weights_only" not in str(e.value) and e.value.__cause__ is None

@@ -85,14 +85,18 @@ def save_checkpoint(
     """Write ``run_dir/ckpt-{step}`` atomically and point ``latest.json`` at it."""
     run_dir = Path(run_dir)
     final = run_dir / f"ckpt-{step:08d}"
-    tmp = run_dir / f".ckpt-{step:08d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".ckpt-{step:08d}.", suffix=".tmp"))  # unique: two writers never share it
     save_weights(model_state, tmp / "model.safetensors")
     torch.save(train_state, tmp / "state.pt")
     atomic_write_text(tmp / "meta.json", json.dumps({"step": step, **(meta or {})}, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    if final.exists():  # same step again (a resumed run): the old folder goes only once the new one is in place
+        stale = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".ckpt-{step:08d}.", suffix=".old"))
+        os.replace(final, stale / final.name)
+        os.replace(tmp, final)
+        shutil.rmtree(stale, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
     atomic_write_text(run_dir / "latest.json", json.dumps({"checkpoint": final.name, "step": step}))
     old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final)
     for p in old[: max(0, len(old) - (keep - 1))]:
@@ -110,12 +114,23 @@ def assert_finite_weights(model: torch.nn.Module, step: int, run_dir: Path) -> N
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = Path(run_dir) / "latest.json"
-    if not pointer.is_file():
-        return None
-    name = json.loads(pointer.read_text())["checkpoint"]
-    path = Path(run_dir) / name
-    return path if (path / "model.safetensors").is_file() else None
+    """The checkpoint to resume from: the one ``latest.json`` names when it is intact, else the
+    newest intact ``ckpt-*`` folder (a pointer to a deleted or damaged folder must not silently
+    restart at step 0 while older checkpoints exist); None when there is none."""
+    run_dir = Path(run_dir)
+    intact = lambda p: (p / "model.safetensors").is_file() and (p / "meta.json").is_file()  # noqa: E731
+    pointer = run_dir / "latest.json"
+    if pointer.is_file():
+        try:
+            named = run_dir / json.loads(pointer.read_text())["checkpoint"]
+        except (ValueError, KeyError, TypeError):
+            named = None
+        if named is not None and named.parent == run_dir and intact(named):
+            return named
+    found = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p.name[5:].isdigit() and intact(p))
+    if found:
+        print(f"{pointer}: missing or pointing at a missing checkpoint; using the newest intact one, {found[-1].name}")
+    return found[-1] if found else None
 
 
 def load_checkpoint(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:

@@ -160,22 +160,27 @@ def finetune(cfg: FinetuneConfig) -> Path:
     flip_pairs = [tuple(p) for p in first.extra.get("flip_pairs", ())]
 
     run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main)
-    run.save_config(cfg)
-    unet = build_unet(cfg, channels, num_classes)
-    transferred: list[str] = []
-    if cfg.init:
-        from .transfer import load_pretrained_into
+    try:  # the network and --init are validated before an existing run is touched
+        unet = build_unet(cfg, channels, num_classes)
+        transferred: list[str] = []
+        if cfg.init:
+            from .transfer import load_pretrained_into
 
-        transferred = load_pretrained_into(unet, cfg.init, tuple(cfg.transfer.split("+")))
+            transferred = load_pretrained_into(unet, cfg.init, tuple(cfg.transfer.split("+")))
+        pdcr = None
+        if cfg.pdcr:
+            from ..losses.pdcr import PDCRLoss
+
+            pdcr = PDCRLoss(unet_config=unet.config, num_classes=num_classes, layers=cfg.pdcr_layers, vectors_per_layer=cfg.pdcr_vectors,
+                            windows=cfg.pdcr_windows, tau=cfg.pdcr_tau, cross_layer=cfg.pdcr_cross_layer, pairs=cfg.pdcr_pairs)
+    except BaseException:
+        run.abandon()
+        raise
+    run.save_config(cfg)
+    if cfg.init:
         run.write_json("transfer.json", {"init": str(cfg.init), "parts": cfg.transfer, "freeze_encoder_steps": cfg.freeze_encoder_steps,
                                          "encoder_lr_scale": cfg.encoder_lr_scale, "warmup_restart_from_best": bool(cfg.freeze_encoder_steps and parts["val"]),
                                          "transferred": transferred, "not_transferred": sorted(set(unet.state_dict()) - set(transferred))})
-    pdcr = None
-    if cfg.pdcr:
-        from ..losses.pdcr import PDCRLoss
-
-        pdcr = PDCRLoss(unet_config=unet.config, num_classes=num_classes, layers=cfg.pdcr_layers, vectors_per_layer=cfg.pdcr_vectors,
-                        windows=cfg.pdcr_windows, tau=cfg.pdcr_tau, cross_layer=cfg.pdcr_cross_layer, pairs=cfg.pdcr_pairs)
     model = Supervised(unet, pdcr, cfg.pdcr_weight).to(device)
     encoder_params = [p for n, p in unet.named_parameters() if n.startswith("encoder.")]
     enc_ids = {id(p) for p in encoder_params}
@@ -191,6 +196,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
     start, best = 0, {"dice": -1.0, "step": 0}
     ckpt = latest_checkpoint(run.path) if cfg.resume else None
+    if cfg.resume and ckpt is None and env.is_main:
+        print(f"resuming {run.path}: no checkpoint found, starting at step 0")
     if ckpt is not None:
         weights, state, meta = load_checkpoint(ckpt)
         model.load_state_dict(weights)
@@ -291,6 +298,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
                     n_train=len(parts["train"]), n_val=len(parts["val"]), n_test=len(parts["test"]))
         atomic_write_text(run.path / "model.json", json.dumps(info, indent=2))
     dist.barrier(env)
+    run.finish()
     return run.path
 
 

@@ -88,26 +88,37 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
     method_cfg = method_cfg if method_cfg is not None else method_cls.Config()
     run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main)
     dist.barrier(env)  # every rank has checked the folder before rank 0 writes into it
-    if not env.is_main:
-        dist.barrier(env)  # rank 0 builds any on-disk data cache first
-    dataset = unlabeled_dataset(cfg)
-    if env.is_main:
-        dist.barrier(env)
-    in_ch = dataset.channels
-    if cfg.in_channels == 0:
-        cfg.in_channels = in_ch
+    try:  # validate data, network and --init before an existing run is touched
+        if not env.is_main:
+            dist.barrier(env)  # rank 0 builds any on-disk data cache first
+        dataset = unlabeled_dataset(cfg)
+        if env.is_main:
+            dist.barrier(env)
+        in_ch = dataset.channels
+        if cfg.in_channels == 0:
+            cfg.in_channels = in_ch
+        model = method_cls(build_backbone(cfg, in_ch), method_cfg).to(device)
+        if cfg.init:
+            names = _init_by_name(model, Path(cfg.init) / "model.safetensors")
+            print(f"initialized {len(names)} tensors by name from {cfg.init}")
+        probe = None
+        if cfg.probe_data and env.is_main:
+            from .probe import build_probe_set
+
+            probe = build_probe_set(cfg.probe_data, cfg.probe_labels, cfg.probe_images, tuple(cfg.image_size), in_ch, cfg.seed)
+    except BaseException:
+        run.abandon()
+        raise
     run.save_config(cfg, method_config=to_dict(method_cfg))
 
-    model = method_cls(build_backbone(cfg, in_ch), method_cfg).to(device)
-    if cfg.init:
-        names = _init_by_name(model, Path(cfg.init) / "model.safetensors")
-        print(f"initialized {len(names)} tensors by name from {cfg.init}")
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     halve = cfg.lr_halve_every or 10**12
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 ** (s // halve))
 
     start = 0
     ckpt = latest_checkpoint(run.path) if cfg.resume else None
+    if cfg.resume and ckpt is None and env.is_main:
+        print(f"resuming {run.path}: no checkpoint found, starting at step 0")
     if ckpt is not None:
         weights, state, meta = load_checkpoint(ckpt)
         model.load_state_dict(weights)
@@ -134,11 +145,9 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         generator=torch.Generator().manual_seed(cfg.seed),  # else the loader draws its seed from the global RNG and breaks resume
     )
     fixed = stack_items([dataset[i] for i in range(min(4, len(dataset)))])["image"].to(device)
-    probe = None
-    if cfg.probe_data and env.is_main:
-        from .probe import build_probe_set, probe_dice, save_probe_plot
+    if probe is not None:
+        from .probe import probe_dice, save_probe_plot
 
-        probe = build_probe_set(cfg.probe_data, cfg.probe_labels, cfg.probe_images, tuple(cfg.image_size), in_ch, cfg.seed)
         run.write_json("probe.json", {"data": cfg.probe_data, "fit_ids": probe.fit_ids, "score_ids": probe.score_ids})
         probe_rows = [(int(float(r["step"])), float(r["probe_dice"])) for r in run.rows() if r.get("probe_dice") not in (None, "")]
     probe_every = cfg.probe_every or cfg.checkpoint_every
@@ -198,6 +207,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         save_backbone(model.backbone, run.path, cfg.method)
         run.write_json("method_state.json", model.extra_state())
     dist.barrier(env)
+    run.finish()
     return run.path
 
 

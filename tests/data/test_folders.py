@@ -129,37 +129,35 @@ def test_manifest(tmp_path):
     png(tmp_path / "img" / "b.png")
     png(tmp_path / "lab" / "a.png")
     (tmp_path / "abs").mkdir()
-    csv = tmp_path / "sub" / "m.csv"
-    csv.parent.mkdir()
+    csv = tmp_path / "m.csv"  # relative paths stay inside the manifest's folder (see test_hostile_files)
     csv.write_text(
         "image,mask,split,spacing,id,grade\n"
-        "../img/a.png,../lab/a.png,Train,0.5x0.25,,3\n"
+        "img/a.png,lab/a.png,Train,0.5x0.25,,3\n"
         f"{tmp_path / 'img' / 'b.png'},,validation,\"1,2\",bee,\n"
     )
     a, b = read_manifest(csv)
     assert (a.id, a.split, a.spacing, a.extra["meta"]) == ("a", "train", (0.5, 0.25), {"grade": "3"})
-    assert a.mask == str(tmp_path / "sub" / ".." / "lab" / "a.png")
+    assert a.mask == str(tmp_path / "lab" / "a.png")
     assert (b.id, b.split, b.spacing, b.mask) == ("bee", "val", (1.0, 2.0), None)
 
 
 @pytest.mark.parametrize("body, msg", [
-    ("image,mask\n../img/a.png,../lab/nope.png\n", r"m\.csv row 2: mask file '../lab/nope.png' not found"),
-    ("image\n../img/a.png\n../img/zz.png\n", r"m\.csv row 3: image file '../img/zz.png' not found"),
-    ("picture\n../img/a.png\n", r"needs an 'image' column"),
-    ("image,split\n../img/a.png,holdout\n", r"row 2: unknown split 'holdout'"),
-    ("image,spacing\n../img/a.png,0.5xabc\n", r"row 2: cannot parse spacing"),
-    ("image,spacing\n../img/a.png,-1x1\n", r"must be positive"),
-    ("image\n../img/a.png\n../img/a.png\n", r"row 3: duplicate id 'a'"),
+    ("image,mask\nimg/a.png,lab/nope.png\n", r"m\.csv row 2: mask file 'lab/nope.png' not found"),
+    ("image\nimg/a.png\nimg/zz.png\n", r"m\.csv row 3: image file 'img/zz.png' not found"),
+    ("picture\nimg/a.png\n", r"needs an 'image' column"),
+    ("image,split\nimg/a.png,holdout\n", r"row 2: unknown split 'holdout'"),
+    ("image,spacing\nimg/a.png,0.5xabc\n", r"row 2: cannot parse spacing"),
+    ("image,spacing\nimg/a.png,-1x1\n", r"must be positive"),
+    ("image\nimg/a.png\nimg/a.png\n", r"row 3: duplicate id 'a'"),
     ("image\n", r"manifest has no rows"),
     ("image\n\"\"\n", r"row 2: empty image path"),
-    ("image,spacing\n../img/a.png,1,2\n", r"row 2: more values than header"),
+    ("image,spacing\nimg/a.png,1,2\n", r"row 2: more values than header"),
 ])
 def test_manifest_errors(tmp_path, body, msg):
     png(tmp_path / "img" / "a.png")
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "m.csv").write_text(body)
+    (tmp_path / "m.csv").write_text(body)
     with pytest.raises(DataError, match=msg):
-        read_manifest(tmp_path / "sub" / "m.csv")
+        read_manifest(tmp_path / "m.csv")
     with pytest.raises(DataError, match="file not found"):
         read_manifest(tmp_path / "none.csv")
 

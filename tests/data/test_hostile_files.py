@@ -117,3 +117,42 @@ def test_tampered_training_state_is_one_clear_error_without_unsafe_advice(tmp_pa
     with pytest.raises(ConfigError) as e:
         load_checkpoint(ckpt)
     assert "state.pt" in str(e.value) and "weights_only" not in str(e.value) and e.value.__cause__ is None
+
+
+def test_manifest_relative_paths_stay_in_its_folder(tmp_path, monkeypatch):
+    from localdisc.data.folders import read_manifest
+
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "outside.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "d" / "sub" / "in.png")
+    ok = tmp_path / "d" / "ok.csv"
+    ok.write_text("image,id\nsub/in.png,a\nsub/../sub/in.png,b\n")  # '..' that stays inside is fine
+    assert [s.id for s in read_manifest(ok)] == ["a", "b"]
+    bad = tmp_path / "d" / "bad.csv"
+    bad.write_text("image\n../outside.png\n")
+    with pytest.raises(DataError, match=r"bad.csv row 2: image path '../outside.png' leaves the manifest's folder"):
+        read_manifest(bad)
+    monkeypatch.setenv("LOCALDISC_MANIFEST_OUTSIDE", "1")
+    assert read_manifest(bad)[0].image.endswith("outside.png")
+    monkeypatch.delenv("LOCALDISC_MANIFEST_OUTSIDE")
+    absolute = tmp_path / "d" / "abs.csv"  # an absolute path is the author's explicit choice
+    absolute.write_text(f"image\n{tmp_path / 'outside.png'}\nsub/in.png\n")
+    assert [s.id for s in read_manifest(absolute)] == ["outside", "in"]
+
+
+@pytest.mark.parametrize("odd", [np.array([0, 1000], np.uint16), np.array([0, 7], np.uint8)])
+def test_an_odd_mask_is_refused_not_a_silent_extra_class(tmp_path, monkeypatch, odd):
+    from localdisc.train.finetune import FinetuneConfig, finetune
+
+    monkeypatch.setenv("LOCALDISC_CACHE", str(tmp_path / "cache"))
+    for sub in ("images", "masks"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray((np.eye(16) * 200).astype(np.uint8)).save(tmp_path / "d" / "images" / f"i{i}.png")
+        values = odd if i == 3 else np.array([0, 255], np.uint8)
+        Image.fromarray(values[np.eye(16, dtype=int)]).save(tmp_path / "d" / "masks" / f"i{i}.png")
+    cfg = FinetuneConfig(data=str(tmp_path / "d"), out=str(tmp_path / "run"), steps=1, batch_size=2, image_size=(16, 16),
+                         encoder_channels=(4, 8), decoder_channels=(4,), val_fraction=0, test_fraction=0.01)
+    with pytest.raises(DataError, match=rf"masks/i3.png: label values \[0, {int(odd[1])}\] do not fit the dataset's label scheme"):
+        finetune(cfg)
+    assert not (tmp_path / "run").exists()  # refused before anything was written

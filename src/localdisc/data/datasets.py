@@ -53,6 +53,7 @@ class ImageDataset(Dataset):
         self.with_masks = with_masks
         self.num_classes = num_classes
         self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
+        self.mask_values: dict[int, list[int]] = {}  # class values found in each loaded mask (at full size)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -65,6 +66,7 @@ class ImageDataset(Dataset):
             mask = load_sample_mask(s, self.num_classes)
             if mask is None:
                 raise DataError(f"{s.image}: no mask for this image, but a labeled dataset was requested")
+            self.mask_values[i] = np.unique(mask).tolist()
             if tuple(mask.shape) != tuple(image.shape[1:]):
                 raise DataError(f"{s.mask or s.image}: mask size {tuple(mask.shape)} differs from image size {tuple(image.shape[1:])}")
             fov = load_sample_fov(s)

@@ -187,9 +187,17 @@ def parse_spacing(text: str, where: str) -> tuple[float, ...] | None:
 
 def read_manifest(csv_path: str | Path) -> list[Sample]:
     """CSV manifest: columns image (required), mask, fov, split, spacing, id; other columns go to
-    ``extra["meta"]``. Relative paths are relative to the CSV's folder; rows keep file order."""
+    ``extra["meta"]``. Rows keep file order.
+
+    Paths: absolute paths are taken as written (the author of the manifest chose them); relative
+    paths are relative to the CSV's folder and must stay inside it (``../`` that climbs out is
+    refused, so a manifest from elsewhere cannot reach arbitrary files by accident), unless the
+    environment sets LOCALDISC_MANIFEST_OUTSIDE=1."""
+    import os
+
     csv_path = Path(csv_path)
     base = csv_path.parent
+    outside_ok = os.environ.get("LOCALDISC_MANIFEST_OUTSIDE", "") == "1"
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -215,6 +223,11 @@ def read_manifest(csv_path: str | Path) -> list[Sample]:
             if not val:
                 return None
             p = Path(val) if Path(val).is_absolute() else base / val
+            if not Path(val).is_absolute() and not outside_ok:
+                root = os.path.normpath(os.path.abspath(base))
+                if os.path.commonpath([root, os.path.normpath(os.path.join(root, val))]) != root:
+                    raise DataError(f"{where}: {col} path {val!r} leaves the manifest's folder; use a path inside it, an absolute "
+                                    "path, or set LOCALDISC_MANIFEST_OUTSIDE=1 to allow it")
             if not p.exists():
                 raise DataError(f"{where}: {col} file {val!r} not found (looked at {p})")
             return str(p)

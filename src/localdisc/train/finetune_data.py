@@ -52,10 +52,28 @@ def finetune_samples(cfg: FinetuneConfig) -> dict[str, list[Sample]]:
 
 
 def infer_num_classes(datasets: Sequence[ImageDataset], class_names: list[str] | None) -> int:
+    """Classes from the data's class names, else from the label values of EVERY loaded mask,
+    taken together: they must be 0..C-1 without gaps. A mask whose values fall outside the
+    others' scheme (a 16-bit {0, 1000} mask among 0/255 ones, one {0, 7} mask among binary
+    ones) is refused with its name and values instead of silently training a 1001-class model."""
     if class_names:
         return max(2, len(class_names))
-    top = max(int(ds[i]["mask"].max()) for ds in datasets for i in range(len(ds)))
-    return max(2, top + 1)
+    found: dict[int, list[str]] = {}
+    for ds in datasets:
+        for i in range(len(ds)):
+            ds[i]  # loads the mask (cached), recording its values
+            for v in ds.mask_values.get(i, []):
+                found.setdefault(int(v), []).append(str(ds.samples[i].mask or ds.samples[i].image))
+    values = sorted(found)
+    expected = list(range(len(values)))
+    if values != expected:
+        odd = [v for v in values if v >= len(values)]
+        files = sorted({f for v in odd for f in found[v]})
+        raise DataError(f"{files[0]}: label values {sorted(v for v in values if files[0] in found[v])} do not fit the dataset's "
+                        f"label scheme (all masks together hold {values[:8]}{'...' if len(values) > 8 else ''}; classes must be 0..C-1)"
+                        f"{f'; also in {len(files) - 1} other file(s)' if len(files) > 1 else ''}. Fix the mask, or pass --num-classes "
+                        "if some classes are truly absent from the labeled images")
+    return max(2, len(values))
 
 
 def sample_patches(images: torch.Tensor, labels: torch.Tensor, patch: Sequence[int], fg_prob: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,6 +5,7 @@ outside the output folder."""
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 import zlib
 
@@ -156,3 +157,64 @@ def test_an_odd_mask_is_refused_not_a_silent_extra_class(tmp_path, monkeypatch, 
     with pytest.raises(DataError, match=rf"masks/i3.png: label values \[0, {int(odd[1])}\] do not fit the dataset's label scheme"):
         finetune(cfg)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_pretraining_checks_every_header_first_and_worker_errors_are_one_line(tmp_path, capsys):
+    from localdisc.cli.main import main
+
+    (tmp_path / "d").mkdir()
+    for i in range(9):
+        Image.fromarray((np.random.default_rng(i).random((24, 24)) * 255).astype(np.uint8)).save(tmp_path / "d" / f"i{i}.png")
+    (tmp_path / "d" / "i9.png").write_bytes(b"not an image at all")
+    args = ["pretrain", "--method", "genesis", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run"), "--steps", "2",
+            "--batch-size", "2", "--image-size", "24", "24", "--encoder-channels", "4", "8", "--decoder-channels", "4"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "i9.png: unreadable image" in err[0]
+    assert not (tmp_path / "run").exists()
+    # a file that turns bad after the check (read by a worker process) still ends in one line naming it
+    from localdisc.cli.main import _one_line
+
+    wrapped = DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                        "localdisc.errors.DataError: /data/i7.png: unreadable or truncated image (broken)\n")
+    assert _one_line(wrapped) == "/data/i7.png: unreadable or truncated image (broken)"
+
+
+def test_evaluate_says_when_it_converts_channels(tmp_path, monkeypatch, capsys):
+    from localdisc.tasks.evaluate import evaluate
+    from localdisc.train.finetune import FinetuneConfig, finetune
+
+    monkeypatch.setenv("LOCALDISC_CACHE", str(tmp_path / "cache"))
+    for name, mode in (("rgb", "RGB"), ("gray", "L")):
+        for sub in ("images", "masks"):
+            (tmp_path / name / sub).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray((np.eye(16) * 200).astype(np.uint8)).convert(mode).save(tmp_path / name / "images" / f"i{i}.png")
+            Image.fromarray((np.eye(16) * 255).astype(np.uint8)).save(tmp_path / name / "masks" / f"i{i}.png")
+    run = finetune(FinetuneConfig(data=str(tmp_path / "rgb"), out=str(tmp_path / "run"), steps=1, batch_size=2, image_size=(16, 16),
+                                  encoder_channels=(4, 8), decoder_channels=(4,), val_fraction=0, test_fraction=0.25))
+    capsys.readouterr()
+    evaluate(run, data=str(tmp_path / "gray"), split="all", overlays=False)
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "1 channel(s) and the model 3" in warnings[0] and "gray repeated" in warnings[0]
+
+
+def test_forged_tiff_geometry_is_refused(tmp_path):
+    """A 5 KB uncompressed TIFF whose header claims 20 x 4,259,844 RGB pixels: Pillow would fill
+    255 MB with zeros without a warning."""
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(48 * 40 * 3) % 256).astype(np.uint8).reshape(48, 40, 3)).save(buf, format="TIFF")
+    data = bytearray(buf.getvalue())
+    off = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[off : off + 2])[0]):
+        p = off + 2 + 12 * i
+        tag = struct.unpack("<H", data[p : p + 2])[0]
+        if tag in (256, 257):  # ImageWidth, ImageLength
+            data[p + 8 : p + 12] = struct.pack("<I", 20 if tag == 256 else 4_259_844)
+    path = tmp_path / "forged.tif"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"forged.tif: truncated or inconsistent TIFF: its strips hold 5,760 bytes"):
+        dio.read_image(path)
+    for a in (np.zeros((31, 33), bool), (np.arange(400) % 256).astype(np.uint8).reshape(20, 20)):  # honest TIFFs still load
+        Image.fromarray(a).save(tmp_path / "ok.tif")
+        assert dio.read_image(tmp_path / "ok.tif").shape == (1, *a.shape)

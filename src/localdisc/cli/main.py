@@ -55,6 +55,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(e: Exception) -> str:
+    """The error's own message; an error re-raised from a data-loading worker carries the
+    worker's whole traceback in its text, of which the last line is the message."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1].strip()
+        text = last.split(": ", 1)[1] if last.startswith(("localdisc.errors.", type(e).__name__)) and ": " in last else last
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -65,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except LocaldiscError as e:
-        print(f"localdisc {args.command}: error: {e}", file=sys.stderr)
+        print(f"localdisc {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)

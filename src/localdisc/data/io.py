@@ -47,6 +47,24 @@ def _gunzip(path: Path, limit_bytes: int) -> bytes:
     return data
 
 
+def _check_tiff_strips(path: Path, im) -> None:
+    """An uncompressed TIFF whose strips hold fewer bytes than its header's size needs is
+    truncated or forged: Pillow would fill the rest with zeros (a 5 KB file decoding to
+    20 x 4,259,844 RGB pixels, without a warning)."""
+    tags = im.tag_v2
+    if tags.get(259, 1) != 1:  # compressed: sizes are not known before decoding
+        return
+    bits = tags.get(258, (1,))  # the TIFF default is 1 bit per sample
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    per_pixel = sum(int(b) for b in bits) if len(bits) > 1 else int(bits[0]) * len(im.getbands())
+    need = -(-im.size[0] * per_pixel // 8) * im.size[1]  # rows are padded to whole bytes
+    counts = tags.get(279, ())
+    have = sum(int(c) for c in (counts if isinstance(counts, tuple) else (counts,)))
+    if have < need:
+        raise DataError(f"{path}: truncated or inconsistent TIFF: its strips hold {have:,} bytes, but {im.size[0]}x{im.size[1]} "
+                        f"{im.mode} pixels need {need:,}")
+
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp", ".ppm", ".pgm")
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".mha", ".npy")
 
@@ -72,6 +90,8 @@ def _read_2d_raw(path: Path) -> np.ndarray:
             src = io.BytesIO(_gunzip(path, MAX_PIXELS * 8 + 4096))
         with Image.open(src) as im:
             _check_size(path, im.size[::-1], MAX_PIXELS, "pixels")
+            if im.format == "TIFF":
+                _check_tiff_strips(path, im)
             im.load()
             if im.mode in ("P", "PA"):
                 im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
@@ -147,6 +167,37 @@ def _read_dicom_series(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     return vol, (dz or 1.0, px[0], px[1])
 
 
+def check_header(path: str | Path) -> None:
+    """Fast validation of one file before training starts: it exists, is a readable image or
+    volume, and its header promises no more pixels/voxels than the limits. Pixels are not
+    decoded (gzip-compressed images are, capped), so a whole dataset is checked in seconds."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: file not found")
+    suffix = suffix_of(p)
+    if p.is_dir() or suffix in (".dcm", ".npy", ".mha") or p.name.lower().endswith(".gz") and suffix != ".nii.gz":
+        if p.name.lower().endswith(".gz") and suffix != ".nii.gz":
+            _read_2d_raw(p)
+        return  # DICOM series, .npy and others are checked when read
+    if suffix in (".nii", ".nii.gz"):
+        import nibabel as nib
+
+        try:
+            shape = nib.load(str(p)).shape
+        except Exception as e:
+            raise DataError(f"{p}: unreadable NIfTI volume ({e})") from e
+        _check_size(p, shape[:3], MAX_VOXELS, "voxels")
+        return
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(p) as im:
+            _check_size(p, im.size[::-1], MAX_PIXELS, "pixels")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise DataError(f"{p}: unreadable image ({e})") from e
+
+
 def read_spacing(path: str | Path) -> tuple[float, ...] | None:
     """Voxel spacing (mm) of a volume, (D, H, W) order; None for plain 2D images."""
     p = Path(path)
@@ -192,15 +243,20 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
         arr = _scale_intensity(np.ascontiguousarray(arr))
     except ValueError as e:
         raise DataError(f"{p}: {e}") from e
+    return convert_channels(arr, channels, p)
+
+
+def convert_channels(arr: np.ndarray, channels: int | None, path: str | Path = "") -> np.ndarray:
+    """(C, *S) -> (channels, *S): RGB to luminance (BT.601) or gray repeated; other mismatches
+    raise :class:`DataError` naming ``path``."""
     have = arr.shape[0]
-    if channels is not None and channels != have:
-        if channels == 1 and have == 3:
-            arr = (0.299 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2])[None].astype(np.float32)
-        elif channels == 3 and have == 1:
-            arr = np.repeat(arr, 3, axis=0)
-        else:
-            raise DataError(f"{p}: has {have} channel(s), but {channels} are expected")
-    return arr
+    if channels is None or channels == have:
+        return arr
+    if channels == 1 and have == 3:
+        return (0.299 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2])[None].astype(np.float32)
+    if channels == 3 and have == 1:
+        return np.repeat(arr, 3, axis=0)
+    raise DataError(f"{path}: has {have} channel(s), but {channels} are expected")
 
 
 def read_mask(path: str | Path, values: str = "auto", num_classes: int | None = None) -> np.ndarray:

@@ -72,6 +72,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
              save_predictions: bool = True, max_images: int = 0) -> dict[str, Any]:
     """Score ``run_dir`` on ``split`` of ``data`` (default: the run's data); returns summary.json's content.
     ``max_images`` > 0 scores only the first N images of the split (smoke tests)."""
+    from ..data.io import convert_channels
     from ..data.records import load_sample_fov, load_sample_image, load_sample_mask
     from ..report.overlays import save_mask, save_overlay
     from ..train.checkpoint import atomic_write_text
@@ -93,8 +94,14 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     out.mkdir(parents=True, exist_ok=True)
     metrics = SegmentationMetrics(num_classes, class_names, vessel=vessel)
     file_name = SafeNames()  # ids come from user data: never a path
+    warned = False
     for i, s in enumerate(progress(samples, desc=f"evaluate {split}")):
-        image = load_sample_image(s, int(info["in_channels"]))
+        image = load_sample_image(s)
+        if image.shape[0] != int(info["in_channels"]) and not warned:
+            warned = True  # once: the same conversion applies to every image of the data
+            print(f"warning: {s.image} has {image.shape[0]} channel(s) and the model {info['in_channels']}: images are converted "
+                  f"({'gray repeated to RGB' if image.shape[0] == 1 else 'RGB to luminance'}); was the model trained on this kind of image?")
+        image = convert_channels(image, int(info["in_channels"]), s.image)
         target = load_sample_mask(s, num_classes)
         if target is None:
             raise DataError(f"{s.image}: no mask to evaluate against")

@@ -74,6 +74,10 @@ def unlabeled_dataset(cfg: PretrainConfig) -> ImageDataset:
         samples = samples[: cfg.max_images]
     from ..data.datasets import num_channels_of
 
+    from ..data.io import check_header
+
+    for s in samples:  # every file's header now: a bad 10th image must not end the run hours later
+        check_header(s.image)
     channels = cfg.in_channels or num_channels_of(samples)
     return ImageDataset(samples, cfg.image_size, channels, with_masks=False)
 

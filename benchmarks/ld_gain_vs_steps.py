@@ -49,6 +49,7 @@ def main() -> int:
     p.add_argument("--profile", default="cpu")
     p.add_argument("--bench", required=True, help="finished benchmark folder (its random and ld cells are reused)")
     p.add_argument("--checkpoints", required=True, help="folder with <name>-s2-<step>.safetensors copies of stage-2 checkpoints")
+    p.add_argument("--steps", type=int, nargs="*", default=[], help="only these total pretraining steps (default: every checkpoint found)")
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "_work" / "gain_vs_steps"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ld_gain_vs_steps"))
     args = p.parse_args()
@@ -76,10 +77,10 @@ def main() -> int:
         s2 = int(f.stem.rsplit("-", 1)[1])
         if stage1_steps + s2 < total:
             points.append((stage1_steps + s2, f))
-    reference = [r for s, c in rnd_cells.items() for r in cell_rows(c.path, "random", s)]
+    points = [(n, f) for n, f in points if not args.steps or n in args.steps]
     results = []
     for steps, weights in points:
-        run = pseudo_run(weights, pre, work / f"ld-{steps}" / "pretrain")
+        run = pseudo_run(weights, pre / "stage1", work / f"ld-{steps}" / "pretrain")  # same network as the final run
         rows = []
         for seed in cfg.seeds:
             cell = work / f"ld-{steps}" / f"s{seed}"
@@ -92,6 +93,7 @@ def main() -> int:
         results.append((steps, rows))
         print(f"LD after {steps} steps: fine-tuned {len(cfg.seeds)} seeds", flush=True)
     results.append((total, [r for s, c in ld_cells.items() for r in cell_rows(c.path, "ld", s)]))
+    reference = [r for s, c in rnd_cells.items() for r in cell_rows(c.path, "random", s)]
 
     table = []
     for steps, rows in results:

@@ -97,7 +97,8 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     warned = False
     for i, s in enumerate(progress(samples, desc=f"evaluate {split}")):
         image = load_sample_image(s)
-        if image.shape[0] != int(info["in_channels"]) and not warned:
+        declared = int(s.extra.get("channels") or 0)  # a layout that defines its channel count (chest X-rays: gray) converts by design
+        if image.shape[0] != int(info["in_channels"]) and declared != int(info["in_channels"]) and not warned:
             warned = True  # once: the same conversion applies to every image of the data
             print(f"warning: {s.image} has {image.shape[0]} channel(s) and the model {info['in_channels']}: images are converted "
                   f"({'gray repeated to RGB' if image.shape[0] == 1 else 'RGB to luminance'}); was the model trained on this kind of image?")

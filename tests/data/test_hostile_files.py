@@ -218,3 +218,25 @@ def test_forged_tiff_geometry_is_refused(tmp_path):
     for a in (np.zeros((31, 33), bool), (np.arange(400) % 256).astype(np.uint8).reshape(20, 20)):  # honest TIFFs still load
         Image.fromarray(a).save(tmp_path / "ok.tif")
         assert dio.read_image(tmp_path / "ok.tif").shape == (1, *a.shape)
+
+
+def test_max_pixels_option_and_overwrite_with_a_wrong_init_keeps_the_old_run(tmp_path, monkeypatch, capsys):
+    from localdisc.cli.main import main
+
+    monkeypatch.setattr(dio, "MAX_PIXELS", dio.MAX_PIXELS)  # module value and environment are restored after the test
+    monkeypatch.delenv("LOCALDISC_MAX_PIXELS", raising=False)
+    monkeypatch.setenv("LOCALDISC_CACHE", str(tmp_path / "cache"))
+    for sub in ("images", "masks"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    for i in range(5):
+        Image.fromarray((np.eye(24) * 200).astype(np.uint8)).save(tmp_path / "d" / "images" / f"i{i}.png")
+        Image.fromarray((np.eye(24) * 255).astype(np.uint8)).save(tmp_path / "d" / "masks" / f"i{i}.png")
+    base = ["finetune", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run"), "--steps", "1", "--batch-size", "2",
+            "--image-size", "24", "24", "--encoder-channels", "4", "8", "--decoder-channels", "4"]
+    assert main(["--max-pixels", "500"] + base) == 2
+    assert "header promises 24x24 = 576 pixels, more than the limit of 500" in capsys.readouterr().err
+    assert main(["--max-pixels", "1e6"] + base) == 0
+    weights = (tmp_path / "run" / "model.safetensors").read_bytes()
+    assert main(base + ["--overwrite", "--init", str(tmp_path / "no-such-run")]) == 2
+    assert "no-such-run" in capsys.readouterr().err
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == weights  # the old run is intact

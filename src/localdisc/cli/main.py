@@ -49,10 +49,30 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"localdisc {__version__}")
+    parser.add_argument("--max-pixels", type=float, default=None, metavar="N",
+                        help="refuse 2D images whose header promises more than N pixels, before decoding them "
+                             "(default 100e6, or LOCALDISC_MAX_PIXELS); protects against decompression bombs")
+    parser.add_argument("--max-voxels", type=float, default=None, metavar="N",
+                        help="the same for volumes (default 512^3, or LOCALDISC_MAX_VOXELS)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in SUBCOMMANDS.items():
         importlib.import_module(module).register(sub)
     return parser
+
+
+def _set_limits(args: argparse.Namespace) -> None:
+    """--max-pixels/--max-voxels for this process and its data-loading workers (environment)."""
+    import os
+
+    from ..data import io
+
+    for opt, env, attr in (("max_pixels", "LOCALDISC_MAX_PIXELS", "MAX_PIXELS"), ("max_voxels", "LOCALDISC_MAX_VOXELS", "MAX_VOXELS")):
+        value = getattr(args, opt, None)
+        if value is not None:
+            if value < 1:
+                raise SystemExit(f"localdisc: error: --{opt.replace('_', '-')} must be >= 1")
+            setattr(io, attr, int(value))
+            os.environ[env] = str(int(value))
 
 
 def _one_line(e: Exception) -> str:
@@ -72,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    _set_limits(args)
     try:
         result = args.func(args)
     except LocaldiscError as e:

@@ -177,3 +177,15 @@ def test_pretraining_data_excludes_future_test_images(tmp_path):
     assert train_ids == {s.id for s in split if s.split == "train"} and len(train_ids) == 7
     # data that defines its own splits is used as is (pretraining selects split=train)
     assert _pretrain_data(load_benchmark_config(_write(tmp_path, BASE)), tmp_path / "out2") == BASE["data"]
+
+
+def test_data_paths_relative_to_the_config_file(tmp_path, monkeypatch):
+    (tmp_path / "shared" / "PH2").mkdir(parents=True)
+    (tmp_path / "repo" / "configs").mkdir(parents=True)
+    cfg = tmp_path / "repo" / "configs" / "b.yaml"
+    cfg.write_text(yaml.safe_dump({**BASE, "data": "ph2:../../shared/PH2"}))
+    monkeypatch.chdir(tmp_path)  # not where the config is
+    assert load_benchmark_config(cfg).data == f"ph2:{tmp_path / 'shared' / 'PH2'}"
+    for spec in ("synthetic-fundus:8", f"ph2:{tmp_path}/x", "cxr:relative/to/cwd"):  # kept as written
+        cfg.write_text(yaml.safe_dump({**BASE, "data": spec}))
+        assert load_benchmark_config(cfg).data == spec

@@ -128,6 +128,20 @@ def _method_entry(raw: Any, where: str) -> MethodEntry:
     return MethodEntry(name, pre, dict(raw.get("method") or {}), po, ft)
 
 
+def _data_relative_to(config_dir: Path, spec: str) -> str:
+    """A data spec whose path is relative and exists next to the config file is taken relative
+    to it (``ph2:../../shared/data/PH2`` in configs/), so a config works from any checkout; any
+    other spec (absolute, relative to the working folder, built-in) is kept as written."""
+    import os
+
+    kind, sep, rest = spec.partition(":")
+    path = rest if sep and len(kind) > 1 else spec  # 'C:\\...' style drive letters are not kinds
+    if not path or os.path.isabs(path) or not (config_dir / path).exists():
+        return spec
+    resolved = os.path.normpath(os.path.abspath(config_dir / path))
+    return f"{kind}:{resolved}" if path is rest else resolved
+
+
 def load_benchmark_config(path: str | Path, profile: str | None = None, methods: list[str] | None = None) -> BenchmarkConfig:
     """Read a benchmark YAML. Top-level keys (see configs/synthetic.yaml for a commented example):
 
@@ -180,7 +194,7 @@ def load_benchmark_config(path: str | Path, profile: str | None = None, methods:
     budgets = [_budget(b, str(path)) for b in (raw.get("budgets") or ["all"])]
     tup = lambda v: tuple(int(x) for x in v) if v is not None else None  # noqa: E731
     return BenchmarkConfig(
-        name=str(raw.get("name") or path.stem), data=str(raw["data"]), image_size=tup(raw["image_size"]),
+        name=str(raw.get("name") or path.stem), data=_data_relative_to(path.parent, str(raw["data"])), image_size=tup(raw["image_size"]),
         in_channels=int(raw.get("in_channels", 0)), num_classes=int(raw.get("num_classes", 0)), budgets=budgets, seeds=seeds,
         pretrain_seed=None if raw.get("pretrain_seed") is None else int(raw["pretrain_seed"]),
         split_seed=int(raw.get("split_seed", 0)), val_fraction=float(raw.get("val_fraction", 0.2)),

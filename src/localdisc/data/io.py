@@ -30,7 +30,7 @@ def _check_size(path: Path, shape, limit: int, what: str) -> None:
     if n > limit:
         env = "LOCALDISC_MAX_PIXELS" if what == "pixels" else "LOCALDISC_MAX_VOXELS"
         raise DataError(f"{path}: header promises {'x'.join(str(int(s)) for s in shape)} = {n:,} {what}, more than the limit of "
-                        f"{limit:,} (refused before decoding; raise {env} if the file is genuine)")
+                        f"{limit:,} (refused before decoding; raise it with localdisc --max-{what} N or {env} if the file is genuine)")
 
 
 def _gunzip(path: Path, limit_bytes: int) -> bytes:
@@ -177,9 +177,10 @@ def check_header(path: str | Path) -> None:
     if not p.exists():
         raise DataError(f"{p}: file not found")
     suffix = suffix_of(p)
-    if p.is_dir() or suffix in (".dcm", ".npy", ".mha") or p.name.lower().endswith(".gz") and suffix != ".nii.gz":
-        if p.name.lower().endswith(".gz") and suffix != ".nii.gz":
-            _read_2d_raw(p)
+    if p.name.lower().endswith(".gz") and suffix != ".nii.gz":
+        _read_2d_raw(p)  # a compressed image has no header to peek at: decode it (capped)
+        return
+    if p.is_dir() or suffix in (".dcm", ".npy", ".mha"):
         return  # DICOM series, .npy and others are checked when read
     if suffix in (".nii", ".nii.gz"):
         import nibabel as nib

@@ -49,6 +49,7 @@ def main() -> int:
     p.add_argument("--profile", default="cpu")
     p.add_argument("--bench", required=True, help="finished benchmark folder (its random and ld cells are reused)")
     p.add_argument("--checkpoints", required=True, help="folder with <name>-s2-<step>.safetensors copies of stage-2 checkpoints")
+    p.add_argument("--method", default="ld", help="the benchmark's LD entry whose transfer protocol the curve uses")
     p.add_argument("--steps", type=int, nargs="*", default=[], help="only these total pretraining steps (default: every checkpoint found)")
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "_work" / "gain_vs_steps"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ld_gain_vs_steps"))
@@ -66,7 +67,7 @@ def main() -> int:
     cfg = load_benchmark_config(args.config, args.profile)
     bench, work = Path(args.bench), Path(args.work) / cfg.name
     cells = [c for c in plan(cfg, bench) if c.budget == cfg.budgets[0]]
-    ld_cells = {c.seed: c for c in cells if c.method.name == "ld"}
+    ld_cells = {c.seed: c for c in cells if c.method.name == args.method}
     rnd_cells = {c.seed: c for c in cells if c.method.name == "random"}
     entry = ld_cells[cfg.seeds[0]].method
     pre = ld_cells[cfg.seeds[0]].pretrain_dir
@@ -92,7 +93,7 @@ def main() -> int:
             rows += cell_rows(cell, f"ld@{steps}", seed)
         results.append((steps, rows))
         print(f"LD after {steps} steps: fine-tuned {len(cfg.seeds)} seeds", flush=True)
-    results.append((total, [r for s, c in ld_cells.items() for r in cell_rows(c.path, "ld", s)]))
+    results.append((total, [r for s, c in ld_cells.items() for r in cell_rows(c.path, args.method, s)]))
     reference = [r for s, c in rnd_cells.items() for r in cell_rows(c.path, "random", s)]
 
     table = []
@@ -103,12 +104,13 @@ def main() -> int:
     prov = provenance(cfg.device)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"dataset": cfg.name, "profile": args.profile, "budget": cfg.budgets[0], "seeds": cfg.seeds, "points": table,
+    record = {"dataset": cfg.name, "profile": args.profile, "method": args.method, "finetune": entry.finetune, "budget": cfg.budgets[0], "seeds": cfg.seeds, "points": table,
               "note": "one LD pretraining run; earlier points are its stage-1 result and saved stage-2 checkpoints; each point is "
                       "fine-tuned with the benchmark's protocol and compared with the benchmark's random-init cells",
               "provenance": prov, "seconds": round(time.time() - t0, 1)}
     out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     lines = [f"# LD minus random init vs pretraining steps ({cfg.name}, {cfg.budgets[0]} labeled image(s), seeds {cfg.seeds})", "",
+             f"Transfer protocol: the benchmark's `{args.method}` entry (fine-tuning overrides: {entry.finetune or 'none, the defaults'}).", "",
              "| LD pretraining steps | mean Dice difference | 95% CI | p |", "|---:|---:|---|---:|"]
     lines += [f"| {t['pretrain_steps']} | {t['mean_diff']:+.3f} | [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] | {t['p_value']:.2g} |" for t in table]
     lines += ["", record["note"] + ".", "", f"Command: `{prov['command']}`", "", f"Commit: `{prov['commit']}`; machine: {prov['machine']['platform']}"]

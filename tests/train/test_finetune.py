@@ -130,17 +130,17 @@ def test_transfer_and_frozen_encoder(tmp_path):
     assert any(k.startswith("decoder_gates.1.") for k in final)
 
 
-def test_transfer_protocol_defaults_with_init(tmp_path):
-    """With --init and no explicit protocol: the encoder (and its BN statistics) is frozen for
-    the first half of the steps, then trains at a tenth of the learning rate; random init trains
-    every layer at the full rate from step 0."""
+def test_transfer_protocol_warmup_and_encoder_lr_scale(tmp_path):
+    """--freeze-encoder-steps 2 --encoder-lr-scale 0.1: the encoder (and its BN statistics) is
+    frozen for 2 steps, then trains in its own Adam group at a tenth of the lr. The defaults
+    (chosen on validation Dice) train every layer at one lr from step 0, random init too."""
     from localdisc.train.checkpoint import load_checkpoint
 
     torch.manual_seed(4)
     backbone = UNet(UNetConfig(in_channels=3, **TINY))
     pre = tmp_path / "pre"
     save_backbone(backbone, pre, "fake")
-    run = finetune(tiny_cfg(tmp_path / "ld", init=str(pre), steps=4, checkpoint_every=2, eval_every=2))
+    run = finetune(tiny_cfg(tmp_path / "ld", init=str(pre), steps=4, checkpoint_every=2, eval_every=2, freeze_encoder_steps=2, encoder_lr_scale=0.1))
     report = json.loads((run / "transfer.json").read_text())
     assert report["freeze_encoder_steps"] == 2 and report["encoder_lr_scale"] == 0.1 and report["warmup_restart_from_best"]
     enc = [k for k, _ in backbone.named_parameters() if k.startswith("encoder.")]
@@ -152,8 +152,10 @@ def test_transfer_protocol_defaults_with_init(tmp_path):
     assert len(groups[1]["params"]) == len(enc)  # the slow group is exactly the encoder
     final = load_weights(run / "model.safetensors")
     assert any(not torch.equal(final[k], src[k]) for k in enc)  # then the encoder does train
-    rnd = finetune(tiny_cfg(tmp_path / "rnd", steps=2, checkpoint_every=2))
-    _, state, _ = load_checkpoint(rnd / "ckpt-00000002")
+    default = finetune(tiny_cfg(tmp_path / "default", init=str(pre), steps=2, checkpoint_every=2))
+    report = json.loads((default / "transfer.json").read_text())
+    assert report["freeze_encoder_steps"] == 0 and report["encoder_lr_scale"] == 1.0
+    _, state, _ = load_checkpoint(default / "ckpt-00000002")
     assert [g["initial_lr"] for g in state["optimizer"]["param_groups"]] == [pytest.approx(1e-3)] * 2
 
 

@@ -160,10 +160,10 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
         # the cells were computed by the same command without --report-only; record that one,
         # and the wall time of the invocation that computed them when it is known
         prov["command"] = prov["command"].replace(" --report-only", "") + "  (report rebuilt from the finished cells)"
-        earlier = out / "provenance.json"
-        wall_seconds = json.loads(earlier.read_text()).get("wall_seconds_last_invocation") if earlier.is_file() else None
+        earlier = json.loads((out / "provenance.json").read_text()) if (out / "provenance.json").is_file() else {}
+        wall_seconds = earlier.get("wall_seconds_last_invocation")
         if wall_seconds is not None:
-            prov["cells_computed_by"] = {k: v for k, v in json.loads(earlier.read_text()).items() if k in ("command", "commit", "date")}
+            prov["cells_computed_by"] = {k: v for k, v in earlier.items() if k in ("command", "commit", "date")}
     train_s = sum(float(r.get("train_seconds") or 0) + float(r.get("eval_seconds") or 0) for r in records)
     pre_s = 0.0
     for d in {c.pretrain_dir for c in cells if c.pretrain_dir is not None}:

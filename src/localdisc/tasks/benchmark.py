@@ -30,9 +30,9 @@ import yaml
 from ..config import build_config, to_dict
 from ..errors import ConfigError
 from ..report.benchmark_report import aggregate, collect, result_rows, write_outputs
-from .benchmark_config import (FINETUNE_PROTOCOL, effective_settings, NOT_FINGERPRINTED, PRETRAIN_PROTOCOL, TOP_KEYS, BenchmarkConfig, MethodEntry,
+from .benchmark_config import (FINETUNE_PROTOCOL, NOT_FINGERPRINTED, PRETRAIN_PROTOCOL, TOP_KEYS, BenchmarkConfig, MethodEntry,
                                _plain, _settings, budget_label, finetune_config, fingerprint, load_benchmark_config,
-                               pretrain_config)
+                               effective_settings, pretrain_config)
 
 # ---------------------------------------------------------------- plan
 

@@ -73,7 +73,6 @@ def unlabeled_dataset(cfg: PretrainConfig) -> ImageDataset:
     if cfg.max_images:
         samples = samples[: cfg.max_images]
     from ..data.datasets import num_channels_of
-
     from ..data.io import check_header
 
     for s in samples:  # every file's header now: a bad 10th image must not end the run hours later

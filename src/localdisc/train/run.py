@@ -24,7 +24,6 @@ from ..errors import ConfigError, TrainingError
 from .checkpoint import atomic_write_text
 
 
-
 _HELD: dict[str, int] = {}  # run folder -> lock file descriptor held by this process
 
 

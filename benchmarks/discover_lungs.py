@@ -172,11 +172,13 @@ def main(argv=None) -> int:
 
 
 def save_overlay_grid(panels, tmp: Path, fig_path: Path, save_mask_overlay, side: int = 256) -> None:
-    """One row per image: grey image | truth | ld-shape | Otsu (overlays with the truth)."""
+    """One row per image, titled columns: grey image | truth | ld-shape | Otsu (overlays with the truth)."""
     from PIL import Image
 
+    from localdisc.report.embeddings import titled_grid
+
     tmp.mkdir(parents=True, exist_ok=True)
-    fig = Image.new("RGB", (4 * side, side * max(1, len(panels))))
+    columns: list[list[np.ndarray]] = [[], [], [], []]
     for row, (grey, truth, shape_pred, otsu) in enumerate(panels):
         tiles = [Image.fromarray((np.clip(grey, 0, 1) * 255).astype(np.uint8)).convert("RGB")]
         for j, pred in enumerate((truth, shape_pred, otsu)):
@@ -184,8 +186,9 @@ def save_overlay_grid(panels, tmp: Path, fig_path: Path, save_mask_overlay, side
             save_mask_overlay(grey[None], pred, path, None if j == 0 else truth)
             tiles.append(Image.open(path).convert("RGB"))
         for col, t in enumerate(tiles):
-            fig.paste(t.resize((side, side)), (col * side, row * side))
-    fig.save(fig_path)
+            columns[col].append(np.asarray(t.resize((side, side))))
+    titles = ["chest X-ray", "truth (lungs)", "ld-shape, argmax", "Otsu threshold"]
+    Image.fromarray(titled_grid([np.stack(c) for c in columns], titles)).save(fig_path)
 
 
 if __name__ == "__main__":

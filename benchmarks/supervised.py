@@ -70,7 +70,7 @@ def run_dataset(name: str, args, out_dir: Path) -> dict:
     d = DATASETS[name]
     spec = d["spec"].format(root=args.data_root)
     cfg = FinetuneConfig(data=spec, out=str(out_dir / name), seed=args.seed, split_seed=0, labels=0, val_fraction=0.2,
-                         steps=1, batch_size=args.batch_size, image_size=d["image_size"], patch_size=d["patch_size"],
+                         steps=1, batch_size=args.batch_size, image_size=tuple(args.image_size or d["image_size"]), patch_size=d["patch_size"],
                          lr=1e-3, eval_every=100, checkpoint_every=200, log_every=20, device=args.device, overwrite=True)
     if args.quick:
         cfg = replace(cfg, labels=6, val_fraction=2, image_size=(64, 64), batch_size=2, eval_every=2, encoder_channels=(8, 16, 16), decoder_channels=(16, 8))
@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default="ph2,cxr", help="comma-separated: ph2, cxr")
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"), help="folder holding PH2/ and CXR/")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="training resolution (default 256 256); smaller trades boundary detail for more steps in the budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "_work" / "supervised"), help="run folders (not committed)")

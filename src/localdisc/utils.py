@@ -21,6 +21,17 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` (this process's GPU under torchrun, else the first GPU, else the CPU), ``cpu``,
+    ``cuda`` or ``cuda:N``; anything else, or a GPU this machine lacks, is a one-line error."""
+    import re
+
+    from .errors import ConfigError
+
+    name = str(name)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name):
+        raise ConfigError(f"--device: expected auto, cpu, cuda or cuda:N, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA GPU is available here (use --device auto or cpu)")
     if name == "auto":
         if torch.cuda.is_available():
             local = int(os.environ.get("LOCAL_RANK", 0))

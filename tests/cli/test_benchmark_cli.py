@@ -59,7 +59,15 @@ def test_every_output_is_written(bench):
     assert not list(bench.glob("**/ckpt-*")), "finished runs keep only their final/best weights"
     assert len(list(bench.glob("finetune/*/*/best.safetensors"))) == 4
     html = (bench / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 3  # the plot + overlays of both methods
+    # the plot, the same test images across methods, and each method's worst/median/best image
+    assert html.count("data:image/png;base64,") >= 1 + 1 + 2 * 2
+    assert "The same test images across methods" in html and "worst, median and best" in html
+    assert (bench / "same_images.png").is_file()
+    for m in ("random", "ld"):
+        cases = json.loads((bench / "finetune" / m / "b2-s0" / "eval-test" / "overlays" / "cases.json").read_text())
+        assert cases[0]["case"] == "worst" and "best" in {c["case"] for c in cases}
+    intro = html[html.index("<h1>") : html.index("<h2>")]
+    assert "<code>" in intro and "{'" not in intro and "{&#x27;" not in intro  # settings as text, not Python reprs
     assert "src='/" not in html
 
 

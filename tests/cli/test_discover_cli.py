@@ -26,7 +26,7 @@ def runs(tmp_path_factory):
 
 def test_clusters_with_labels(runs, tmp_path):
     out = tmp_path / "d"
-    assert main(["discover", "--run", str(runs / "ld"), "--data", DATA, "--out", str(out), "--masks-from-data", "--pictures", "2"]) == 0
+    assert main(["discover", str(runs / "ld"), "--data", DATA, "--out", str(out), "--masks-from-data", "--max-overlays", "2"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_images"] == 4 and set(m["dice"]) == {"vessel"} and 0 <= m["mapping"]["vessel"] < 4
     maps = sorted((out / "maps").glob("*.npy"))
@@ -48,14 +48,14 @@ def test_clusters_with_labels(runs, tmp_path):
 @pytest.mark.parametrize("rule", ["threshold", "prototype"])
 def test_shape_mode(runs, tmp_path, rule):
     out = tmp_path / "s"
-    assert main(["discover", "--run", str(runs / "shape"), "--data", DATA, "--out", str(out), "--mode", "shape", "--rule", rule, "--masks-from-data"]) == 0
+    assert main(["discover", str(runs / "shape"), "--data", DATA, "--out", str(out), "--mode", "shape", "--rule", rule, "--masks-from-data"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert {"dice", "iou", "accuracy", "auc"} <= set(m) and len(m["per_image"]) == 4
     assert len(list((out / "maps").glob("*.png"))) == 4
 
 
 def test_shape_mode_needs_shape_run(runs, tmp_path, capsys):
-    assert main(["discover", "--run", str(runs / "ld"), "--data", DATA, "--out", str(tmp_path / "x"), "--mode", "shape"]) == 2
+    assert main(["discover", str(runs / "ld"), "--data", DATA, "--out", str(tmp_path / "x"), "--mode", "shape"]) == 2
     assert "ld-shape" in capsys.readouterr().err
 
 
@@ -74,7 +74,7 @@ def test_drive_layout_without_labels_and_with(runs, tmp_path):
         fov[2:38, 2:42] = 255
         Image.fromarray(fov).save(tmp_path / f"DRIVE/training/mask/{k}_training_mask.gif")
     spec = f"drive:{tmp_path / 'DRIVE'}"
-    assert main(["discover", "--run", str(runs / "shape"), "--data", spec, "--out", str(tmp_path / "o1"), "--mode", "shape"]) == 0
+    assert main(["discover", str(runs / "shape"), "--data", spec, "--out", str(tmp_path / "o1"), "--mode", "shape"]) == 0
     assert not (tmp_path / "o1" / "metrics.json").exists() and len(list((tmp_path / "o1" / "overlays").glob("*.png"))) == 2
-    assert main(["discover", "--run", str(runs / "ld"), "--data", spec, "--out", str(tmp_path / "o2"), "--masks-from-data"]) == 0
+    assert main(["discover", str(runs / "ld"), "--data", spec, "--out", str(tmp_path / "o2"), "--masks-from-data"]) == 0
     assert json.loads((tmp_path / "o2" / "metrics.json").read_text())["num_images"] == 2

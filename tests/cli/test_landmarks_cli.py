@@ -25,7 +25,7 @@ def ld_run(tmp_path_factory):
 
 def test_synthetic_fundus_end_to_end(ld_run, tmp_path):
     out = tmp_path / "lm"
-    assert main(["landmarks", "--run", str(ld_run), "--support", "fundus_000", "--queries", "synthetic-fundus:4:64x64", "--out", str(out), "--sigma", "1", "2"]) == 0
+    assert main(["landmarks", str(ld_run), "--support", "fundus_000", "--queries", "synthetic-fundus:4:64x64", "--out", str(out), "--sigma", "1", "2"]) == 0
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == 3 * 2 and {r["landmark"] for r in rows} == {"optic_disc", "fovea"}
     assert all(0 <= float(r["row"]) <= 63 and 0 <= float(r["col"]) <= 63 for r in rows)
@@ -50,7 +50,7 @@ def test_folder_with_points_and_truth_files(ld_run, tmp_path):
     (tmp_path / "points.csv").write_text("name,row,col\na,20,20\n")
     (tmp_path / "truth.json").write_text(json.dumps({"landmarks": truth}))
     out = tmp_path / "lm"
-    assert main(["landmarks", "--run", str(ld_run), "--support", str(folder / "im0.png"), "--points", str(tmp_path / "points.csv"),
+    assert main(["landmarks", str(ld_run), "--support", str(folder / "im0.png"), "--points", str(tmp_path / "points.csv"),
                  "--queries", str(folder), "--truth", str(tmp_path / "truth.json"), "--out", str(out), "--spacing", "0.5", "0.5"]) == 0
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert [r["image_id"] for r in rows] == ["im1", "im2"]  # the support is not its own query
@@ -63,7 +63,7 @@ def test_bad_inputs(ld_run, tmp_path, capsys):
     bad.write_text('{"a": [1, 2], "b": [1, 2, 3]}')
     with pytest.raises(DataError):
         read_points(bad)
-    assert main(["landmarks", "--run", str(ld_run), "--support", "nope", "--queries", "synthetic-fundus:4:64x64", "--out", str(tmp_path / "o")]) == 2
+    assert main(["landmarks", str(ld_run), "--support", "nope", "--queries", "synthetic-fundus:4:64x64", "--out", str(tmp_path / "o")]) == 2
     assert "support image not found" in capsys.readouterr().err
 
 
@@ -74,7 +74,7 @@ def test_3d_volumes(tmp_path):
 
     s = resolve_source("synthetic-3d:3:16x16x16")
     out = tmp_path / "lm3"
-    assert main(["landmarks", "--run", str(run), "--support", s[0].id, "--queries", "synthetic-3d:3:16x16x16", "--out", str(out), "--sigma", "1", "--overlays", "1"]) == 0
+    assert main(["landmarks", str(run), "--support", s[0].id, "--queries", "synthetic-3d:3:16x16x16", "--out", str(out), "--sigma", "1", "--max-overlays", "1"]) == 0
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert {"z", "row", "col", "error_px"} <= set(rows[0]) and len(rows) == 2 * len(s[0].landmarks)
     assert len(list((out / "overlays").glob("*.png"))) == 1
@@ -92,7 +92,7 @@ def test_drive_layout_queries_with_a_search_window(ld_run, tmp_path):
         Image.fromarray(np.full((40, 44), 255, np.uint8)).save(root / "mask" / f"{k}_training_mask.gif")
     (tmp_path / "pts.json").write_text(json.dumps({"disc": [20.0, 30.0]}))
     out = tmp_path / "lm"
-    args = ["landmarks", "--run", str(ld_run), "--support", str(root / "images" / "21_training.tif"), "--points", str(tmp_path / "pts.json"),
+    args = ["landmarks", str(ld_run), "--support", str(root / "images" / "21_training.tif"), "--points", str(tmp_path / "pts.json"),
             "--queries", f"drive:{tmp_path / 'DRIVE'}", "--out", str(out), "--sigma", "1", "--search-radius", "0.1"]
     assert main(args) == 0
     rows = list(csv.DictReader((out / "predictions.csv").open()))

@@ -54,7 +54,7 @@ def _run_bundle(bundle: Path, images: Path, out: Path) -> None:
 def test_bundle_reproduces_localdisc_predictions(tmp_path, patch):
     unet, info = make_finetune_run(tmp_path / "ft", channels=3, num_classes=3, size=(16, 16), patch=patch)
     bundle = export_run(tmp_path / "ft", "monai-bundle", tmp_path / "bundle")
-    assert (bundle / "models" / "model.ts").is_file()
+    assert (bundle / "models" / "model.pt2").is_file()
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == 3
     images = _pngs(tmp_path / "images")

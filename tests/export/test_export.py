@@ -1,4 +1,4 @@
-"""Export: TorchScript/ONNX reproduce PyTorch, safetensors/encoder round-trip, CLI errors."""
+"""Export: torch.export/ONNX reproduce PyTorch, safetensors/encoder round-trip, CLI errors."""
 
 from __future__ import annotations
 
@@ -42,19 +42,28 @@ def run(tmp_path):
     return make_finetune_run(tmp_path / "ft")
 
 
-def test_torchscript_matches_pytorch(run, tmp_path):
-    unet, _ = run
-    assert main(["export", str(tmp_path / "ft"), "--format", "torchscript", "--out", str(tmp_path / "m")]) == 0
-    ts = torch.jit.load(str(tmp_path / "m.ts"))
-    for shape in [(2, 3, 16, 16), (1, 3, 24, 32)]:  # other sizes too: traced shapes stay symbolic
+def test_torch_export_matches_pytorch_without_deprecation_warnings(run, tmp_path):
+    import warnings
+
+    unet, info = run
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # TorchScript / the TorchScript ONNX exporter would warn
+        warnings.simplefilter("error", FutureWarning)
+        assert main(["export", str(tmp_path / "ft"), "--format", "torch-export", "--out", str(tmp_path / "m")]) == 0
+    program = torch.export.load(str(tmp_path / "m.pt2")).module()
+    for shape in [(2, 3, 16, 16), (1, 3, 24, 32), (5, 3, 32, 16)]:  # batch and spatial sizes stay symbolic
         x = torch.rand(*shape)
         with torch.no_grad():
-            torch.testing.assert_close(ts(x), unet(x), atol=1e-4, rtol=0)
+            torch.testing.assert_close(program(x), unet(x), atol=1e-4, rtol=0)
+    extra = {"localdisc.json": ""}
+    torch.export.load(str(tmp_path / "m.pt2"), extra_files=extra)
+    assert json.loads(extra["localdisc.json"])["num_classes"] == info["num_classes"]
 
 
 def test_onnx_matches_pytorch(run, tmp_path):
     pytest.importorskip("onnx", reason="the 'export' extra is not installed: pip install -e '.[export]'")
     pytest.importorskip("onnxruntime", reason="the 'export' extra is not installed: pip install -e '.[export]'")
+    pytest.importorskip("onnxscript", reason="the 'export' extra is not installed: pip install -e '.[export]'")
     from localdisc.export.onnx import run_onnx
 
     unet, _ = run
@@ -72,7 +81,7 @@ def test_safetensors_export_uses_best_weights(run, tmp_path):
     assert set(w) == set(unet.state_dict())
     assert all(torch.equal(w[k], v) for k, v in unet.state_dict().items())
     assert json.loads((tmp_path / "w.json").read_text())["num_classes"] == info["num_classes"]
-    assert main(["export", str(tmp_path / "ft"), "--format", "safetensors", "--weights", "last", "--out", str(tmp_path / "l")]) == 0
+    assert main(["export", str(tmp_path / "ft"), "--format", "safetensors", "--checkpoint", "last", "--out", str(tmp_path / "l")]) == 0
     last = load_weights(tmp_path / "l.safetensors")
     k = "seg_head.weight"
     assert torch.equal(last[k], unet.state_dict()[k] + 1)
@@ -109,14 +118,13 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     assert "no such run folder" in capsys.readouterr().err
     (tmp_path / "pre").mkdir()
     save_backbone(UNet(UNetConfig(encoder_channels=(4, 8), decoder_channels=(4,))), tmp_path / "pre", "simclr")
-    assert main(["export", str(tmp_path / "pre"), "--format", "torchscript", "--out", str(tmp_path / "x")]) == 2
+    assert main(["export", str(tmp_path / "pre"), "--format", "torch-export", "--out", str(tmp_path / "x")]) == 2
     assert "only --format encoder applies" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["export", str(tmp_path / "pre"), "--format", "tflite", "--out", str(tmp_path / "x")])
+    assert main(["export", str(tmp_path / "pre"), "--format", "tflite", "--out", str(tmp_path / "x")]) == 2
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
 
 
-def test_3d_model_exports_to_torchscript_but_not_bundle(tmp_path):
-    from localdisc.errors import ConfigError
+def test_3d_model_exports_to_torch_export(tmp_path):
     from localdisc.export import export_run
 
     torch.manual_seed(0)
@@ -126,9 +134,8 @@ def test_3d_model_exports_to_torchscript_but_not_bundle(tmp_path):
     run.mkdir()
     save_weights(unet.state_dict(), run / "best.safetensors")
     (run / "model.json").write_text(json.dumps({"unet": asdict(cfg), "num_classes": 2, "image_size": [8, 8, 8], "in_channels": 1}))
-    path = export_run(run, "torchscript", tmp_path / "m3.ts")
+    path = export_run(run, "torch-export", tmp_path / "m3")
+    assert path.suffix == ".pt2"
     x = torch.rand(1, 1, 8, 8, 8)
     with torch.no_grad():
-        torch.testing.assert_close(torch.jit.load(str(path))(x), unet(x), atol=1e-4, rtol=0)
-    with pytest.raises(ConfigError, match="2D models only"):
-        export_run(run, "monai-bundle", tmp_path / "b")
+        torch.testing.assert_close(torch.export.load(str(path)).module()(x), unet(x), atol=1e-4, rtol=0)

@@ -86,7 +86,10 @@ def test_save_pictures(tmp_path):
     with torch.no_grad():
         m.save_pictures(torch.rand(3, 1, 16, 16), tmp_path)
     img = np.asarray(Image.open(tmp_path / "embeddings.png"))
-    assert img.shape == (3 * 16 + 2 * 4, 3 * 16 + 2 * 4, 3)
+    side = 160  # 16-pixel tiles enlarged 10x so that the column titles fit
+    assert img.shape == (28 + 3 * side + 2 * 4, 3 * side + 2 * 4, 3)
+    for j in range(3):  # a title over every column: input | embedding | clusters
+        assert (img[:28, j * (side + 4) : j * (side + 4) + side] < 128).any()
 
 
 def write_pngs(folder: Path, n: int = 4, size: int = 32) -> Path:

@@ -64,7 +64,11 @@ def test_evaluate_end_to_end_original_resolution(tmp_path):
     for sid, size in (("c4", sizes[4]), ("c5", sizes[5])):
         pred = np.asarray(Image.open(tmp_path / "ev" / "predictions" / f"{sid}.png"))
         assert pred.shape == size and set(np.unique(pred)) <= {0, 255}  # original size, binary PNG
-        assert (tmp_path / "ev" / "overlays" / f"{sid}.png").is_file()
+    # overlays: the worst and the best image by Dice (two images: the median is one of them), named by case
+    cases = json.loads((tmp_path / "ev" / "overlays" / "cases.json").read_text())
+    by_dice = sorted(rows, key=lambda r: float(r["dice_mean"]))
+    assert [c["id"] for c in cases] == [by_dice[0]["id"], by_dice[-1]["id"]] or float(by_dice[0]["dice_mean"]) == float(by_dice[-1]["dice_mean"])
+    assert cases[0]["case"] == "worst" and all((tmp_path / "ev" / "overlays" / c["file"]).is_file() for c in cases)
     on_disk = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert on_disk["metrics"]["dice_class1"]["n"] == 2
     # mean in summary == mean of the per-image rows
@@ -82,3 +86,15 @@ def test_evaluate_vessel_and_3d(tmp_path):
     pred = next((run3 / "eval-test" / "predictions").glob("*.nii.gz"))
     assert nib.load(str(pred)).shape == (16, 16, 16)
     assert {"dice_tube", "dice_blob"} <= set(s3["metrics"])
+
+
+def test_overlay_cases_are_worst_median_best_then_spread():
+    from localdisc.tasks.evaluate import overlay_cases
+
+    dice = [0.5, 0.9, 0.1, 0.7, float("nan"), 0.3]
+    assert overlay_cases(dice, 3) == [(2, "worst"), (0, "median"), (1, "best")]  # NaN never drawn as a case
+    assert overlay_cases(dice[:2], 3) == [(0, "worst"), (1, "best")]
+    ranked = overlay_cases(list(range(60)), 7)
+    assert ranked[:3] == [(0, "worst"), (30, "median"), (59, "best")]
+    assert len({i for i, _ in ranked}) == 7 and all(case.startswith("rank") for _, case in ranked[3:])
+    assert overlay_cases(dice, 0) == []

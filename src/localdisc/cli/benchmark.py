@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .main import add_command
+
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "benchmark",
-        help="transfer benchmark: pretrain each method, fine-tune per label budget and seed, evaluate on test, report",
+    p = add_command(sub, "benchmark",
         description="Run a benchmark described by a YAML file (see configs/*.yaml): pretraining once per (method, seed) "
         "on the training images, fine-tuning per (method, budget, seed) with identical splits and budgets, evaluation on "
         "the test split. Finished cells are reused, so an interrupted benchmark continues where it stopped. Writes "

@@ -15,7 +15,7 @@ import argparse
 import math
 import time
 from pathlib import Path
-from .main import HelpFormatter
+from .main import HelpFormatter, add_command
 
 SETTINGS = {  # quick: smoke test; full: a few minutes on a laptop CPU
     "quick": dict(images=10, size=64, pretrain_steps=4, finetune_steps=16, batch=2, widths=((8, 16, 16, 32), (16, 16, 8)), eval_every=8),
@@ -25,9 +25,7 @@ SETTINGS = {  # quick: smoke test; full: a few minutes on a laptop CPU
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="end-to-end demo on synthetic fundus images: LD pretraining, fine-tuning with 4 labels, evaluation",
+    p = add_command(sub, "demo",
         description=__doc__.split("\n\n")[0],
         formatter_class=HelpFormatter,
     )

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import argparse
-from .main import HelpFormatter
+from .main import HelpFormatter, add_command
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="score a fine-tuned run (Dice, IoU, HD95; AUC/accuracy for vessels) and draw overlays",
+    p = add_command(sub, "evaluate",
         description="Predict every image of a split at the run's image size, resample to the original size and "
         "score there. Writes per_image.csv, summary.json, predictions/ and overlays/.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("run_dir", metavar="RUN", help="folder of a finished `localdisc finetune` run")
     p.add_argument("--data", default=None, help="data spec (default: the data the run was trained on)")
-    p.add_argument("--split", default="test", help="train | val | test | all (splits are rebuilt with the run's seeds)")
+    p.add_argument("--split", choices=["train", "val", "test", "all"], default="test", help="which images to score (splits are rebuilt with the run's seeds)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/eval-SPLIT)")
-    p.add_argument("--checkpoint", default="best", help="best (validation-selected) | last")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="best (the best validation Dice) or last (the final step)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.add_argument("--max-overlays", type=int, default=100, help="draw overlays for at most N images (0 = none)")
     p.set_defaults(func=run)
 

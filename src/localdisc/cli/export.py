@@ -5,31 +5,30 @@ from __future__ import annotations
 import argparse
 
 from ..export import FORMATS
-from .main import HelpFormatter
+from .main import HelpFormatter, add_command
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a fine-tuned network (TorchScript, ONNX, safetensors, MONAI bundle) or a pretrained encoder",
+    p = add_command(sub, "export",
         description=(
-            "Export a finished run. Fine-tuning runs: torchscript | onnx | safetensors | monai-bundle (2D) | encoder. "
-            "Pretraining runs: encoder (encoder.* weights + JSON config, for transfer). TorchScript/ONNX are "
+            "Export a finished run. Fine-tuning runs: torch-export (a torch.export program, .pt2; load it with "
+            "torch.export.load(PATH).module()) | onnx | safetensors | monai-bundle | encoder. "
+            "Pretraining runs: encoder (encoder.* weights + JSON config, for transfer). torch-export/ONNX files are "
             "checked against PyTorch on a random input."
         ),
         formatter_class=HelpFormatter,
     )
     p.add_argument("run_dir", metavar="RUN", help="run folder of `localdisc finetune` (model.json) or `localdisc pretrain` (backbone.json)")
     p.add_argument("--format", dest="fmt", choices=FORMATS, required=True, help="what to write")
-    p.add_argument("--out", required=True, help="output file (.ts/.onnx/.safetensors; the suffix is added when missing) or folder (monai-bundle)")
-    p.add_argument("--weights", default="best", help="fine-tuning runs: best (best validation Dice) | last | a file name in RUN")
-    p.add_argument("--no-check", dest="check", action="store_false", help="skip comparing TorchScript/ONNX outputs with PyTorch")
+    p.add_argument("--out", required=True, help="output file (.pt2/.onnx/.safetensors; the suffix is added when missing) or folder (monai-bundle)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="fine-tuning runs: best (the best validation Dice) or last (the final step)")
+    p.add_argument("--no-check", dest="check", action="store_false", help="skip comparing the torch-export/ONNX outputs with PyTorch")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export_run
 
-    path = export_run(args.run_dir, args.fmt, args.out, which=args.weights, check=args.check)
+    path = export_run(args.run_dir, args.fmt, args.out, which=args.checkpoint, check=args.check)
     print(f"exported {args.fmt}: {path}")
     return 0

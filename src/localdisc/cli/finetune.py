@@ -6,23 +6,25 @@ import argparse
 
 from ..config import add_dataclass_args, config_from_args
 from ..train.finetune import FinetuneConfig, finetune
-from .main import HelpFormatter
+from .main import HelpFormatter, add_command, require
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "finetune",
-        help="supervised segmentation training (random init or --init a pretraining run), with label budgets",
+    p = add_command(sub, "finetune",
         description="Fine-tune a U-Net on labeled images. Validation is carved from the training split; "
-        "the best validation Dice is kept as best.safetensors. Evaluate with `localdisc evaluate RUN`.",
+        "the best validation Dice is kept as best.safetensors. Evaluate with `localdisc evaluate RUN`. "
+        "--data and --out are required (from the command line or --config).",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--config", help="YAML/JSON file with options (command-line options override it)")
-    add_dataclass_args(p, FinetuneConfig)
+    add_dataclass_args(p, FinetuneConfig, required=("data", "out"))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import load_config_file
+
+    require(args, load_config_file(args.config) if args.config else {}, "data", "out")
     cfg = config_from_args(FinetuneConfig, args, args.config)
     out = finetune(cfg)
     print(f"fine-tuning finished: {out}  (evaluate with: localdisc evaluate {out})")

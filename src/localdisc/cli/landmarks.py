@@ -1,6 +1,6 @@
 """``localdisc landmarks``: one-shot landmark localization from ONE annotated support image.
 
-    localdisc landmarks --run RUN --support IMAGE --points points.json --queries SPEC --out DIR
+    localdisc landmarks RUN --support IMAGE --points points.json --queries DATA --out DIR
 
 Writes DIR/predictions.csv, DIR/predictions.json, DIR/metrics.json (when ground truth is
 known: from --truth or from the data layout, e.g. synthetic-fundus) and DIR/overlays/*.png.
@@ -21,15 +21,15 @@ from ..data.sources import resolve_source, select_split
 from ..errors import ConfigError, DataError
 from ..utils import safe_name
 
+from .main import add_command
+
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "landmarks",
-        help="one-shot landmark localization with a pretrained LD model",
+    p = add_command(sub, "landmarks",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--run", required=True, help="pretraining run folder (LD or ld-shape) providing pixel embeddings")
+    p.add_argument("run_dir", metavar="RUN", help="pretraining run folder (ld or ld-shape) providing pixel embeddings")
     p.add_argument("--support", required=True, help="the annotated support image: a file, or a sample id of --queries")
     p.add_argument("--points", default=None, help="support landmarks: JSON {name: [row, col(, ...)]} or CSV name,row,col; default: the support sample's own landmarks (synthetic data)")
     p.add_argument("--queries", required=True, help="query images: folder, manifest CSV or layout spec (e.g. synthetic-fundus:20, cxr:/path)")
@@ -38,11 +38,11 @@ def register(sub) -> None:
     p.add_argument("--sigma", type=float, nargs="+", default=[2.0, 4.0, 8.0], help="Gaussian widths (model-grid pixels) of center-sensitive pooling, averaged (default: 2 4 8)")
     p.add_argument("--search-radius", type=float, default=0.0, help="restrict each prediction to this fraction of the image size around the support's relative position (for roughly aligned scans, e.g. 0.25); 0 = search the whole image")
     p.add_argument("--spacing", type=float, nargs="*", default=None, help="mm per pixel (row col[ ...]) to also report errors in mm; default: the images' own spacing if known")
-    p.add_argument("--split", default="all", help="use query samples of this split (plus unassigned); default all")
-    p.add_argument("--max-queries", type=int, default=0, help="use at most N query images (0 = all)")
-    p.add_argument("--overlays", type=int, default=16, help="write overlay PNGs for the first N queries")
+    p.add_argument("--split", choices=["train", "val", "test", "all"], default="all", help="use query samples of this split (plus those without one) (default: all)")
+    p.add_argument("--max-images", type=int, default=0, help="use at most N query images (0 = all)")
+    p.add_argument("--max-overlays", type=int, default=16, help="write overlay pictures for at most N queries (0 = none) (default: 16)")
     p.add_argument("--batch-size", type=int, default=4, help="query images per forward pass")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.set_defaults(func=run)
 
 
@@ -122,14 +122,14 @@ def run(args: argparse.Namespace) -> int:
     from ..tasks.discover import load_run_model
     from ..tasks.landmarks import OneShotLocator, radial_errors, summarize_errors
 
-    model = load_run_model(args.run, args.device)
+    model = load_run_model(args.run_dir, args.device)
     if not hasattr(model.method, "embed"):
-        raise ConfigError(f"{args.run}: method {type(model.method).__name__} has no pixel embeddings (use an LD run)")
+        raise ConfigError(f"{args.run_dir}: method {type(model.method).__name__} has no pixel embeddings (use an LD run)")
     queries = select_split(resolve_source(args.queries), args.split)
     support = _support(args.support, queries)
     queries = [s for s in queries if s.image != support.image]
-    if args.max_queries:
-        queries = queries[: args.max_queries]
+    if args.max_images:
+        queries = queries[: args.max_images]
     if not queries:
         raise DataError(f"{args.queries}: no query images besides the support")
     points = read_points(args.points) if args.points else dict(support.landmarks or {})
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
                         row["error_mm"] = round(em, 3)
                         errs_mm[n].append(em)
                 rows.append(row)
-            if i + j < args.overlays:
+            if i + j < args.max_overlays:
                 draw_overlay(img, {n: pred.points[k] for k, n in enumerate(names)}, t, out / "overlays" / f"{i + j:04d}_{safe_name(s.id)}.png")
 
     keys: list[str] = []
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         w.writeheader()
         w.writerows(rows)
     (out / "predictions.json").write_text(json.dumps({"support": support.image, "support_points": points, "predictions": preds_json}, indent=1))
-    metrics = {"run": str(args.run), "support": support.image, "num_queries": len(queries), "sigmas": args.sigma, "search_radius": args.search_radius, "model_size": list(model.size)}
+    metrics = {"run": str(args.run_dir), "support": support.image, "num_queries": len(queries), "sigmas": args.sigma, "search_radius": args.search_radius, "model_size": list(model.size)}
     (out / "config.json").write_text(json.dumps({**vars(args), **metrics}, indent=2, default=str))  # the resolved settings, with or without truth
     all_e = [e for n in names for e in errs[n]]
     if all_e:

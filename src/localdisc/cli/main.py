@@ -1,6 +1,8 @@
 """``localdisc`` entry point. Each subcommand lives in its own module under ``cli/`` and
 provides ``register(subparsers)`` (adds its parser, with help for every option) and
-``run(args)``. Errors a user can fix print one clear line and exit with status 2.
+``run(args)``. Only the module of the command being run is imported (torch takes seconds to
+import; ``localdisc --help`` needs none of it). Errors a user can fix print one clear line and
+exit with status 2.
 """
 
 from __future__ import annotations
@@ -9,30 +11,49 @@ import argparse
 import importlib
 import sys
 
-from ..errors import LocaldiscError
+from ..errors import ConfigError, LocaldiscError
 
-# subcommand -> module (imported when the parser is built; each is small)
-SUBCOMMANDS: dict[str, str] = {
-    "pretrain": "localdisc.cli.pretrain",
-    "pseudo-classes": "localdisc.cli.pseudo_classes",
-    "simulate-shapes": "localdisc.cli.simulate",
-    "finetune": "localdisc.cli.finetune",
-    "evaluate": "localdisc.cli.evaluate",
-    "benchmark": "localdisc.cli.benchmark",
-    "demo": "localdisc.cli.demo",
-    "landmarks": "localdisc.cli.landmarks",
-    "discover": "localdisc.cli.discover",
-    "export": "localdisc.cli.export",
+# subcommand -> (module, one-line help for `localdisc --help`)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("localdisc.cli.demo", "the whole pipeline on built-in synthetic fundus images: pretrain, fine-tune with few labels, compare with random init"),
+    "pretrain": ("localdisc.cli.pretrain", "self-supervised pretraining of the U-Net on unlabeled images"),
+    "finetune": ("localdisc.cli.finetune", "supervised segmentation training (random init or --init a pretraining run), with label budgets"),
+    "evaluate": ("localdisc.cli.evaluate", "score a fine-tuned run (Dice, IoU, HD95; AUC/accuracy for vessels) and draw overlays"),
+    "benchmark": ("localdisc.cli.benchmark", "pretraining methods against random init over label budgets and seeds, with statistics and a report"),
+    "landmarks": ("localdisc.cli.landmarks", "one-shot landmark localization with a pretrained LD run"),
+    "discover": ("localdisc.cli.discover", "structures without labels: cluster maps, shape-guided discovery"),
+    "export": ("localdisc.cli.export", "export a fine-tuned network (torch.export, ONNX, safetensors, MONAI bundle) or a pretrained encoder"),
+    "pseudo-classes": ("localdisc.cli.pseudo_classes", "work with the pseudo-classes of a cluster-contrast pretraining run"),
+    "simulate-shapes": ("localdisc.cli.simulate", "write synthetic shape masks (vessels, discs, lungs, 3D tubes) for shape-guided discovery"),
 }
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows "(default: X)" only where it informs: not for flags, required or empty options."""
+    """Shows "(default: X)" only where it informs (not for flags, required or empty options),
+    lists as typed (``256 256``)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.required or action.default in (None, argparse.SUPPRESS) or isinstance(action.const, bool) and action.nargs == 0:
-            return action.help or ""
-        return super()._get_help_string(action)
+        text = action.help or ""
+        if action.required or action.default in (None, argparse.SUPPRESS, "", [], ()) or isinstance(action.const, bool) and action.nargs == 0:
+            return text
+        if "(default:" in text:
+            return text
+        shown = " ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
+def add_command(sub, name: str, **kw) -> argparse.ArgumentParser:
+    """The parser of subcommand ``name``, with its one-line help from :data:`SUBCOMMANDS`."""
+    kw.setdefault("formatter_class", HelpFormatter)
+    return sub.add_parser(name, help=SUBCOMMANDS[name][1], **kw)
+
+
+def require(args: argparse.Namespace, file_opts: dict, *names: str) -> None:
+    """Options a real run must name (given on the command line or in --config)."""
+    missing = [n for n in names if n not in vars(args) and not file_opts.get(n)]
+    if missing:
+        flags = " and ".join("--" + n.replace("_", "-") for n in missing)
+        raise ConfigError(f"{flags} {'is' if len(missing) == 1 else 'are'} required (on the command line or in --config); `localdisc demo` runs on built-in example images")
 
 
 # The argv being parsed: subcommands whose options depend on another option (pretrain's
@@ -55,8 +76,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--max-voxels", type=float, default=None, metavar="N",
                         help="the same for volumes (default 512^3, or LOCALDISC_MAX_VOXELS)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in SUBCOMMANDS.items():
-        importlib.import_module(module).register(sub)
+    chosen = next((a for a in CURRENT_ARGV if a in SUBCOMMANDS), None)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        if name == chosen:
+            importlib.import_module(module).register(sub)
+        else:  # listed in `localdisc --help`; its module is imported only when it runs
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
@@ -87,8 +112,11 @@ def _one_line(e: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:  # usage errors and --help end here with argparse's exit status (2 / 0), as a return value
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..config import add_dataclass_args, build_config, config_from_args, load_config_file
+from ..errors import ConfigError
 from ..methods import METHODS, get_method
-from ..train.pretrain import PretrainConfig, pretrain
-from .main import HelpFormatter
+from ..train.pretrain import PretrainConfig
+from .main import HelpFormatter, add_command, require
 
 
 def _method_name(argv: list[str]) -> str:
@@ -18,23 +20,31 @@ def _method_name(argv: list[str]) -> str:
     if known.method:
         return known.method
     if known.config:
-        return str(load_config_file(known.config).get("method", "ld"))
+        try:
+            return str(load_config_file(known.config).get("method", "ld"))
+        except ConfigError:
+            return "ld"  # the run reports the unreadable file itself
     return "ld"
 
 
 def register(sub) -> None:
     from .main import CURRENT_ARGV
 
-    argv = CURRENT_ARGV
-    method = _method_name(argv) if "pretrain" in argv else "ld"
-    p = sub.add_parser(
+    method = _method_name(CURRENT_ARGV)
+    if method not in METHODS and any(a in ("-h", "--help") for a in CURRENT_ARGV):
+        # argparse would print the help without the method's options and not say why
+        print(f"localdisc pretrain: error: unknown method {method!r}; valid: {', '.join(METHODS)}", file=sys.stderr)
+        sys.exit(2)
+    p = add_command(
+        sub,
         "pretrain",
-        help="self-supervised pretraining of the U-Net on unlabeled images",
-        description=f"Pretrain a U-Net without labels. Methods: {', '.join(sorted(METHODS))}. Method options below are for --method {method} (pass --method X --help for another).",
+        description=f"Pretrain a U-Net without labels. Methods: {', '.join(METHODS)}. The options of --method {method} "
+        "are listed at the end (`localdisc pretrain --method NAME --help` lists another method's). --data and --out "
+        "are required (from the command line or --config); `localdisc demo` runs on built-in example images.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--config", help="YAML/JSON file with options (command-line options override it)")
-    add_dataclass_args(p, PretrainConfig)
+    p.add_argument("--config", help="YAML/JSON file with options, e.g. the config.yaml of an earlier run (command-line options override it)")
+    add_dataclass_args(p, PretrainConfig, required=("data", "out"))
     if method in METHODS:
         g = p.add_argument_group(f"options of --method {method}")
         add_dataclass_args(g, get_method(method).Config)
@@ -42,11 +52,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    file_opts = load_config_file(args.config) if args.config else {}
+    require(args, file_opts, "data", "out")
     cfg = config_from_args(PretrainConfig, args, args.config)
     method_cls = get_method(cfg.method)
-    file_opts = load_config_file(args.config) if args.config else {}
     names = {f for f in method_cls.Config.__dataclass_fields__}
-    mcfg = build_config(method_cls.Config, {k: v for k, v in (file_opts.get("method_config") or {}).items()}, {k: v for k, v in vars(args).items() if k in names})
+    mcfg = build_config(method_cls.Config, file_opts.get("method_config") or {}, {k: v for k, v in vars(args).items() if k in names})
     out = method_cls.run_schedule(cfg, mcfg)
     print(f"pretraining finished: {out}")
     return 0
+

@@ -1,16 +1,14 @@
-"""``localdisc pseudo-classes assign RUN --data SPEC --out CSV``: give new images the pseudo-class
+"""``localdisc pseudo-classes assign RUN --data DATA --out CSV``: give new images the pseudo-class
 of a cluster-guided contrastive pretraining run (nearest centroid in the run's feature space)."""
 
 from __future__ import annotations
 
 import argparse
-from .main import HelpFormatter
+from .main import HelpFormatter, add_command
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "pseudo-classes",
-        help="work with the pseudo-classes of a cluster-contrast pretraining run",
+    p = add_command(sub, "pseudo-classes",
         description="Pseudo-classes of `localdisc pretrain --method cluster-contrast` runs "
         "(RUN/pseudo_classes.csv, .json and the feature network's weights).",
         formatter_class=HelpFormatter,
@@ -27,7 +25,7 @@ def register(sub) -> None:
     a.add_argument("run_dir", metavar="RUN", help="folder of a cluster-contrast pretraining run")
     a.add_argument("--data", required=True, help="images to assign: folder, manifest CSV or layout spec")
     a.add_argument("--out", required=True, help="CSV file to write")
-    a.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    a.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     a.add_argument("--batch-size", type=int, default=16, help="images per batch")
     a.set_defaults(func=run)
 

@@ -8,7 +8,7 @@ import time
 
 from ..data.shapes import KINDS, write_priors
 from ..errors import ConfigError
-from .main import HelpFormatter
+from .main import HelpFormatter, add_command
 
 # option -> (keyword of the shape function, kinds it applies to)
 _KNOBS = {
@@ -27,9 +27,7 @@ _KNOBS = {
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "simulate-shapes",
-        help="write simulated masks (vessel trees, fundus vasculature, lungs, optic discs, 3D tubes) as a shape-prior folder",
+    p = add_command(sub, "simulate-shapes",
         description="Simulate random anatomical masks and write them as 0/255 PNG files (tubes3d: .nii.gz). "
         "Mask i depends only on (--seed, i). Knob options left out keep the simulator's defaults. "
         "Kinds: vessels (generic branching trees over the whole image), retina (the vessel arcades of a whole "
@@ -38,8 +36,8 @@ def register(sub) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--kind", choices=KINDS, default="vessels", help="shape family to simulate")
-    p.add_argument("--n", type=int, default=200, help="number of masks to write")
-    p.add_argument("--size", type=int, nargs="+", default=[256, 256], help="mask size: H W (or D H W for tubes3d)")
+    p.add_argument("--num-images", type=int, default=200, help="number of masks to write")
+    p.add_argument("--image-size", type=int, nargs="+", default=[256, 256], metavar="N", help="mask size: H W (or D H W for tubes3d)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     g = p.add_argument_group("shape knobs (default: the simulator's own)")
@@ -59,10 +57,10 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     want = 3 if args.kind == "tubes3d" else 2
-    if len(args.size) != want:
-        raise ConfigError(f"--size needs {want} numbers for --kind {args.kind}, got {args.size}")
-    if args.n < 1:
-        raise ConfigError(f"--n must be at least 1, got {args.n}")
+    if len(args.image_size) != want:
+        raise ConfigError(f"--image-size needs {want} numbers for --kind {args.kind}, got {len(args.image_size)}")
+    if args.num_images < 1:
+        raise ConfigError(f"--num-images must be at least 1, got {args.num_images}")
     knobs = {}
     for opt, (kw, kinds) in _KNOBS.items():
         val = getattr(args, opt)
@@ -72,6 +70,6 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{opt.replace('_', '-')} does not apply to --kind {args.kind} (only to {', '.join(kinds)})")
         knobs[kw] = tuple(val) if isinstance(val, list) else val
     t0 = time.perf_counter()
-    paths = write_priors(args.kind, args.n, tuple(args.size), args.out, args.seed, **knobs)
+    paths = write_priors(args.kind, args.num_images, tuple(args.image_size), args.out, args.seed, **knobs)
     print(f"wrote {len(paths)} {args.kind} masks to {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0

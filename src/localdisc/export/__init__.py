@@ -1,15 +1,16 @@
-"""Export a finished run for deployment: TorchScript, ONNX, safetensors, MONAI bundle, encoder.
+"""Export a finished run for deployment: torch.export program, ONNX, safetensors, MONAI bundle, encoder.
 
 ``export_run(run_dir, fmt, out)``:
 
 - fine-tuning runs (``model.json`` + ``best.safetensors``/``model.safetensors``, see
   :func:`localdisc.train.finetune.load_finetuned`) export the whole segmentation network
-  (input (B, C, *image_size) in [0, 1] -> logits (B, num_classes, *S)) as ``torchscript``,
-  ``onnx``, ``safetensors`` (weights + JSON config) or ``monai-bundle`` (2D);
+  (input (B, C, *image_size) in [0, 1] -> logits (B, num_classes, *S)) as ``torch-export``
+  (``.pt2``), ``onnx`` (dynamo exporter), ``safetensors`` (weights + JSON config) or
+  ``monai-bundle``;
 - pretraining runs (``backbone.safetensors`` + ``backbone.json``) and fine-tuning runs export
   the ``encoder`` alone (``encoder.*`` tensors + JSON with the UNetConfig) for transfer.
 
-TorchScript and ONNX exports are checked against the PyTorch model on a random input; a
+torch.export and ONNX exports are checked against the PyTorch model on a random input; a
 mismatch raises instead of writing a silently wrong file.
 """
 
@@ -24,7 +25,7 @@ import torch
 
 from ..errors import ConfigError
 
-FORMATS = ("torchscript", "onnx", "safetensors", "monai-bundle", "encoder")
+FORMATS = ("torch-export", "onnx", "safetensors", "monai-bundle", "encoder")
 
 
 def is_finetune_run(run_dir: Path) -> bool:
@@ -46,9 +47,9 @@ def load_segmenter(run_dir: str | Path, which: str = "best") -> tuple[torch.nn.M
     return model.float().eval(), info
 
 
-def example_input(info: dict[str, Any], batch: int = 1, seed: int = 0) -> torch.Tensor:
-    """Random (batch, C, *image_size) input in [0, 1] (export tracing and checks)."""
-    size = tuple(int(s) for s in info["image_size"])
+def example_input(info: dict[str, Any], batch: int = 1, seed: int = 0, scale: int = 1) -> torch.Tensor:
+    """Random (batch, C, *image_size * scale) input in [0, 1] (export and its checks)."""
+    size = tuple(int(s) * scale for s in info["image_size"])
     channels = int(info.get("in_channels") or info["unet"]["in_channels"])
     return torch.rand(batch, channels, *size, generator=torch.Generator().manual_seed(seed))
 
@@ -84,10 +85,10 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, which: str = "bes
     if fmt == "encoder":
         return export_encoder(run_dir, out)
     model, info = load_segmenter(run_dir, which)
-    if fmt == "torchscript":
-        from .torchscript import to_torchscript
+    if fmt == "torch-export":
+        from .torch_export import to_torch_export
 
-        return to_torchscript(model, info, _with_suffix(out, ".ts"), check=check)
+        return to_torch_export(model, info, _with_suffix(out, ".pt2"), check=check)
     if fmt == "onnx":
         from .onnx import to_onnx
 

@@ -1,9 +1,9 @@
-"""MONAI bundle export (2D): ``configs/metadata.json``, ``configs/inference.json``, ``models/model.ts``.
+"""MONAI bundle export (2D): ``configs/metadata.json``, ``configs/inference.json``, ``models/model.pt2``.
 
 The inference config reproduces localdisc's own prediction path (``tasks/evaluate.py``):
 read the image (8/16-bit PNG/JPEG/TIFF/BMP), scale to [0, 1] by bit depth, drop alpha, convert
 RGB->luminance or gray->RGB to the trained channel count, resize to the training size with
-antialiased bilinear interpolation, run the TorchScript network (sliding window with Gaussian
+antialiased bilinear interpolation, run the network (a ``torch.export`` program) (sliding window with Gaussian
 blending when the run used patches), softmax, resize the probabilities back bilinearly,
 argmax, and save one PNG of class indices per image (``NAME_seg.png``). Run it with::
 
@@ -51,7 +51,7 @@ def inference_config(info: dict[str, Any]) -> dict[str, Any]:
         "channels": channels,
         "extensions": list(EXTS),
         "datalist": "$[{'image': f, 'name': os.path.splitext(os.path.basename(f))[0]} for f in sorted(glob.glob(os.path.join(@dataset_dir, '*'))) if f.lower().endswith(tuple(@extensions))]",
-        "network": "$torch.jit.load(os.path.join(@bundle_root, 'models', 'model.ts'), map_location=@device).eval()",
+        "network": "$torch.export.load(os.path.join(@bundle_root, 'models', 'model.pt2')).module().to(@device)",
         "preprocessing": {
             "_target_": "Compose",
             "transforms": [
@@ -105,14 +105,14 @@ def metadata(info: dict[str, Any]) -> dict[str, Any]:
 def write_bundle(model: torch.nn.Module, info: dict[str, Any], folder: Path, check: bool = True) -> Path:
     """Write the bundle folder; returns it."""
     from ..train.checkpoint import atomic_write_text
-    from .torchscript import to_torchscript
+    from .torch_export import to_torch_export
 
     if len(info["image_size"]) != 2:
         raise ConfigError("monai-bundle export supports 2D models only; export 3D models with --format torchscript or onnx")
     folder = Path(folder)
     (folder / "configs").mkdir(parents=True, exist_ok=True)
     (folder / "models").mkdir(exist_ok=True)
-    to_torchscript(model, info, folder / "models" / "model.ts", check=check)
+    to_torch_export(model, info, folder / "models" / "model.pt2", check=check)
     atomic_write_text(folder / "configs" / "inference.json", json.dumps(inference_config(info), indent=2))
     atomic_write_text(folder / "configs" / "metadata.json", json.dumps(metadata(info), indent=2))
     readme = "Run: python -m monai.bundle run --config_file configs/inference.json --meta_file configs/metadata.json --bundle_root . --dataset_dir IMAGES --output_dir OUT\n"

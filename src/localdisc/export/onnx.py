@@ -1,11 +1,12 @@
-"""ONNX export (TorchScript-based exporter; batch and spatial axes dynamic).
+"""ONNX export with torch's dynamo exporter (``torch.onnx.export(..., dynamo=True)``, built on
+``torch.export``); batch and spatial axes dynamic.
 
-``onnx``/``onnxruntime`` are optional: imported only here, with a clear error when absent.
+``onnx``/``onnxscript``/``onnxruntime`` are optional (the ``export`` extra): imported only here,
+with a clear error when absent.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,32 +15,32 @@ import torch
 
 from ..errors import ConfigError
 
-OPSET = 17
+OPSET = 18  # the dynamo exporter's lowest supported opset
 
 
 def to_onnx(model: torch.nn.Module, info: dict[str, Any], path: Path, check: bool = True) -> Path:
     """Write ``path`` (.onnx): input "image" (B, C, *S) float32 -> output "logits" (B, K, *S)."""
     from . import example_input
 
+    from .torch_export import check_close, dynamic_shapes
+
     try:
         import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
     except ImportError as e:
-        raise ConfigError("ONNX export needs the `onnx` package (pip install onnx onnxruntime)") from e
+        raise ConfigError("ONNX export needs the `onnx` and `onnxscript` packages (pip install 'localdisc[export]')") from e
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    spatial = {i + 2: f"s{i}" for i in range(len(info["image_size"]))}
-    axes = {"image": {0: "batch", **spatial}, "logits": {0: "batch", **spatial}}
     tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about python-side shape checks
-        torch.onnx.export(model.eval(), (example_input(info),), str(tmp), dynamo=False, input_names=["image"], output_names=["logits"], dynamic_axes=axes, opset_version=OPSET)
+    example = example_input(info, batch=2)  # batch 1 would fix the batch axis to 1
+    model = model.eval().requires_grad_(False)
+    torch.onnx.export(model, (example,), str(tmp), dynamo=True, verbose=False, input_names=["image"], output_names=["logits"],
+                      dynamic_shapes=dynamic_shapes(example), opset_version=OPSET, external_data=False)
     if check:
-        x = example_input(info, batch=2, seed=1)
-        got = run_onnx(tmp, x)
-        with torch.no_grad():
-            from .torchscript import check_close
-
-            check_close(str(path), torch.from_numpy(got), model(x))
+        for x in (example_input(info, batch=3, seed=1), example_input(info, batch=1, seed=2, scale=2)):
+            got = run_onnx(tmp, x)
+            with torch.no_grad():
+                check_close(str(path), torch.from_numpy(got), model(x))
     tmp.replace(path)
     return path
 

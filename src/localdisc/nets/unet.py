@@ -57,7 +57,7 @@ class UNetConfig:
     in_channels: int = field(1, "input channels (1 for X-ray/CT/MRI, 3 for fundus/dermoscopy)")
     encoder_channels: tuple[int, ...] = field((16, 32, 64, 128, 128), "encoder widths, one per scale")
     decoder_channels: tuple[int, ...] = field((128, 64, 32, 32), "decoder widths, deepest first; the last is the trunk")
-    norm: str = field("batch", "normalization layer: batch | instance | group")
+    norm: str = field("batch", "normalization layer", choices=("batch", "instance", "group"))
     uafs_stages: tuple[int, ...] = field((), "decoder stages (0 = deepest) followed by a UAFS block")
 
     def __post_init__(self) -> None:

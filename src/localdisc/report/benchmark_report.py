@@ -1,4 +1,4 @@
-"""Benchmark outputs (SPEC sections 7 and 8), made from the finished cells of
+"""Benchmark outputs, made from the finished cells of
 :mod:`localdisc.tasks.benchmark` (each cell's summary.json and eval-test/per_image.csv).
 
 ``write_outputs`` writes into the benchmark folder: results.csv (test means per method/budget/
@@ -104,10 +104,19 @@ def mean_ci(per_image: list[dict[str, Any]], column: str) -> dict[tuple[str, str
     return out
 
 
+def settings_text(settings: dict[str, Any]) -> str:
+    """{"steps": 1200, "image_size": [256, 256]} -> "`steps 1200`, `image_size 256 256`" (defaults when empty)."""
+    if not settings:
+        return "the command's defaults"
+    show = lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)  # noqa: E731
+    return ", ".join(f"`{k} {show(v)}`" for k, v in settings.items())
+
+
 def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_seconds: float | None = None) -> dict[str, Path]:
     """results.csv, per_image.csv, comparisons.csv, results.md, dice_vs_labels.png, report.html."""
     from ..tasks.stats import compare_to_reference
     from ..train.checkpoint import atomic_write_text
+    from .comparison import cases_by_method, same_images_figure
     from .html import write_html_report
     from .plots import dice_vs_labels
     from .provenance import provenance, provenance_markdown
@@ -146,12 +155,16 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
         tables.append(metric_table(aggregate(per_image, "auc"), methods, budgets, "AUC inside the field of view", True))
         tables.append(metric_table(aggregate(per_image, "accuracy"), methods, budgets, "Accuracy inside the field of view", True))
     seeds = sorted({r["seed"] for r in records})
-    intro = [f"Data: `{cfg.data}`; image size {list(cfg.image_size)}; profile: {cfg.profile or '-'}; seeds: {seeds}; "
-             f"{len(records)} finished cells of {len(cfg.methods) * len(cfg.budgets) * len(cfg.seeds)}.",
-             "Labeled training images per budget: " + ", ".join(f"{b} = {n_labels.get(('random', b), '?')}" for b in budgets) + ".",
-             f"Pretraining: {cfg.pretrain or 'defaults'}. Fine-tuning (same for every method): {cfg.finetune or 'defaults'}.",
-             "Cells: mean +- std over test images pooled over seeds; best per column in bold. Comparisons against random init "
-             "match (test image, seed); test images are the independent unit (see the note under each comparison table)."]
+    intro = [f"**Data** `{cfg.data}`, images resized to {'x'.join(map(str, cfg.image_size))}; profile `{cfg.profile or '-'}`; "
+             f"fine-tuning seeds {', '.join(map(str, seeds))} (each draws its own labeled subset); "
+             f"{len(records)} of {len(cfg.methods) * len(cfg.budgets) * len(cfg.seeds)} cells finished.",
+             "**Labeled training images per budget**: " + ", ".join(f"{b} = {n_labels.get(('random', b), '?')}" for b in budgets) + ".",
+             f"**Pretraining**: {settings_text(cfg.pretrain)}. **Fine-tuning** (the same for every method): {settings_text(cfg.finetune)}.",
+             "**Methods**: " + "; ".join(f"`{m.name}` = {m.pretrain or 'random init'}" + (f" ({settings_text({**m.pretrain_options, **m.method, **m.finetune})})" if m.pretrain_options or m.method or m.finetune else "")
+                                         for m in cfg.methods if m.name in methods) + ".",
+             "Dice tables: mean ± std over test images pooled over seeds; best per column in bold. Comparisons with random init "
+             "match (test image, seed); test images are the independent unit (see the note under each comparison table). "
+             "Checkpoints are selected on validation images carved from the labeled training images, never on test."]
     if cfg.pretrain_seed is not None:
         intro.append(f"One pretraining run per method (seed {cfg.pretrain_seed}) is shared by every fine-tuning seed: the seeds vary "
                      "the label subset and the fine-tuning, not the pretraining.")
@@ -181,15 +194,12 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
         curves[label] = {m: [(float(n_labels.get((m, b)) or 0), agg[(m, b)][0], ci[(m, b)]) for b in budgets if (m, b) in agg] for m in methods}
     plot = dice_vs_labels(curves, out / "dice_vs_labels.png", title=f"{cfg.name}: test Dice vs labeled images")
 
-    examples: dict[str, list[tuple[str, Path]]] = {}
     first = budgets[0] if budgets else None
-    for m in methods:
-        cell = next((c for c in cells if c.method.name == m and budget_label(c.budget) == first), None)
-        if cell is not None:
-            pngs = sorted((cell.path / "eval-test" / "overlays").glob("*.png"))[: cfg.max_overlays]
-            examples[f"{m} (budget {first}, seed {cell.seed})"] = [(p.stem, p) for p in pngs]
+    same = same_images_figure(cells, per_image, methods, first, class_names, out / "same_images.png") if first else None
     html = write_html_report(out / "report.html", f"Benchmark: {cfg.name}", intro, tables,
-                             [("Test Dice vs number of labeled training images (band: 95% CI of the mean)", plot)], examples)
+                             [("Test Dice vs number of labeled training images (band: 95% CI of the mean)", plot),
+                              (f"The same test images across methods: labels {first}; rows are random init's worst, median and best image", same)],
+                             cases_by_method(cells, methods, first) if first else {})
     return {"results.csv": out / "results.csv", "per_image.csv": out / "per_image.csv", "comparisons.csv": out / "comparisons.csv",
             "results.md": out / "results.md", "dice_vs_labels.png": plot, "report.html": html}
 

@@ -55,18 +55,39 @@ def image_rgb(x: torch.Tensor) -> np.ndarray:
     return (x.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
 
 
+def titled_grid(columns: list[np.ndarray], titles: list[str], gap: int = 4, min_side: int = 160) -> np.ndarray:
+    """uint8 picture of tiles: ``columns[j]`` (B, H, W, 3) is column j, one row per image, under
+    a header naming each column. Small tiles are enlarged (nearest) to ``min_side`` pixels so
+    titles fit and pixels stay visible."""
+    from PIL import ImageDraw, ImageFont
+
+    B, H, W, _ = columns[0].shape
+    k = max(1, -(-min_side // max(H, W)))  # integer zoom
+    H, W = H * k, W * k
+    header = 28
+    out = np.full((header + B * (H + gap) - gap, len(columns) * (W + gap) - gap, 3), 255, np.uint8)
+    for i in range(B):
+        for j, c in enumerate(columns):
+            tile = c[i].repeat(k, 0).repeat(k, 1)
+            out[header + i * (H + gap) : header + i * (H + gap) + H, j * (W + gap) : j * (W + gap) + W] = tile
+    im = Image.fromarray(out)
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default(size=15)
+    for j, title in enumerate(titles):
+        x = j * (W + gap) + W / 2
+        draw.text((x, header / 2), title, fill=(0, 0, 0), font=font, anchor="mm")
+    return np.asarray(im)
+
+
 def embedding_figure(images: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None = None, gap: int = 4) -> np.ndarray:
-    """uint8 (rows*H, cols*W, 3) panel: input | PCA(v) | clusters(a), one row per image."""
+    """uint8 panel with titled columns: input | PCA(v) | clusters(a), one row per image."""
     images, v = middle_slice(images), middle_slice(v)
     cols = [image_rgb(images), pca_rgb(v)]
+    titles = ["input", "embedding (3 principal comp.)"]
     if a is not None:
         cols.append(cluster_rgb(middle_slice(a)))
-    B, H, W, _ = cols[0].shape
-    out = np.full((B * (H + gap) - gap, len(cols) * (W + gap) - gap, 3), 255, np.uint8)
-    for i in range(B):
-        for j, c in enumerate(cols):
-            out[i * (H + gap) : i * (H + gap) + H, j * (W + gap) : j * (W + gap) + W] = c[i]
-    return out
+        titles.append("clusters (argmax)")
+    return titled_grid(cols, titles, gap)
 
 
 def save_embedding_figure(images: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None, path: str | Path) -> Path:
@@ -77,4 +98,4 @@ def save_embedding_figure(images: torch.Tensor, v: torch.Tensor, a: torch.Tensor
     return path
 
 
-__all__ = ["middle_slice", "pca_rgb", "cluster_rgb", "image_rgb", "embedding_figure", "save_embedding_figure"]
+__all__ = ["middle_slice", "pca_rgb", "cluster_rgb", "image_rgb", "titled_grid", "embedding_figure", "save_embedding_figure"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -18,10 +19,20 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 thead { background: #f2f2f2; }
 .note { font-size: 0.8em; color: #555; }
-.gallery { display: flex; flex-wrap: wrap; gap: 8px; }
-figure { margin: 0; } figcaption { font-size: 0.75em; color: #555; }
+.gallery { display: grid; grid-template-columns: repeat(3, 1fr); gap: 10px; }
+.gallery img { width: 100%; }
+figure { margin: 0 0 1em; } figcaption { font-size: 0.85em; color: #444; }
 img.plot { max-width: 100%; }
+code { background: #f4f4f4; padding: 0 0.2em; font-size: 0.9em; }
+td.better { background: #e3f4e3; } td.worse { background: #fbe3e3; }
 """
+
+
+def render_inline(text: str) -> str:
+    """The Markdown a report line uses (`code`, **bold**) as HTML; everything else escaped."""
+    out = html.escape(text)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
 
 
 def png_data_uri(path: str | Path, max_side: int | None = None) -> str:
@@ -41,21 +52,24 @@ def png_data_uri(path: str | Path, max_side: int | None = None) -> str:
 
 def write_html_report(path: str | Path, title: str, intro: Sequence[str], tables: Sequence[Table],
                       figures: Sequence[tuple[str, str | Path]] = (), examples: dict[str, Sequence[tuple[str, str | Path]]] | None = None,
-                      example_side: int = 320) -> Path:
+                      example_side: int = 800) -> Path:
     """Write the report. ``figures``: (caption, png); ``examples``: section -> [(caption, png)]
-    (e.g. per method: overlays of the same test images). Missing files are skipped."""
+    (e.g. per method: its worst, median and best test image). Missing files are skipped."""
     from ..train.checkpoint import atomic_write_text
 
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>"]
-    parts += [f"<p>{html.escape(line)}</p>" for line in intro]
-    for caption, png in figures:
-        if Path(png).is_file():
-            parts.append(f"<figure><img class='plot' src='{png_data_uri(png)}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts += [f"<p>{render_inline(line)}</p>" for line in intro]
+    shown = [(c, p) for c, p in figures if p is not None and Path(p).is_file()]
+    for caption, png in shown[:1]:
+        parts.append(f"<figure><img class='plot' src='{png_data_uri(png)}' alt='{html.escape(caption)}'><figcaption>{render_inline(caption)}</figcaption></figure>")
     parts.append("<h2>Results</h2>")
     parts += [t.to_html() for t in tables]
+    for caption, png in shown[1:]:
+        parts.append(f"<h2>{render_inline(caption.split(':')[0])}</h2><figure><img class='plot' src='{png_data_uri(png)}' alt='{html.escape(caption)}'>"
+                     f"<figcaption>{render_inline(caption)}</figcaption></figure>")
     if examples:
-        parts.append("<h2>Example test predictions</h2><p class='note'>Ground truth solid, prediction dashed.</p>")
+        parts.append("<h2>Each method's worst, median and best test image</h2><p class='note'>Ground truth solid, prediction dashed.</p>")
         for section, items in examples.items():
             imgs = [(c, p) for c, p in items if Path(p).is_file()]
             if not imgs:

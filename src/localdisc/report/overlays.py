@@ -29,12 +29,31 @@ def to_display(image: np.ndarray) -> np.ndarray:
 
 
 def save_overlay(image: np.ndarray, pred: np.ndarray | None, target: np.ndarray | None, path: str | Path,
-                 class_names: Sequence[str] | None = None, title: str = "", max_side: float = 6.0) -> Path:
-    """image (C, *S), pred/target (*S) class maps (either may be None) -> PNG at ``path``."""
+                 class_names: Sequence[str] | None = None, title: str = "", max_side: float = 8.0) -> Path:
+    """image (C, *S), pred/target (*S) class maps (either may be None) -> PNG at ``path``
+    (``max_side`` inches at 100 dpi on the longer side: 800 pixels by default)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    h, w = image.shape[-2:]
+    scale = max_side / max(h, w)
+    fig, ax = plt.subplots(figsize=(max(w * scale, 2), max(h * scale, 2)), dpi=100)
+    draw_overlay(ax, image, pred, target, class_names, legend=True)
+    if title:
+        ax.set_title(title, fontsize=12)
+    fig.tight_layout(pad=0.2)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def draw_overlay(ax, image: np.ndarray, pred: np.ndarray | None, target: np.ndarray | None,
+                 class_names: Sequence[str] | None = None, legend: bool = True) -> None:
+    """Draw image (C, *S) with truth (solid) and prediction (dashed) contours into ``ax``."""
     from matplotlib.lines import Line2D
 
     if image.ndim == 4:  # volume: one informative slice
@@ -42,9 +61,6 @@ def save_overlay(image: np.ndarray, pred: np.ndarray | None, target: np.ndarray 
         image = image[:, z]
         pred = None if pred is None else pred[z]
         target = None if target is None else target[z]
-    h, w = image.shape[-2:]
-    scale = max_side / max(h, w)
-    fig, ax = plt.subplots(figsize=(max(w * scale, 2), max(h * scale, 2)), dpi=100)
     disp = to_display(image)
     ax.imshow(disp, cmap="gray" if disp.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     classes = sorted({int(c) for m in (pred, target) if m is not None for c in np.unique(m)} - {0})
@@ -55,19 +71,50 @@ def save_overlay(image: np.ndarray, pred: np.ndarray | None, target: np.ndarray 
         name = class_names[c] if class_names and c < len(class_names) else f"class {c}"
         for mask, style, kind in ((target, "solid", "truth"), (pred, "dashed", "prediction")):
             if mask is not None and (mask == c).any() and min(mask.shape) > 1:
-                ax.contour((mask == c).astype(float), levels=[0.5], colors=[BINARY[kind] if binary else color], linestyles=style, linewidths=1.0)
+                ax.contour((mask == c).astype(float), levels=[0.5], colors=[BINARY[kind] if binary else color], linestyles=style, linewidths=1.5)
         if not binary:
             handles.append(Line2D([], [], color=color, label=name))
-    if classes:
+    if classes and legend:
         if binary:
             handles = [Line2D([], [], color=BINARY[k], ls=ls, label=f"{k} ({class_names[1] if class_names else 'foreground'})") for k, ls in (("truth", "solid"), ("prediction", "dashed"))]
         else:
             handles += [Line2D([], [], color="gray", ls="solid", label="truth"), Line2D([], [], color="gray", ls="dashed", label="prediction")]
-        ax.legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.6)
+        ax.legend(handles=handles, loc="lower right", fontsize=10, framealpha=0.7)
     ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=8)
-    fig.tight_layout(pad=0.1)
+
+
+def save_comparison(rows: Sequence[tuple[str, np.ndarray, np.ndarray | None, dict[str, np.ndarray]]], path: str | Path,
+                    class_names: Sequence[str] | None = None, panel_inches: float = 3.6) -> Path:
+    """The same images across methods: one row per image, one column per method (titled), truth
+    solid and each method's prediction dashed. ``rows``: (row title, image (C, *S), truth,
+    {method: prediction})."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    methods = list(dict.fromkeys(m for _, _, _, preds in rows for m in preds))
+    h, w = rows[0][1].shape[-2:]
+    aspect = h / w
+    fig, axes = plt.subplots(len(rows), len(methods), figsize=(panel_inches * len(methods), panel_inches * aspect * len(rows) + 0.6),
+                             dpi=100, squeeze=False)
+    for r, (label, image, truth, preds) in enumerate(rows):
+        for c, m in enumerate(methods):
+            ax = axes[r][c]
+            draw_overlay(ax, image, preds.get(m), truth, class_names, legend=False)
+            if r == 0:
+                ax.set_title(m, fontsize=13, fontweight="bold")
+            if c == 0:
+                ax.text(-0.03, 0.5, label, transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=10)
+    binary = len(class_names or ()) == 2
+    if binary:
+        handles = [Line2D([], [], color=BINARY[k], ls=ls, lw=2, label=k) for k, ls in (("truth", "solid"), ("prediction", "dashed"))]
+    else:
+        handles = [Line2D([], [], color=COLORS[(c - 1) % len(COLORS)], lw=2, label=n) for c, n in enumerate(class_names or [], start=0) if c > 0]
+        handles += [Line2D([], [], color="gray", ls="solid", label="truth"), Line2D([], [], color="gray", ls="dashed", label="prediction")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=11, frameon=False)
+    fig.tight_layout(rect=(0.02, 0.05, 1, 1), pad=0.3)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

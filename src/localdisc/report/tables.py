@@ -19,6 +19,7 @@ class Table:
     rows: list[list[str]]
     bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column) of emphasized cells
     note: str = ""
+    shade: dict[tuple[int, int], str] = field(default_factory=dict)  # (row, column) -> "better" | "worse" (HTML background)
 
     def to_markdown(self) -> str:
         def cell(r: int, c: int, text: str) -> str:
@@ -34,7 +35,8 @@ class Table:
     def to_html(self) -> str:
         def cell(r: int, c: int, text: str) -> str:
             t = html.escape(text)
-            return f"<td><b>{t}</b></td>" if (r, c) in self.bold and text else f"<td>{t}</td>"
+            cls = f" class='{self.shade[(r, c)]}'" if (r, c) in self.shade else ""
+            return f"<td{cls}><b>{t}</b></td>" if (r, c) in self.bold and text else f"<td{cls}>{t}</td>"
 
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
         body = "".join("<tr>" + "".join(cell(r, c, t) for c, t in enumerate(row)) + "</tr>" for r, row in enumerate(self.rows))
@@ -70,12 +72,13 @@ def format_p(p: float) -> str:
 
 
 def comparison_table(comparisons: Sequence[dict[str, Any]], methods: Sequence[str], budgets: Sequence[str], metric: str,
-                     title: str, alpha: float = 0.05, digits: int = 3) -> Table:
-    """Cells '+0.031 [+0.012, +0.050] p=0.02': mean paired difference vs the reference, its 95%
-    cluster-bootstrap CI and the Holm-corrected p-value (test images as the unit); gains whose
-    CI lies above 0 with corrected p < alpha in bold. The reference row is omitted."""
+                     title: str, digits: int = 3) -> Table:
+    """Cells '+0.031 [+0.012, +0.050] d=0.45 p=0.02': mean paired difference vs the reference,
+    its 95% cluster-bootstrap CI, the standardized effect size d (mean / std of the per-image
+    differences) and the Holm-corrected p-value (test images as the unit). Better (CI above 0)
+    is bold and shaded green, worse (CI below 0) shaded red. The reference row is omitted."""
     by = {(str(c["method"]), str(c["budget"])): c for c in comparisons if c["metric"] == metric}
-    rows, bold = [], set()
+    rows, bold, shade = [], set(), {}
     n_images = sorted({int(c["n_images"]) for c in by.values() if c.get("n_images")})
     for m in methods:
         if not any((m, b) in by for b in budgets):
@@ -87,14 +90,21 @@ def comparison_table(comparisons: Sequence[dict[str, Any]], methods: Sequence[st
                 row.append("")
                 continue
             p = format_p(e["p_holm"])
-            row.append(f"{e['mean_diff']:+.{digits}f} [{e['ci_low']:+.{digits}f}, {e['ci_high']:+.{digits}f}] p{'' if p.startswith('<') else '='}{p}")
-            if math.isfinite(e["p_holm"]) and e["p_holm"] < alpha and e["ci_low"] > 0:
+            d = e.get("effect_size")
+            d = f" d={float(d):+.2f}" if d not in (None, "") and math.isfinite(float(d)) else ""
+            row.append(f"{e['mean_diff']:+.{digits}f} [{e['ci_low']:+.{digits}f}, {e['ci_high']:+.{digits}f}]{d} p{'' if p.startswith('<') else '='}{p}")
+            if e["ci_low"] > 0:
                 bold.add((len(rows), c))
+                shade[(len(rows), c)] = "better"
+            elif e["ci_high"] < 0:
+                shade[(len(rows), c)] = "worse"
         rows.append(row)
     note = (f"Mean difference over matched (test image, seed) pairs [95% bootstrap CI, test images and seeds resampled as "
-            f"clusters]; p: paired test on per-image differences averaged over seeds ({'/'.join(map(str, n_images))} test images), "
-            f"Holm-corrected over all rows and budgets of this metric. Bold: CI above 0 and corrected p < {alpha}.")
-    return Table(title, ["method vs random"] + [f"labels: {b}" for b in budgets], rows, bold, note if rows else "")
+            f"clusters]; d: effect size, the mean per-image difference over its standard deviation (0.2 small, 0.5 medium, 0.8 large); "
+            f"p: paired test on per-image differences averaged over seeds ({'/'.join(map(str, n_images))} test images), "
+            f"Holm-corrected over all rows and budgets of this metric. Bold: better than random init (CI above 0); "
+            f"in the HTML report better cells are green and worse ones (CI below 0) red.")
+    return Table(title, ["method vs random"] + [f"labels: {b}" for b in budgets], rows, bold, note if rows else "", shade)
 
 
 def label_savings(means: dict[tuple[str, str], float], n_labels: dict[tuple[str, str], Any], methods: Sequence[str],

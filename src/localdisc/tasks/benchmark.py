@@ -183,7 +183,7 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell, result: BenchmarkResult) -> dict[
         result.finetuned.append(str(cell.path))
     t1 = time.time()
     summary = evaluate(cell.path, split="test", out=cell.path / "eval-test", checkpoint="best", device=cfg.device,
-                       overlays=cfg.max_overlays > 0, max_overlays=cfg.max_overlays, save_predictions=False)
+                       overlays=cfg.max_overlays > 0, max_overlays=cfg.max_overlays, save_predictions=True)  # the report compares methods on the same images
     result.evaluated.append(str(cell.path))
     info = json.loads((cell.path / "model.json").read_text())
     record = {"method": cell.method.name, "budget": budget_label(cell.budget), "seed": cell.seed,

@@ -42,12 +42,15 @@ def load_run_model(run_dir: str | Path, device: str = "cpu") -> RunModel:
     from ..methods import load_pretrained_method
     from ..train.run import read_run_config
 
+    from ..utils import pick_device
+
+    device = pick_device(str(device))
     cfg = read_run_config(run_dir)
     method = load_pretrained_method(run_dir, device=device)
     size = tuple(int(s) for s in cfg.get("image_size") or ())
     if not size:
         raise ConfigError(f"{run_dir}/config.yaml: no image_size recorded")
-    return RunModel(method, size, int(cfg.get("in_channels") or 1), torch.device(device))
+    return RunModel(method, size, int(cfg.get("in_channels") or 1), device)
 
 
 # ---------------------------------------------------------------- pictures

@@ -1,4 +1,4 @@
-"""Evaluate a fine-tuned run on a split at each image's ORIGINAL resolution (SPEC section 8).
+"""Evaluate a fine-tuned run on a split at each image's ORIGINAL resolution.
 
 ``evaluate(run_dir, data, split="test")``: for every image, predict at the training
 ``image_size`` (sliding window of the training patch size), resample the class
@@ -8,7 +8,9 @@ against the untouched original mask (and FOV for vessel tasks). Writes into ``ou
 - ``per_image.csv``: one row per image (Dice/IoU/HD95 per class; AUC/accuracy for vessels);
 - ``summary.json``: mean/std/n per metric, plus run, data, split and checkpoint;
 - ``predictions/<id>.png`` (binary tasks as 0/255, else class indices) or ``.nii.gz`` for 3D;
-- ``overlays/<id>.png``: image with truth (solid) and prediction (dashed) contours.
+- ``overlays/<case>_<id>.png``: image with truth (solid) and prediction (dashed) contours for
+  the worst, median and best images by mean Dice, then images evenly spread over the ranking
+  (``max_overlays`` in all); ``overlays/cases.json`` lists them.
 
 The split is rebuilt with the run's own ``split_seed``/``test_fraction``/``val_fraction``, so
 "test" is exactly the images the run never trained or selected on.
@@ -116,10 +118,23 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
         name = file_name(s.id)
         if save_predictions:
             save_mask(pred, out / "predictions" / f"{name}{suffix}", num_classes, s.spacing)
-        if overlays and i < max_overlays:
-            d = metrics.rows()[-1]["dice_mean"]
-            save_overlay(image, pred, target, out / "overlays" / f"{name}.png", class_names, title=f"{s.id}  Dice {d:.3f}")
     rows = metrics.rows()
+    if overlays and max_overlays > 0:
+        import shutil
+
+        shutil.rmtree(out / "overlays", ignore_errors=True)  # an earlier evaluation's cases are not this one's
+        cases = overlay_cases([float(r["dice_mean"]) for r in rows], max_overlays)
+        names = SafeNames()
+        listed = []
+        for i, case in cases:
+            s = samples[i]
+            image = convert_channels(load_sample_image(s), int(info["in_channels"]), s.image)
+            pred = predict_probs(unet, image, info, dev).argmax(0).numpy()
+            d = float(rows[i]["dice_mean"])
+            path = out / "overlays" / f"{case}_{names(s.id)}.png"
+            save_overlay(image, pred, load_sample_mask(s, num_classes), path, class_names, title=f"{case}: {s.id}, Dice {d:.3f}")
+            listed.append({"case": case, "id": s.id, "dice_mean": d, "file": path.name})
+        atomic_write_text(out / "overlays" / "cases.json", json.dumps(listed, indent=2))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -130,6 +145,28 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
     summary["out"] = str(out)
     return summary
+
+
+def overlay_cases(dice: list[float], k: int) -> list[tuple[int, str]]:
+    """Which images to draw: [(index, case)] for the worst, median and best by ``dice`` (NaN
+    last), then up to ``k`` in all evenly spread over the ranking (cases ``rank03`` ...)."""
+    order = sorted(range(len(dice)), key=lambda i: (math.isnan(dice[i]), dice[i]))
+    finite = [i for i in order if not math.isnan(dice[i])] or order
+    if not finite or k <= 0:
+        return []
+    picks = [(finite[0], "worst"), (finite[-1], "best"), (finite[len(finite) // 2], "median")]  # with 2 images the median is dropped
+    chosen: list[tuple[int, str]] = []
+    for i, case in picks:
+        if i not in [c for c, _ in chosen]:
+            chosen.append((i, case))
+    chosen.sort(key=lambda t: ("worst", "median", "best").index(t[1]))
+    rank = {i: r for r, i in enumerate(finite)}
+    rest = [i for i in finite if i not in [c for c, _ in chosen]]
+    extra = max(0, min(k - len(chosen), len(rest)))
+    for j in range(extra):  # evenly spread over the remaining ranking
+        i = rest[round((j + 0.5) * len(rest) / extra - 0.5)]
+        chosen.append((i, f"rank{rank[i] + 1:03d}"))
+    return chosen[:k]
 
 
 def _json_default(v: Any) -> Any:

@@ -190,6 +190,7 @@ def compare_to_reference(per_image: Sequence[dict[str, Any]], metrics: Sequence[
                 out.append({method_key: m, group_key: g, "metric": metric, "n_images": int(per_img.size), "n_seeds": int(d.shape[1]),
                             "n_pairs": int(finite.size), "mean_diff": float(finite.mean()) if finite.size else math.nan,
                             "std_diff": float(finite.std(ddof=1)) if finite.size > 1 else math.nan, "ci_low": lo, "ci_high": hi,
+                            "effect_size": float(per_img.mean() / per_img.std(ddof=1)) if per_img.size > 1 and per_img.std(ddof=1) > 0 else math.nan,
                             "p_value": res.p_value, "test": res.test, "n_dropped": int(d.size - finite.size)})
     for metric in metrics:
         rows = [r for r in out if r["metric"] == metric]

@@ -30,11 +30,12 @@ from torch.utils.data import DataLoader
 from ..config import field, to_dict
 from ..data.datasets import ImageDataset, num_channels_of, stack_items
 from ..errors import ConfigError, TrainingError
-from ..utils import pick_device, progress, seed_everything
+from ..utils import pick_device, seed_everything
 from .augment import AugmentConfig, augment_batch
 from .checkpoint import assert_finite_weights, atomic_write_text, latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, save_weights, set_rng_state
 from .finetune_data import assigned_splits, finetune_samples, infer_num_classes, sample_patches
 from .finetune_model import Supervised, build_unet, evaluate_dataset, load_finetuned, predict_logits
+from .progress import TrainingLog, count_parameters, describe_threads
 from .run import Run
 from .sampling import StepBatchSampler
 
@@ -52,37 +53,38 @@ class FinetuneConfig:
     batch_size: int = field(4, "patches per step (global, across processes)")
     lr: float = field(1e-3, "Adam learning rate")
     weight_decay: float = field(1e-5, "Adam weight decay")
-    schedule: str = field("cosine", "learning-rate schedule: cosine | constant")
-    image_size: tuple[int, ...] = field((256, 256), "images/volumes are resized to this (H W or D H W) for training and prediction")
-    patch_size: tuple[int, ...] = field((), "random training patches of this size, biased toward foreground; prediction slides a window of this size; empty = whole image")
+    schedule: str = field("cosine", "learning-rate schedule", choices=("cosine", "constant"))
+    image_size: tuple[int, ...] = field((256, 256), lengths=(2, 3), help="images/volumes are resized to this (H W or D H W) for training and prediction")
+    patch_size: tuple[int, ...] = field((), lengths=(0, 2, 3), help="random training patches of this size, biased toward foreground; prediction slides a window of this size; empty = whole image")
     patch_foreground: float = field(0.5, "probability that a training patch is centred on a foreground pixel")
     num_classes: int = field(0, "classes including background; 0 = from class names or the largest mask value")
     in_channels: int = field(0, "input channels; 0 = from the data")
     init: str = field("", "pretraining run folder to initialize from (its backbone.safetensors); empty = random init")
-    transfer: str = field("encoder", "what to transfer from --init: encoder | encoder+decoder")
+    transfer: str = field("encoder", "what to transfer from --init", choices=("encoder", "encoder+decoder"))
     freeze_encoder_steps: int = field(0, "decoder warm-up: keep the encoder weights and its normalization statistics fixed for the first N steps, then go on from the warm-up's best validation checkpoint (the reference transfer script's protocol; e.g. half of --steps). 0 = every layer trains from step 0, which did as well or better on validation in the cpu benchmarks")
     encoder_lr_scale: float = field(1.0, "the encoder learns at --lr times this (the decoder at --lr); below 1 keeps pretrained features closer to where they were")
     encoder_channels: tuple[int, ...] = field((16, 32, 64, 128, 128), "U-Net encoder widths (ignored with --init: taken from the run)")
     decoder_channels: tuple[int, ...] = field((128, 64, 32, 32), "U-Net decoder widths, last = trunk (ignored with --init)")
-    norm: str = field("batch", "normalization: batch | instance | group (ignored with --init)")
+    norm: str = field("batch", "normalization layer (ignored with --init)", choices=("batch", "instance", "group"))
     augment: bool = field(True, "random flips (left/right class swap where the data defines pairs), rotation/scaling, intensity jitter")
     eval_every: int = field(100, "validate every N steps (and at the end)")
     sw_batch_size: int = field(4, "windows per forward pass in sliding-window prediction")
     sw_overlap: float = field(0.25, "overlap of sliding windows")
     max_minutes: float = field(0.0, "stop training after this many minutes (0 = no limit); the schedule still assumes --steps")
     device: str = field("auto", "auto | cpu | cuda | cuda:N")
-    precision: str = field("32", "32 | bf16 | 16-mixed (autocast; losses in float32)")
+    precision: str = field("32", "numeric precision (autocast; losses in float32)", choices=("32", "bf16", "16-mixed"))
     workers: int = field(0, "data-loading worker processes")
-    log_every: int = field(10, "write metrics.csv every N steps")
+    log_every: int = field(10, "add a row to metrics.csv and train.log every N steps (off a terminal, a progress line is printed at most every 30 s)")
+    tensorboard: bool = field(False, "also write the logged values for TensorBoard into RUN/tensorboard/ (needs the tensorboard package)")
     checkpoint_every: int = field(100, "checkpoint every N steps")
     resume: bool = field(False, "continue the run in --out from its last checkpoint")
     overwrite: bool = field(False, "replace an existing run in --out")
-    pdcr: bool = field(False, "add the PDCR contrastive regularizer (patch-dragsaw, SPEC section 6)")
+    pdcr: bool = field(False, "add the PDCR contrastive regularizer (patch-dragsaw contrastive regularizer of the decoder features)")
     pdcr_layers: tuple[str, ...] = field(("decoder.2", "decoder.3"), "feature maps PDCR samples from (encoder.i / decoder.j)")
     pdcr_vectors: int = field(64, "feature vectors sampled per image and layer")
     pdcr_windows: tuple[int, ...] = field((5, 7, 9), "label-window sizes in pixels (0 = whole receptive field)")
     pdcr_tau: float = field(-1.0, "PDCR temperature; -1 = the reference's: 1.0 for images, 0.5 for volumes")
-    pdcr_pairs: str = field("image", "which sampled vectors PDCR contrasts with each other: image (within each image, as the reference) | batch (across the whole batch)")
+    pdcr_pairs: str = field("image", choices=("image", "batch"), help="which sampled vectors PDCR contrasts with each other: image (within each image, as the reference) | batch (across the whole batch)")
     pdcr_weight: float = field(0.01, "weight of the PDCR loss (reference: 0.01 for decoder layers)")
     pdcr_cross_layer: bool = field(False, "also contrast vectors across layers")
     uafs_stages: tuple[int, ...] = field((), "decoder stages (0 = deepest) followed by an uncertainty-aware feature selection block")
@@ -130,6 +132,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     from . import distributed as dist
 
     _validate(cfg)
+    typed = to_dict(cfg)  # as given, before automatic values are filled in
     resolve_transfer_protocol(cfg)
     env = dist.init(cfg.device)
     device = pick_device(cfg.device) if cfg.device != "auto" else env.device
@@ -171,7 +174,9 @@ def finetune(cfg: FinetuneConfig) -> Path:
     except BaseException:
         run.abandon()
         raise
-    run.save_config(cfg)
+    run.save_config(cfg, typed=typed)
+    if cfg.tensorboard:
+        run.use_tensorboard()
     if cfg.init:
         run.write_json("transfer.json", {"init": str(cfg.init), "parts": cfg.transfer, "freeze_encoder_steps": cfg.freeze_encoder_steps,
                                          "encoder_lr_scale": cfg.encoder_lr_scale, "warmup_restart_from_best": bool(cfg.freeze_encoder_steps and parts["val"]),
@@ -188,11 +193,16 @@ def finetune(cfg: FinetuneConfig) -> Path:
             "patch_size": list(cfg.patch_size), "in_channels": channels, "task": first.extra.get("task", "segmentation"),
             "flip_pairs": [list(p) for p in flip_pairs], "init": cfg.init, "transferred_tensors": len(transferred)}
     run.write_json("splits.json", {k: [s.id for s in v] for k, v in parts.items()})
+    log = TrainingLog(run.path if env.is_main else None, "finetune", cfg.steps)
+    init = f"{cfg.transfer} from {cfg.init}" + (f", encoder frozen for {cfg.freeze_encoder_steps} steps" if cfg.freeze_encoder_steps else "") if cfg.init else "random init"
+    log.say(f"finetune: {len(parts['train'])} labeled training images, {len(parts['val'])} validation, {len(parts['test'])} test from {cfg.data}; "
+            f"{num_classes} classes ({', '.join(class_names)}), {channels} channel(s), {'x'.join(map(str, cfg.image_size))}; {init}; "
+            f"{count_parameters(unet)}; {describe_threads(device, env.world)}; {cfg.steps} steps of {cfg.batch_size} -> {run.path}")
 
     start, best = 0, {"dice": -1.0, "step": 0}
     ckpt = latest_checkpoint(run.path) if cfg.resume else None
-    if cfg.resume and ckpt is None and env.is_main:
-        print(f"resuming {run.path}: no checkpoint found, starting at step 0")
+    if cfg.resume and ckpt is None:
+        log.say(f"resuming {run.path}: no checkpoint found, starting at step 0")
     if ckpt is not None:
         weights, state, meta = load_checkpoint(ckpt)
         model.load_state_dict(weights)
@@ -202,7 +212,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
             set_rng_state(state["rng"])
         start, best = int(meta["step"]), meta.get("best", best)
         run.truncate_metrics(start)
-        print(f"resuming {run.path} from step {start}")
+        log.say(f"resuming {run.path} from step {start}")
+        log.start = start
     ddp_model = dist.wrap(model, env)
     loader = DataLoader(train_ds, batch_sampler=StepBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, start, cfg.steps, env.rank, env.world),
                         collate_fn=stack_items, num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
@@ -235,7 +246,6 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
     enter_train_mode(start)
     t0, seen, done = time.time(), 0, start
-    bar = progress(total=cfg.steps, initial=start, desc="finetune")
     for step, batch in enumerate(loader, start=start):
         images = batch["image"].to(device, non_blocking=True)
         labels = batch["mask"].to(device, non_blocking=True)
@@ -262,27 +272,26 @@ def finetune(cfg: FinetuneConfig) -> Path:
         scheduler.step()
         done = step + 1
         seen += images.shape[0] * env.world
-        bar.update(1)
         out_of_time = bool(cfg.max_minutes) and time.time() - t0 > cfg.max_minutes * 60
         row: dict[str, float] = {}
         if done % cfg.log_every == 0 or done == cfg.steps or out_of_time:
             row.update(loss=float(loss.detach()), lr=scheduler.get_last_lr()[0], images_per_s=seen / max(time.time() - t0, 1e-9), **{k: float(v) for k, v in logs.items()})
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
         if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps or out_of_time:
             model.eval()
             row.update(validate(done))
             enter_train_mode(done)
         if row:
             run.log(done, **row)
+        log.step(done, images.shape[0] * env.world, **{k: v for k, v in row.items() if k != "images_per_s"})
         if done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time:
             checkpoint(done)
         dist.barrier(env)
         if stop_after and done == stop_after:
             raise KeyboardInterrupt(f"LOCALDISC_STOP_AFTER_STEP={stop_after}")
         if out_of_time:
-            print(f"time limit of {cfg.max_minutes} min reached at step {done}")
+            log.say(f"time limit of {cfg.max_minutes} min reached at step {done}")
             break
-    bar.close()
+    log.close()
     if env.is_main:
         assert_finite_weights(unet, done, run.path)
         save_weights(unet.state_dict(), run.path / "model.safetensors", metadata={"step": str(done)})
@@ -292,6 +301,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
         info.update(steps_done=done, best_step=best["step"], best_val_dice=best["dice"] if val_ds is not None else None,
                     n_train=len(parts["train"]), n_val=len(parts["val"]), n_test=len(parts["test"]))
         atomic_write_text(run.path / "model.json", json.dumps(info, indent=2))
+        chosen = f"best validation Dice {best['dice']:.4f} at step {best['step']}" if val_ds is not None and best["dice"] >= 0 else "no validation: the last step is kept"
+        log.say(f"finetune: finished {done} steps in {(time.time() - t0) / 60:.1f} min; {chosen}")
     dist.barrier(env)
     run.finish()
     return run.path

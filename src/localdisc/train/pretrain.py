@@ -19,10 +19,11 @@ from torch.utils.data import DataLoader
 from ..config import field, to_dict
 from ..data.datasets import ImageDataset, stack_items
 from ..errors import ConfigError, TrainingError
-from ..methods import PrepareContext, get_method
+from ..methods import METHODS, PrepareContext, get_method
 from ..nets import UNet, UNetConfig
-from ..utils import progress, seed_everything
+from ..utils import seed_everything
 from .checkpoint import assert_finite_weights, latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from .progress import TrainingLog, count_parameters, describe_threads
 from .run import Run
 from .sampling import StepBatchSampler
 from .transfer import save_backbone
@@ -32,24 +33,25 @@ from .transfer import save_backbone
 class PretrainConfig:
     data: str = field("synthetic-fundus", "unlabeled images: folder, manifest CSV, or layout spec (e.g. ph2:/path, cxr:/path, drive:/path, synthetic-fundus, synthetic-3d); labels are ignored")
     out: str = field("runs/pretrain", "run folder to create (or continue with --resume)")
-    method: str = field("ld", "pretraining method (see `localdisc pretrain --help` for the list)")
-    split: str = field("train", "use samples of this split plus unassigned ones; 'all' uses every image (never pretrain on a test split you evaluate on)")
+    method: str = field("ld", "self-supervised pretraining method: ld (local discrimination, two stages), ld-shape (LD guided by a shape prior), simclr, densecl, cluster-contrast, genesis", choices=tuple(METHODS))
+    split: str = field("train", choices=("train", "val", "test", "all"), help="use samples of this split plus unassigned ones; 'all' uses every image (never pretrain on a test split you evaluate on)")
     seed: int = field(0, "random seed; the same seed on the same machine gives the same numbers")
     steps: int = field(2000, "optimizer steps")
     batch_size: int = field(4, "images per step (global, across processes)")
     lr: float = field(1e-3, "Adam learning rate")
     lr_halve_every: int = field(0, "halve the learning rate every N steps (reference: 10000); 0 = constant")
     weight_decay: float = field(0.0, "Adam weight decay")
-    image_size: tuple[int, ...] = field((256, 256), "images/volumes are resized to this (H W or D H W) before views are cut")
+    image_size: tuple[int, ...] = field((256, 256), lengths=(2, 3), help="images/volumes are resized to this (H W or D H W) before views are cut")
     in_channels: int = field(0, "input channels; 0 = taken from the first image")
     encoder_channels: tuple[int, ...] = field((16, 32, 64, 128, 128), "U-Net encoder widths")
     decoder_channels: tuple[int, ...] = field((128, 64, 32, 32), "U-Net decoder widths (last = trunk)")
-    norm: str = field("batch", "normalization: batch | instance | group")
+    norm: str = field("batch", "normalization layer", choices=("batch", "instance", "group"))
     init: str = field("", "initialize from this earlier run's weights by parameter name (e.g. LD stage 1)")
     workers: int = field(0, "data-loading worker processes")
     device: str = field("auto", "auto | cpu | cuda | cuda:N")
-    precision: str = field("32", "32 | bf16 | 16-mixed (autocast; losses stay float32)")
-    log_every: int = field(10, "write metrics.csv every N steps")
+    precision: str = field("32", "numeric precision (autocast; losses stay float32)", choices=("32", "bf16", "16-mixed"))
+    log_every: int = field(10, "add a row to metrics.csv and train.log every N steps (off a terminal, a progress line is printed at most every 30 s)")
+    tensorboard: bool = field(False, "also write the logged values for TensorBoard into RUN/tensorboard/ (needs the tensorboard package)")
     checkpoint_every: int = field(200, "checkpoint every N steps")
     picture_every: int = field(500, "refresh pictures every N steps (0 = only at the end)")
     refresh_every: int = field(0, "call the method's prepare hook every N steps (e.g. recompute pseudo-classes); 0 = once")
@@ -81,7 +83,10 @@ def unlabeled_dataset(cfg: PretrainConfig) -> ImageDataset:
     return ImageDataset(samples, cfg.image_size, channels, with_masks=False)
 
 
-def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
+def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] | None = None, name: str = "") -> Path:
+    """One pretraining run into ``cfg.out``. ``typed``: the options as the user gave them, for
+    the top of RUN/config.yaml (a schedule's stage runs differ from them; default: ``cfg``);
+    ``name``: what progress lines call the run (default: the method's name)."""
     from . import distributed as dist
 
     env = dist.init(cfg.device)
@@ -89,6 +94,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
     device = env.device
     method_cls = get_method(cfg.method)
     method_cfg = method_cfg if method_cfg is not None else method_cls.Config()
+    typed = typed or {**to_dict(cfg), "method_config": to_dict(method_cfg)}  # before automatic values are filled in
     run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main)
     dist.barrier(env)  # every rank has checked the folder before rank 0 writes into it
     try:  # validate data, network and --init before an existing run is touched
@@ -101,9 +107,10 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         if cfg.in_channels == 0:
             cfg.in_channels = in_ch
         model = method_cls(build_backbone(cfg, in_ch), method_cfg).to(device)
+        events = []
         if cfg.init:
             names = _init_by_name(model, Path(cfg.init) / "model.safetensors")
-            print(f"initialized {len(names)} tensors by name from {cfg.init}")
+            events.append(f"initialized {len(names)} tensors by name from {cfg.init}")
         probe = None
         if cfg.probe_data and env.is_main:
             from .probe import build_probe_set
@@ -112,7 +119,15 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
     except BaseException:
         run.abandon()
         raise
-    run.save_config(cfg, method_config=to_dict(method_cfg))
+    run.save_config(cfg, typed=typed, method_config=method_cfg)
+    if cfg.tensorboard:
+        run.use_tensorboard()
+    name = name or cfg.method
+    log = TrainingLog(run.path if env.is_main else None, name, cfg.steps)
+    log.say(f"{name}: {len(dataset)} unlabeled images from {cfg.data}, {in_ch} channel(s), resized to {'x'.join(map(str, cfg.image_size))}; "
+            f"{count_parameters(model)}; {describe_threads(device, env.world)}; {cfg.steps} steps of {cfg.batch_size} images -> {run.path}")
+    for event in events:
+        log.say(event)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     halve = cfg.lr_halve_every or 10**12
@@ -120,8 +135,8 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
 
     start = 0
     ckpt = latest_checkpoint(run.path) if cfg.resume else None
-    if cfg.resume and ckpt is None and env.is_main:
-        print(f"resuming {run.path}: no checkpoint found, starting at step 0")
+    if cfg.resume and ckpt is None:
+        log.say(f"resuming {run.path}: no checkpoint found, starting at step 0")
     if ckpt is not None:
         weights, state, meta = load_checkpoint(ckpt)
         model.load_state_dict(weights)
@@ -134,8 +149,8 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         model.load_extra_state(meta.get("extra", {}))
         start = int(meta["step"])
         run.truncate_metrics(start)
-        if env.is_main:
-            print(f"resuming {run.path} from step {start} (saved with {meta.get('world', 1)} process(es), now {env.world})")
+        log.say(f"resuming {run.path} from step {start} (saved with {meta.get('world', 1)} process(es), now {env.world})")
+        log.start = start
     ddp_model = dist.wrap(model, env)
 
     loader = DataLoader(
@@ -161,7 +176,6 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
 
     model.train()
     t0, seen = time.time(), 0
-    bar = progress(total=cfg.steps, initial=start, desc=f"pretrain {cfg.method}")
     step = start
     for step, batch in enumerate(loader, start=start):
         if cfg.refresh_every and step > start and step % cfg.refresh_every == 0:
@@ -180,7 +194,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         scheduler.step()
         seen += images.shape[0] * env.world
         done = step + 1
-        bar.update(1)
+        shown: dict[str, float] = {}
         probe_due = bool(cfg.probe_data) and (done % probe_every == 0 or done == cfg.steps)
         if done % cfg.log_every == 0 or done == cfg.steps or probe_due:
             elapsed = time.time() - t0
@@ -192,14 +206,15 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
                 logged["probe_dice"] = probe_rows[-1][1]
                 save_probe_plot(probe_rows, run.path / "pictures" / "probe_dice.png")
             run.log(done, loss=loss_value, lr=scheduler.get_last_lr()[0], images_per_s=seen / max(elapsed, 1e-9), **logged)
-            bar.set_postfix(loss=f"{loss_value:.4f}")
+            shown = {"loss": loss_value, **{k: v for k, v in logged.items() if isinstance(v, float)}, "lr": scheduler.get_last_lr()[0]}
+        log.step(done, images.shape[0] * env.world, **shown)
         if env.is_main and cfg.picture_every and done % cfg.picture_every == 0:
             _pictures(model, fixed, run.path)
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             rngs = dist.gather_objects(rng_state())  # collective: every rank's RNG stream
             if env.is_main:
                 _checkpoint(run.path, done, model, optimizer, scheduler, env.world, rngs)
-    bar.close()
+    log.close()
     rngs = dist.gather_objects(rng_state())
     if env.is_main:
         _pictures(model, fixed, run.path)
@@ -209,6 +224,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
         save_weights(model.state_dict(), run.path / "model.safetensors", metadata={"method": cfg.method})
         save_backbone(model.backbone, run.path, cfg.method)
         run.write_json("method_state.json", model.extra_state())
+        log.say(f"{name}: finished {cfg.steps} steps in {(time.time() - t0) / 60:.1f} min; weights in {run.path / 'model.safetensors'}")
     dist.barrier(env)
     run.finish()
     return run.path

@@ -3,7 +3,8 @@
 Layout::
 
     RUN/config.yaml        resolved config (what was actually used)
-    RUN/metrics.csv        one row per logged step (columns grow as new keys appear)
+    RUN/metrics.csv        one row per logged step, appended (rewritten only when a new column appears)
+    RUN/train.log          what the run printed, with time stamps (see progress.py)
     RUN/ckpt-XXXXXXXX/     rolling checkpoints (see checkpoint.py), latest.json points at one
     RUN/model.safetensors  final weights (with RUN/model.json describing the network)
     RUN/pictures/          figures refreshed during training
@@ -19,7 +20,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..config import save_config, to_dict
+import yaml
+
+from ..config import to_dict
 from ..errors import ConfigError, TrainingError
 from .checkpoint import atomic_write_text
 
@@ -68,10 +71,14 @@ class Run:
             self.path.mkdir(parents=True, exist_ok=True)
             _lock(self.path)
         self._rows: list[dict[str, Any]] = []
+        self._columns: list[str] = []  # the header metrics.csv has on disk now ([] = rewrite it)
+        self._tensorboard = None
         metrics = self.path / "metrics.csv"
         if resume and metrics.is_file():
-            with metrics.open() as f:
-                self._rows = list(csv.DictReader(f))
+            text = metrics.read_text()
+            if not text.endswith("\n"):  # a row cut short by a kill: dropped
+                text = text[: text.rfind("\n") + 1]
+            self._rows = [r for r in csv.DictReader(io.StringIO(text)) if _is_step(r.get("step")) and None not in r.values()]
 
     def begin(self) -> None:
         """The run really starts: move a replaced run aside, create the folder's contents."""
@@ -98,6 +105,9 @@ class Run:
         self._release()
 
     def _release(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
         fd = _HELD.pop(str(self.path.resolve()), None) if self.is_writer else None
         if fd is not None:
             os.close(fd)  # closing the descriptor drops the lock
@@ -116,10 +126,16 @@ class Run:
                 continue
             os.replace(p, aside / p.name)
 
-    def save_config(self, cfg: Any, **extra: Any) -> None:
+    def save_config(self, cfg: Any, typed: dict[str, Any] | None = None, **sections: Any) -> None:
+        """RUN/config.yaml: at the top level the options as given (``typed``; default ``cfg``), so
+        ``--config RUN/config.yaml`` reproduces the run; under ``effective`` what this folder's
+        training actually used (automatic values filled in, a schedule's stage settings), which
+        is what :func:`read_run_config` returns to the commands that load the run."""
         self.begin()
         if self.is_writer:
-            save_config(cfg, self.path / "config.yaml", **extra)
+            effective = {**to_dict(cfg), **{k: to_dict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in sections.items()}}
+            top = typed if typed is not None else effective
+            atomic_write_text(self.path / "config.yaml", yaml.safe_dump({**top, "effective": effective}, sort_keys=False))
 
     def log(self, step: int, **values: float) -> None:
         """Append a metrics row; NaN/Inf in any loss-like value stops training with a clear error."""
@@ -128,9 +144,21 @@ class Run:
                 raise TrainingError(f"{k} became {v} at step {step} (run {self.path}); lower the learning rate or check the input data. The last checkpoint is kept.")
         if not self.is_writer:
             return
-        # Drop rows from a killed run's future so a resumed run does not duplicate steps.
-        self._rows = [r for r in self._rows if int(float(r["step"])) < step]
-        self._rows.append({"step": step, **{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in values.items()}})
+        if self._rows and int(float(self._rows[-1]["step"])) >= step:
+            # rows from a killed run's future: forget them so a resumed run does not duplicate steps
+            self.truncate_metrics(step - 1)
+        row = {"step": step, **{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in values.items()}}
+        self._rows.append(row)
+        if self._tensorboard is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)):
+                    self._tensorboard.add_scalar(k, v, step)
+            self._tensorboard.flush()
+        path = self.path / "metrics.csv"
+        if self._columns and set(row) <= set(self._columns) and path.is_file():
+            with path.open("a", newline="") as f:  # one line per logged step, not the whole file
+                csv.DictWriter(f, fieldnames=self._columns).writerow(row)
+            return
         keys: list[str] = []
         for r in self._rows:
             keys += [k for k in r if k not in keys]
@@ -138,15 +166,30 @@ class Run:
         writer = csv.DictWriter(buf, fieldnames=keys)
         writer.writeheader()
         writer.writerows(self._rows)
-        atomic_write_text(self.path / "metrics.csv", buf.getvalue())
+        atomic_write_text(path, buf.getvalue())
+        self._columns = keys
+
+    def use_tensorboard(self) -> None:
+        """Also write every logged value as a TensorBoard scalar into RUN/tensorboard/."""
+        if not self.is_writer:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
+        self._tensorboard = SummaryWriter(str(self.path / "tensorboard"))
 
     def rows(self) -> list[dict[str, Any]]:
         """The metrics rows logged so far (a resumed run's earlier rows included)."""
         return list(self._rows)
 
     def truncate_metrics(self, step: int) -> None:
-        """On resume from a checkpoint at ``step``, forget rows logged after it."""
-        self._rows = [r for r in self._rows if int(float(r["step"])) <= step]
+        """On resume from a checkpoint at ``step``, forget rows logged after it (metrics.csv is
+        rewritten at the next row)."""
+        kept = [r for r in self._rows if int(float(r["step"])) <= step]
+        if len(kept) != len(self._rows):
+            self._columns = []
+        self._rows = kept
 
     def write_json(self, name: str, data: Any) -> Path:
         path = self.path / name
@@ -155,13 +198,26 @@ class Run:
         return path
 
 
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    import yaml
+def _is_step(text: Any) -> bool:
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
 
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The settings a run folder's training used (its config's ``effective`` section)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a localdisc run (no config.yaml)")
-    return yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values")
+    return data.get("effective") or data
 
 
 __all__ = ["Run", "read_run_config", "to_dict"]

@@ -225,6 +225,9 @@ def assign_new_images(run_dir: str | Path, samples, device: str = "cpu", batch_s
         from ...data.sources import resolve_source
 
         samples = resolve_source(str(samples))
+    from ...utils import pick_device
+
+    device = pick_device(str(device))
     fn, meta = load_feature_fn(Path(run_dir), device)
     ds = ImageDataset(list(samples), meta["image_size"], meta["channels"], with_masks=False, cache=False)
     feats = extract_features(fn, ds, batch_size, device)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ...config import field
+from ...config import field, to_dict
 from ...errors import ConfigError
 from ...losses import ld as L
 from ...train import distributed as dist
@@ -165,6 +165,7 @@ class LocalDiscrimination(PretrainMethod):
         if (out / "config.yaml").exists() and not (cfg.resume or cfg.overwrite):
             raise ConfigError(f"{out}: a run already exists here; pass --resume to continue it or --overwrite to replace it")
         stage1 = out / "stage1"
+        typed = {**to_dict(cfg), "method_config": to_dict(mcfg)}  # OUT/config.yaml reproduces both stages
         if not (cfg.resume and (stage1 / "model.safetensors").is_file()):
-            pretrain(replace(cfg, out=str(stage1), steps=n1), replace(mcfg, stage="1"))
-        return pretrain(replace(cfg, steps=cfg.steps - n1, init=str(stage1)), replace(mcfg, stage="2"))
+            pretrain(replace(cfg, out=str(stage1), steps=n1), replace(mcfg, stage="1"), name=f"{cfg.method} stage 1/2")
+        return pretrain(replace(cfg, steps=cfg.steps - n1, init=str(stage1)), replace(mcfg, stage="2"), typed=typed, name=f"{cfg.method} stage 2/2")

@@ -160,7 +160,9 @@ def test_dicom_series_round_trip(tmp_path, rng):
     from localdisc.data.io import _read_volume_raw
 
     raw, spacing = _read_volume_raw(series)
-    np.testing.assert_allclose(raw, np.stack(slices) * 2 - 10)
+    # DICOM's default orientation is LPS (rows run toward P, columns toward L); localdisc
+    # reorients every volume to RAS, so rows and columns come out reversed
+    np.testing.assert_allclose(raw, (np.stack(slices) * 2 - 10)[:, ::-1, ::-1])
     assert spacing == pytest.approx((2.0, 0.8, 0.9))
     assert read_image(series).shape == (1, 3, 6, 5)
     (series / "d.dcm").write_bytes(b"not dicom")

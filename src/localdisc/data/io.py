@@ -66,7 +66,7 @@ def _check_tiff_strips(path: Path, im) -> None:
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp", ".ppm", ".pgm")
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".mha", ".npy")
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".npy")  # DICOM also as a folder, or FOLDER#SeriesInstanceUID
 
 
 def suffix_of(path: Path) -> str:
@@ -75,8 +75,10 @@ def suffix_of(path: Path) -> str:
 
 
 def is_volume(path: str | Path) -> bool:
-    p = Path(path)
-    return p.is_dir() or suffix_of(p) in (".nii", ".nii.gz", ".dcm", ".npy")
+    from .geometry import split_series_path
+
+    p, uid = split_series_path(path)
+    return p.is_dir() or suffix_of(p) in VOLUME_SUFFIXES
 
 
 def _read_2d_raw(path: Path) -> np.ndarray:
@@ -110,15 +112,26 @@ def _read_2d_raw(path: Path) -> np.ndarray:
 
 
 def _read_volume_raw(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    suffix = suffix_of(path)
+    """Volume -> ((D, H, W) array reoriented to RAS, spacing in mm per (D, H, W) voxel)."""
+    data, geom = read_volume(path)
+    return data, (geom.spacing if geom is not None else (1.0,) * data.ndim)
+
+
+def read_volume(path: str | Path):
+    """Volume -> ((D, H, W) array of the volume reoriented to RAS, :class:`~.geometry.Geometry`
+    of the source file, None for .npy arrays, which have no geometry)."""
+    from .geometry import geometry_of, read_dicom, split_series_path, to_localdisc
+
+    folder, _ = split_series_path(path)
+    suffix = suffix_of(folder)
     if suffix in (".nii", ".nii.gz"):
         import nibabel as nib
 
         try:
             img = nib.load(str(path))
-            _check_size(path, img.shape, MAX_VOXELS, "voxels")  # from the header, before the data are read
+            _check_size(Path(path), img.shape, MAX_VOXELS, "voxels")  # from the header, before the data are read
             data = np.asanyarray(img.dataobj)
-            spacing = tuple(float(s) for s in img.header.get_zooms()[:3])
+            affine = img.affine
         except FileNotFoundError as e:
             raise DataError(f"{path}: file not found") from e
         except DataError:
@@ -129,42 +142,24 @@ def _read_volume_raw(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
             data = data[..., 0]
         if data.ndim != 3:
             raise DataError(f"{path}: expected a 3-D volume, got shape {data.shape}")
-        # NIfTI stores (x, y, z); localdisc uses (D, H, W) = (z, y, x).
-        return np.ascontiguousarray(np.transpose(data, (2, 1, 0))), spacing[::-1]
+        geom = geometry_of(affine, data.shape)
+        return to_localdisc(data, geom), geom
     if suffix == ".npy":
         try:
             data = np.load(path, allow_pickle=False)
         except Exception as e:
             raise DataError(f"{path}: unreadable .npy array ({e})") from e
-        return data, (1.0,) * data.ndim
-    if path.is_dir() or suffix == ".dcm":
-        return _read_dicom_series(path)
-    raise DataError(f"{path}: unsupported volume format {suffix!r}")
+        return data, None
+    if folder.is_dir() or suffix == ".dcm":
+        data, geom = read_dicom(path)
+        _check_size(Path(folder), data.shape, MAX_VOXELS, "voxels")
+        return to_localdisc(data, geom), geom
+    raise DataError(f"{path}: unsupported volume format {suffix!r} (volumes: NIfTI .nii/.nii.gz, DICOM series, .npy)")
 
 
-def _read_dicom_series(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    import pydicom
-
-    files = sorted(path.glob("*.dcm")) if path.is_dir() else [path]
-    if not files:
-        raise DataError(f"{path}: folder holds no .dcm files")
-    slices = []
-    for f in files:
-        try:
-            ds = pydicom.dcmread(str(f))
-            arr = ds.pixel_array.astype(np.float32)
-        except Exception as e:
-            raise DataError(f"{f}: unreadable DICOM file ({e})") from e
-        slope, inter = float(getattr(ds, "RescaleSlope", 1.0)), float(getattr(ds, "RescaleIntercept", 0.0))
-        pos = getattr(ds, "ImagePositionPatient", None)
-        z = float(pos[2]) if pos is not None else float(getattr(ds, "InstanceNumber", len(slices)))
-        slices.append((z, arr * slope + inter, ds))
-    slices.sort(key=lambda s: s[0])
-    vol = np.stack([s[1] for s in slices]) if slices[0][1].ndim == 2 else slices[0][1]
-    ds = slices[0][2]
-    px = [float(v) for v in getattr(ds, "PixelSpacing", [1.0, 1.0])]
-    dz = abs(slices[1][0] - slices[0][0]) if len(slices) > 1 else float(getattr(ds, "SliceThickness", 1.0))
-    return vol, (dz or 1.0, px[0], px[1])
+def read_geometry(path: str | Path):
+    """The source geometry of a volume (None for 2D images and .npy arrays)."""
+    return read_volume(path)[1] if is_volume(path) else None
 
 
 def check_header(path: str | Path) -> None:
@@ -173,15 +168,17 @@ def check_header(path: str | Path) -> None:
     decoded (gzip-compressed images are, capped), so a whole dataset is checked in seconds."""
     from PIL import Image, UnidentifiedImageError
 
-    p = Path(path)
+    from .geometry import split_series_path
+
+    p, uid = split_series_path(path)
     if not p.exists():
         raise DataError(f"{p}: file not found")
     suffix = suffix_of(p)
     if p.name.lower().endswith(".gz") and suffix != ".nii.gz":
         _read_2d_raw(p)  # a compressed image has no header to peek at: decode it (capped)
         return
-    if p.is_dir() or suffix in (".dcm", ".npy", ".mha"):
-        return  # DICOM series, .npy and others are checked when read
+    if p.is_dir() or suffix in (".dcm", ".npy"):
+        return  # DICOM series and .npy are checked when read
     if suffix in (".nii", ".nii.gz"):
         import nibabel as nib
 

@@ -122,17 +122,20 @@ def save_comparison(rows: Sequence[tuple[str, np.ndarray, np.ndarray | None, dic
     return path
 
 
-def save_mask(mask: np.ndarray, path: str | Path, num_classes: int, spacing: Sequence[float] | None = None) -> Path:
-    """Class map -> file: 2D PNG (binary tasks as 0/255, else class indices), 3D NIfTI (x, y, z order)."""
+def save_mask(mask: np.ndarray, path: str | Path, num_classes: int, spacing: Sequence[float] | None = None, geometry=None) -> Path:
+    """Class map -> file: 2D PNG (binary tasks as 0/255, else class indices), 3D NIfTI. With the
+    source volume's ``geometry`` (data.geometry.Geometry) the NIfTI has the source's voxel order
+    and affine and overlays it in any viewer; without (.npy sources), a diagonal affine of
+    ``spacing``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if mask.ndim == 3:
-        import nibabel as nib
+        from ..data.geometry import geometry_of, write_nifti
 
-        zooms = tuple(spacing[::-1]) if spacing else (1.0, 1.0, 1.0)
-        img = nib.Nifti1Image(np.transpose(mask.astype(np.uint8), (2, 1, 0)), np.diag(list(zooms) + [1.0]))
-        nib.save(img, str(path))
-        return path
+        if geometry is None:
+            zooms = tuple(spacing[::-1]) if spacing else (1.0, 1.0, 1.0)
+            geometry = geometry_of(np.diag(list(zooms) + [1.0]), mask.shape[::-1])
+        return write_nifti(mask, geometry, path)
     from PIL import Image
 
     arr = (mask > 0).astype(np.uint8) * 255 if num_classes == 2 else mask.astype(np.uint8)

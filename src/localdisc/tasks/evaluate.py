@@ -74,7 +74,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
              save_predictions: bool = True, max_images: int = 0) -> dict[str, Any]:
     """Score ``run_dir`` on ``split`` of ``data`` (default: the run's data); returns summary.json's content.
     ``max_images`` > 0 scores only the first N images of the split (smoke tests)."""
-    from ..data.io import convert_channels
+    from ..data.io import convert_channels, read_geometry
     from ..data.records import load_sample_fov, load_sample_image, load_sample_mask
     from ..report.overlays import save_mask, save_overlay
     from ..train.checkpoint import atomic_write_text
@@ -117,7 +117,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
         suffix = ".nii.gz" if pred.ndim == 3 else ".png"
         name = file_name(s.id)
         if save_predictions:
-            save_mask(pred, out / "predictions" / f"{name}{suffix}", num_classes, s.spacing)
+            save_mask(pred, out / "predictions" / f"{name}{suffix}", num_classes, s.spacing, geometry=read_geometry(s.image) if pred.ndim == 3 else None)
     rows = metrics.rows()
     if overlays and max_overlays > 0:
         import shutil

@@ -50,7 +50,7 @@ def _defaults(command: list[str]) -> dict:
     return {a.dest: a for a in sub._actions}
 
 
-@pytest.mark.parametrize("command", [["pretrain"], ["finetune"], ["evaluate"], ["landmarks"], ["discover"], ["pseudo-classes", "assign"], ["demo"]])
+@pytest.mark.parametrize("command", [["pretrain"], ["finetune"], ["evaluate"], ["landmarks"], ["discover"], ["embed"], ["pseudo-classes", "assign"], ["demo"]])
 def test_device_defaults_to_auto_everywhere(command):
     action = _defaults(command)["device"]
     default = action.default if action.default != "==SUPPRESS==" else None
@@ -81,7 +81,7 @@ def test_discover_rule_defaults_to_argmax():
 
 
 def test_the_run_is_positional_and_options_share_names():
-    for command in ("evaluate", "export", "landmarks", "discover"):
+    for command in ("evaluate", "export", "landmarks", "discover", "embed"):
         actions = _defaults([command])
         assert actions["run_dir"].option_strings == [], command
         assert "run" not in actions, command

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("localdisc.cli.benchmark", "pretraining methods against random init over label budgets and seeds, with statistics and a report"),
     "landmarks": ("localdisc.cli.landmarks", "one-shot landmark localization with a pretrained LD run"),
     "discover": ("localdisc.cli.discover", "structures without labels: cluster maps, shape-guided discovery"),
+    "embed": ("localdisc.cli.embed", "write a pretraining run's pixel embeddings and cluster maps (.npy / NIfTI with the source geometry)"),
     "export": ("localdisc.cli.export", "export a fine-tuned network (torch.export, ONNX, safetensors, MONAI bundle) or a pretrained encoder"),
     "pseudo-classes": ("localdisc.cli.pseudo_classes", "work with the pseudo-classes of a cluster-contrast pretraining run"),
     "simulate-shapes": ("localdisc.cli.simulate", "write synthetic shape masks (vessels, discs, lungs, 3D tubes) for shape-guided discovery"),

@@ -1,11 +1,16 @@
-"""MONAI bundle export (2D): ``configs/metadata.json``, ``configs/inference.json``, ``models/model.pt2``.
+"""MONAI bundle export: ``configs/metadata.json``, ``configs/inference.json``, ``models/model.pt2``.
 
-The inference config reproduces localdisc's own prediction path (``tasks/evaluate.py``):
-read the image (8/16-bit PNG/JPEG/TIFF/BMP), scale to [0, 1] by bit depth, drop alpha, convert
-RGB->luminance or gray->RGB to the trained channel count, resize to the training size with
-antialiased bilinear interpolation, run the network (a ``torch.export`` program) (sliding window with Gaussian
-blending when the run used patches), softmax, resize the probabilities back bilinearly,
-argmax, and save one PNG of class indices per image (``NAME_seg.png``). Run it with::
+The inference config reproduces localdisc's own prediction path (``tasks/evaluate.py``).
+2D: read the image (8/16-bit PNG/JPEG/TIFF/BMP), scale to [0, 1] by bit depth, drop alpha,
+convert RGB->luminance or gray->RGB to the trained channel count, resize to the training size
+with antialiased bilinear interpolation, run the network (a ``torch.export`` program; a sliding
+window with Gaussian blending when the run used patches), softmax, resize the probabilities
+back bilinearly, argmax, and save one PNG of class indices per image (``NAME_seg.png``).
+3D: read NIfTI volumes, reorient to RAS (``Orientationd``, as localdisc's reader does), scale
+intensities like localdisc (8/16-bit by range, others by the 0.5-99.5 percentiles), predict
+on the (z, y, x) array resized trilinearly to the training size, resize the probabilities back,
+argmax, and save ``NAME_seg.nii.gz`` with the RAS image's affine (it overlays the source scan
+in world coordinates). Run it with::
 
     python -m monai.bundle run --config_file BUNDLE/configs/inference.json \
         --meta_file BUNDLE/configs/metadata.json --bundle_root BUNDLE \
@@ -22,12 +27,13 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
 
 EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def inference_config(info: dict[str, Any]) -> dict[str, Any]:
+    if len(info["image_size"]) == 3:
+        return inference_config_3d(info)
     size = [int(s) for s in info["image_size"]]
     channels = int(info.get("in_channels") or info["unet"]["in_channels"])
     patch = [int(p) for p in (info.get("patch_size") or [])]
@@ -74,6 +80,44 @@ def inference_config(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def inference_config_3d(info: dict[str, Any]) -> dict[str, Any]:
+    size = [int(s) for s in info["image_size"]]
+    patch = [int(p) for p in (info.get("patch_size") or [])]
+    use_window = bool(patch) and any(p < s for p, s in zip(patch, size))
+    inferer = (
+        {"_target_": "SlidingWindowInferer", "roi_size": patch, "sw_batch_size": 4, "overlap": 0.25, "mode": "gaussian"}
+        if use_window
+        else {"_target_": "SimpleInferer"}
+    )
+    return {
+        "imports": ["$import os", "$import glob", "$import numpy as np", "$import nibabel as nib"],
+        "bundle_root": ".",
+        "dataset_dir": "$os.path.join(@bundle_root, 'images')",
+        "output_dir": "$os.path.join(@bundle_root, 'eval')",
+        "device": "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')",
+        "image_size": size,
+        "datalist": "$[{'image': f, 'name': os.path.basename(f).split('.nii')[0]} for f in sorted(glob.glob(os.path.join(@dataset_dir, '*.nii*')))]",
+        "network": "$torch.export.load(os.path.join(@bundle_root, 'models', 'model.pt2')).module().to(@device)",
+        "preprocessing": {
+            "_target_": "Compose",
+            "transforms": [
+                {"_target_": "LoadImaged", "keys": "image", "reader": "NibabelReader", "image_only": True, "dtype": None},
+                {"_target_": "EnsureChannelFirstd", "keys": "image", "channel_dim": "no_channel"},
+                {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
+            ],
+        },
+        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "inferer": inferer,
+        # localdisc's intensity scaling (data/io.py): 8/16-bit by range, others by the 0.5 and 99.5 percentiles
+        "scale": "$lambda x: x.float() / 255.0 if x.dtype == torch.uint8 else (x.float() / (65535.0 if x.max() > 4095 else 4095.0) if x.dtype == torch.uint16 else (lambda lo, hi: ((x.float() - lo) / max(hi - lo, 1e-12)).clamp(0, 1))(*[float(v) for v in np.percentile(np.asarray(x, dtype=np.float32), [0.5, 99.5])]))",
+        "to_zyx": "$lambda x: torch.as_tensor(x).permute(0, 3, 2, 1)",
+        "predict": "$lambda d: torch.nn.functional.interpolate(torch.softmax(@inferer(torch.nn.functional.interpolate(@scale(@to_zyx(d['image']))[None], size=@image_size, mode='trilinear', align_corners=False).to(@device), @network).float(), dim=1), size=list(@to_zyx(d['image']).shape[1:]), mode='trilinear', align_corners=False).argmax(1)[0].permute(2, 1, 0).to(torch.uint8).cpu().numpy()",
+        "save": "$lambda d, mask: nib.save(nib.Nifti1Image(mask, np.asarray(d['image'].affine, dtype=np.float64)), os.path.join(@output_dir, d['name'] + '_seg.nii.gz'))",
+        "initialize": ["$torch.set_grad_enabled(False)", "$os.makedirs(@output_dir, exist_ok=True)"],
+        "run": ["$[@save(d, @predict(d)) for d in @dataset]"],
+    }
+
+
 def metadata(info: dict[str, Any]) -> dict[str, Any]:
     import monai
 
@@ -91,7 +135,7 @@ def metadata(info: dict[str, Any]) -> dict[str, Any]:
         "numpy_version": __import__("numpy").__version__,
         "required_packages_version": {"pillow": __import__("PIL").__version__},
         "name": f"localdisc {info.get('task', 'segmentation')} U-Net",
-        "task": f"{k}-class 2D segmentation",
+        "task": f"{k}-class {len(info['image_size'])}D segmentation",
         "description": "U-Net fine-tuned with localdisc (local-discrimination pretraining). Masks hold class indices.",
         "authors": "localdisc",
         "copyright": "see the training data's license",
@@ -107,8 +151,6 @@ def write_bundle(model: torch.nn.Module, info: dict[str, Any], folder: Path, che
     from ..train.checkpoint import atomic_write_text
     from .torch_export import to_torch_export
 
-    if len(info["image_size"]) != 2:
-        raise ConfigError("monai-bundle export supports 2D models only; export 3D models with --format torchscript or onnx")
     folder = Path(folder)
     (folder / "configs").mkdir(parents=True, exist_ok=True)
     (folder / "models").mkdir(exist_ok=True)

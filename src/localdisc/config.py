@@ -24,7 +24,7 @@ def field(default: Any = dataclasses.MISSING, help: str = "", choices: tuple | N
     """A dataclass field with CLI help text. ``choices``: the valid values (argparse and config
     files both check them); ``lengths``: valid numbers of values of a tuple option (e.g. (2, 3)
     for H W or D H W). Mutable defaults (lists, dicts) are copied."""
-    meta = {"help": help, "choices": tuple(choices) if choices else None, "lengths": tuple(lengths) if lengths else None}
+    meta = {"help": help, "choices": choices if callable(choices) or not choices else tuple(choices), "lengths": tuple(lengths) if lengths else None}
     if isinstance(default, (list, dict)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta, **kw)
@@ -81,7 +81,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, exclude: tupl
         flag = "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         if f.metadata.get("choices"):
-            kwargs["choices"] = f.metadata["choices"]
+            kwargs["choices"] = _choices(f)
         if typing.get_origin(tp) in (list, tuple) and (typing.get_args(tp) or (str,))[0] in (int, float):
             kwargs["metavar"] = "N"
         origin = typing.get_origin(tp)
@@ -142,6 +142,12 @@ def _convert(tp: Any, v: Any) -> Any:
     return v
 
 
+def _choices(f: dataclasses.Field) -> tuple | None:
+    """A field's valid values (``choices`` may be a callable, for registries that grow)."""
+    choices = f.metadata.get("choices")
+    return tuple(choices()) if callable(choices) else choices
+
+
 def _check_value(f: dataclasses.Field, tp: Any, optional: bool, v: Any) -> Any:
     """``v`` converted to the field's type, or a one-line ConfigError naming the option."""
     flag = "--" + f.name.replace("_", "-")
@@ -157,10 +163,11 @@ def _check_value(f: dataclasses.Field, tp: Any, optional: bool, v: Any) -> Any:
             v = _convert(tp, v)
     except (TypeError, ValueError, argparse.ArgumentTypeError):
         raise ConfigError(f"{flag}: {v!r} is not a valid {getattr(tp, '__name__', str(tp))} value") from None
-    lengths, choices = f.metadata.get("lengths"), f.metadata.get("choices")
+    lengths, choices = f.metadata.get("lengths"), _choices(f)
     if lengths and len(v) not in lengths:
-        n = " or ".join(str(k) for k in lengths)
-        raise ConfigError(f"{flag} takes {n} numbers, got {len(v)}: {show_default(v) or 'none'}")
+        n = " or ".join(str(k) for k in lengths if k)
+        none = " (or none, for the automatic default)" if 0 in lengths else ""
+        raise ConfigError(f"{flag} takes {n} numbers{none}, got {len(v)}: {show_default(v) or 'none'}")
     if choices and v not in choices:
         raise ConfigError(f"{flag}: invalid choice {v!r}; valid: {', '.join(map(str, choices))}")
     return v

@@ -91,7 +91,7 @@ def test_the_run_is_positional_and_options_share_names():
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["pretrain", "--data", DATA, "--out", "{tmp}/a", "--image-size", "32"], "--image-size takes 2 or 3 numbers, got 1"),
+    (["pretrain", "--data", DATA, "--out", "{tmp}/a", "--image-size", "32"], "--image-size takes 2 or 3 numbers (or none, for the automatic default), got 1"),
     (["finetune", "--data", DATA, "--out", "{tmp}/b", "--device", "tpu"], "--device: expected auto, cpu, cuda or cuda:N"),
     (["finetune", "--data", DATA, "--out", "{tmp}/c", "--norm", "layer"], "invalid choice: 'layer'"),
     (["pretrain", "--data", DATA, "--out", "{tmp}/d", "--steps", "many"], "invalid int value: 'many'"),
@@ -126,7 +126,7 @@ def test_help_reads_as_typed_and_cites_no_internal_document(command, capsys):
 def test_help_shows_tuples_as_typed(capsys):
     assert main(["finetune", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: 256 256)" in text and "--data DATA labeled images" in text and "(required)" in text
+    assert "(default: 16 32 64 128 128)" in text and "--data DATA labeled images" in text and "(required)" in text
 
 
 def test_top_level_help_imports_no_torch_and_is_fast():

@@ -152,7 +152,7 @@ def test_plot_and_self_contained_html(tmp_path):
     t = metric_table({("random", "2"): (0.5, 0.1, 3)}, ["random"], ["2"], "Dice <lesion>")
     html = write_html_report(tmp_path / "r.html", "Report", ["**Data** `ph2:<x>` {'a': 1}"], [t], [("curve", png)],
                              {"random": [("img1", png), ("missing", tmp_path / "nope.png")]}).read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 1 and html.count("data:image/jpeg;base64,") == 1  # plot as PNG, example as JPEG
     assert "Dice &lt;lesion&gt;" in html and "src='data:" in html
     assert "<p><b>Data</b> <code>ph2:&lt;x&gt;</code> {&#x27;a&#x27;: 1}</p>" in html  # Markdown rendered, the rest escaped
     assert "src='/" not in html and "src=\"" not in html and "http" not in html

@@ -155,7 +155,8 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
         tables.append(metric_table(aggregate(per_image, "auc"), methods, budgets, "AUC inside the field of view", True))
         tables.append(metric_table(aggregate(per_image, "accuracy"), methods, budgets, "Accuracy inside the field of view", True))
     seeds = sorted({r["seed"] for r in records})
-    intro = [f"**Data** `{cfg.data}`, images resized to {'x'.join(map(str, cfg.image_size))}; profile `{cfg.profile or '-'}`; "
+    size = f"images resized to {'x'.join(map(str, cfg.image_size))}" if cfg.image_size else "images at their own resolution"
+    intro = [f"**Data** `{cfg.data}`, {size}; profile `{cfg.profile or '-'}`; "
              f"fine-tuning seeds {', '.join(map(str, seeds))} (each draws its own labeled subset); "
              f"{len(records)} of {len(cfg.methods) * len(cfg.budgets) * len(cfg.seeds)} cells finished.",
              "**Labeled training images per budget**: " + ", ".join(f"{b} = {n_labels.get(('random', b), '?')}" for b in budgets) + ".",

@@ -81,7 +81,8 @@ def same_images_figure(cells: Sequence[Cell], per_image: Sequence[dict[str, Any]
         preds = {m: p for m, c in by_method.items() if c is not None and (p := _prediction(c.path, sample_id, k)) is not None}
         if len(preds) < 2:
             return None
-        rows.append((f"{sample_id}\n{reference} {case} (Dice {value:.2f})", image, load_sample_mask(s, k), preds))
+        short = sample_id if len(sample_id) <= 20 else sample_id[:19] + "…"  # a rotated row label has room for ~20 characters
+        rows.append((f"{short}\n{reference} {case} (Dice {value:.2f})", image, load_sample_mask(s, k), preds))
     if not rows:
         return None
     return save_comparison(rows, path, class_names)

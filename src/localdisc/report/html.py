@@ -35,18 +35,23 @@ def render_inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
 
 
-def png_data_uri(path: str | Path, max_side: int | None = None) -> str:
-    """PNG file -> 'data:image/png;base64,...', downscaled to ``max_side`` pixels if larger."""
+def png_data_uri(path: str | Path, max_side: int | None = None, photo: bool = False) -> str:
+    """PNG file -> 'data:image/...;base64,...', downscaled to ``max_side`` pixels if larger.
+    ``photo``: re-encoded as JPEG (quality 88): overlays on photographs are 5-10x smaller so,
+    and a report with dozens of them stays a file one can mail."""
     data = Path(path).read_bytes()
-    if max_side:
+    if max_side or photo:
         from PIL import Image
 
         im = Image.open(io.BytesIO(data))
-        if max(im.size) > max_side:
+        if max_side and max(im.size) > max_side:
             im.thumbnail((max_side, max_side))
-            buf = io.BytesIO()
-            im.save(buf, format="PNG", optimize=True)
-            data = buf.getvalue()
+        buf = io.BytesIO()
+        if photo:
+            im.convert("RGB").save(buf, format="JPEG", quality=88)
+            return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        im.save(buf, format="PNG", optimize=True)
+        data = buf.getvalue()
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
@@ -66,7 +71,7 @@ def write_html_report(path: str | Path, title: str, intro: Sequence[str], tables
     parts.append("<h2>Results</h2>")
     parts += [t.to_html() for t in tables]
     for caption, png in shown[1:]:
-        parts.append(f"<h2>{render_inline(caption.split(':')[0])}</h2><figure><img class='plot' src='{png_data_uri(png)}' alt='{html.escape(caption)}'>"
+        parts.append(f"<h2>{render_inline(caption.split(':')[0])}</h2><figure><img class='plot' src='{png_data_uri(png, photo=True)}' alt='{html.escape(caption)}'>"
                      f"<figcaption>{render_inline(caption)}</figcaption></figure>")
     if examples:
         parts.append("<h2>Each method's worst, median and best test image</h2><p class='note'>Ground truth solid, prediction dashed.</p>")
@@ -75,7 +80,7 @@ def write_html_report(path: str | Path, title: str, intro: Sequence[str], tables
             if not imgs:
                 continue
             parts.append(f"<h3>{html.escape(section)}</h3><div class='gallery'>")
-            parts += [f"<figure><img src='{png_data_uri(p, example_side)}' alt='{html.escape(c)}'><figcaption>{html.escape(c)}</figcaption></figure>" for c, p in imgs]
+            parts += [f"<figure><img src='{png_data_uri(p, example_side, photo=True)}' alt='{html.escape(c)}'><figcaption>{html.escape(c)}</figcaption></figure>" for c, p in imgs]
             parts.append("</div>")
     parts.append("</body></html>")
     path = Path(path)

@@ -40,9 +40,9 @@ def save_overlay(image: np.ndarray, pred: np.ndarray | None, target: np.ndarray 
     h, w = image.shape[-2:]
     scale = max_side / max(h, w)
     fig, ax = plt.subplots(figsize=(max(w * scale, 2), max(h * scale, 2)), dpi=100)
-    draw_overlay(ax, image, pred, target, class_names, legend=True)
+    draw_overlay(ax, image, pred, target, class_names, legend=True, fontsize=1.6 * max_side)
     if title:
-        ax.set_title(title, fontsize=12)
+        ax.set_title(title, fontsize=2.0 * max_side)
     fig.tight_layout(pad=0.2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def save_overlay(image: np.ndarray, pred: np.ndarray | None, target: np.ndarray 
 
 
 def draw_overlay(ax, image: np.ndarray, pred: np.ndarray | None, target: np.ndarray | None,
-                 class_names: Sequence[str] | None = None, legend: bool = True) -> None:
+                 class_names: Sequence[str] | None = None, legend: bool = True, fontsize: float = 10) -> None:
     """Draw image (C, *S) with truth (solid) and prediction (dashed) contours into ``ax``."""
     from matplotlib.lines import Line2D
 
@@ -79,7 +79,7 @@ def draw_overlay(ax, image: np.ndarray, pred: np.ndarray | None, target: np.ndar
             handles = [Line2D([], [], color=BINARY[k], ls=ls, label=f"{k} ({class_names[1] if class_names else 'foreground'})") for k, ls in (("truth", "solid"), ("prediction", "dashed"))]
         else:
             handles += [Line2D([], [], color="gray", ls="solid", label="truth"), Line2D([], [], color="gray", ls="dashed", label="prediction")]
-        ax.legend(handles=handles, loc="lower right", fontsize=10, framealpha=0.7)
+        ax.legend(handles=handles, loc="lower right", fontsize=fontsize, framealpha=0.7)
     ax.set_axis_off()
 
 

@@ -25,8 +25,8 @@ def dice_vs_labels(curves: dict[str, dict[str, Sequence[tuple[float, float, floa
     """One panel per entry of ``curves`` (a class, or the mean over classes); in each, one line per
     method through (labels, mean) with a band of +- ``half`` (the caller's 95% CI half-width).
     ``curves[panel][method] = [(x, mean, half)]``. Colours follow :func:`method_color` (random
-    init black and dashed); panels share one y-range. x is log-scaled when the budgets span
-    more than a factor of 4."""
+    init black and dashed); panels share one y-range and wrap onto rows of two, so fonts stay
+    readable at page width. x is log-scaled when the budgets span more than a factor of 4."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,9 +34,16 @@ def dice_vs_labels(curves: dict[str, dict[str, Sequence[tuple[float, float, floa
 
     panels = list(curves)
     n = max(1, len(panels))
-    width = 4.2 * n + 1.6
-    right = 1 - 1.5 / width  # room for the legend
-    fig, axes = plt.subplots(1, n, figsize=(width, 3.8), squeeze=False, dpi=120, sharey=True)
+    longest = max((len(m) for c in curves.values() for m in c), default=6)
+    legend_in = 0.6 + 0.085 * longest  # room for the longest method name at fontsize 10
+    cols = min(n, 2)
+    rows = -(-n // cols)
+    width = 4.6 * cols + legend_in
+    right = 1 - legend_in / width
+    fig, grid = plt.subplots(rows, cols, figsize=(width, 3.9 * rows + 0.4), squeeze=False, dpi=150, sharey=True)
+    axes = [[ax for row in grid for ax in row]]
+    for ax in axes[0][n:]:
+        ax.set_visible(False)
     xs_all = sorted({p[0] for c in curves.values() for pts in c.values() for p in pts if p[0] > 0})
     for ax, panel in zip(axes[0], panels):
         for i, (method, pts) in enumerate(curves[panel].items()):
@@ -60,12 +67,13 @@ def dice_vs_labels(curves: dict[str, dict[str, Sequence[tuple[float, float, floa
         ax.set_xlabel("labeled training images", fontsize=10)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=9)
-    axes[0][0].set_ylabel(ylabel, fontsize=10)
+    for row in grid:
+        row[0].set_ylabel(ylabel, fontsize=10)
     lo, hi = axes[0][0].get_ylim()  # shared by every panel (sharey)
     axes[0][0].set_ylim(bottom=max(0.0, lo), top=min(1.0, hi + 0.02))
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(right, 0.5), fontsize=9, frameon=False)
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(right, 0.5), fontsize=10, frameon=False)
     if title:
         fig.suptitle(title, fontsize=12)
     fig.tight_layout(rect=(0, 0, right, 1))

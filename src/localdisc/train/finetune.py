@@ -54,7 +54,8 @@ class FinetuneConfig:
     lr: float = field(1e-3, "Adam learning rate")
     weight_decay: float = field(1e-5, "Adam weight decay")
     schedule: str = field("cosine", "learning-rate schedule", choices=("cosine", "constant"))
-    image_size: tuple[int, ...] = field((256, 256), lengths=(2, 3), help="images/volumes are resized to this (H W or D H W) for training and prediction")
+    image_size: tuple[int, ...] = field((), lengths=(0, 2, 3), help="images/volumes are resized to this (H W or D H W) for training and prediction; default: the training images' median size, never upsampled, the longer side at most 1024 px (2D) or 256 voxels (3D)")
+    spacing: tuple[float, ...] = field((), lengths=(0, 3), help="volumes: resample to about this voxel size (mm, D H W) when --image-size is not given")
     patch_size: tuple[int, ...] = field((), lengths=(0, 2, 3), help="random training patches of this size, biased toward foreground; prediction slides a window of this size; empty = whole image")
     patch_foreground: float = field(0.5, "probability that a training patch is centred on a foreground pixel")
     num_classes: int = field(0, "classes including background; 0 = from class names or the largest mask value")
@@ -105,13 +106,25 @@ def resolve_transfer_protocol(cfg: FinetuneConfig) -> None:
     with a 10x slower encoder (``--freeze-encoder-steps STEPS/2 --encoder-lr-scale 0.1``) did not
     beat it there. Both stay options; a frozen random encoder only handicaps random init."""
     if cfg.pdcr_tau < 0:
-        cfg.pdcr_tau = 1.0 if len(cfg.image_size) == 2 else 0.5
+        cfg.pdcr_tau = 0.5 if len(cfg.image_size) == 3 else 1.0  # finetune() calls this once the image size is known
+
+
+def _init_encoder_channels(cfg: FinetuneConfig) -> tuple[int, ...] | None:
+    """The encoder widths of --init's network (they decide the U-Net's total stride)."""
+    if not cfg.init:
+        return None
+    from .transfer import load_backbone_config
+
+    try:
+        return tuple(load_backbone_config(cfg.init)[0].encoder_channels)
+    except Exception:  # a broken --init is reported where it is loaded
+        return None
 
 
 def _validate(cfg: FinetuneConfig) -> None:
-    if len(cfg.image_size) not in (2, 3):
+    if len(cfg.image_size) not in (0, 2, 3):
         raise ConfigError(f"--image-size needs 2 (H W) or 3 (D H W) numbers, got {list(cfg.image_size)}")
-    if cfg.patch_size and (len(cfg.patch_size) != len(cfg.image_size) or any(p > s for p, s in zip(cfg.patch_size, cfg.image_size))):
+    if cfg.image_size and cfg.patch_size and (len(cfg.patch_size) != len(cfg.image_size) or any(p > s for p, s in zip(cfg.patch_size, cfg.image_size))):
         raise ConfigError(f"--patch-size {list(cfg.patch_size)} must have as many numbers as --image-size {list(cfg.image_size)} and not exceed it")
     if cfg.transfer not in ("encoder", "encoder+decoder"):
         raise ConfigError(f"--transfer must be encoder or encoder+decoder, got {cfg.transfer!r}")
@@ -133,13 +146,19 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
     _validate(cfg)
     typed = to_dict(cfg)  # as given, before automatic values are filled in
-    resolve_transfer_protocol(cfg)
     env = dist.init(cfg.device)
     device = pick_device(cfg.device) if cfg.device != "auto" else env.device
     seed_everything(cfg.seed)
 
     # Data first: a bad file must fail before anything is written.
     parts = finetune_samples(cfg)
+    if not cfg.image_size:
+        from ..data.resolution import auto_image_size
+
+        enc = _init_encoder_channels(cfg) or cfg.encoder_channels
+        cfg.image_size = auto_image_size([s.image for s in parts["train"] + parts["val"]], cfg.spacing, multiple=2 ** (len(enc) - 1))
+        _validate(cfg)  # the patch size against the size chosen
+    resolve_transfer_protocol(cfg)
     first = parts["train"][0]
     class_names = first.extra.get("class_names")
     channels = cfg.in_channels or int(first.extra.get("channels") or 0) or num_channels_of(parts["train"])

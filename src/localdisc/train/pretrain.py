@@ -33,7 +33,7 @@ from .transfer import save_backbone
 class PretrainConfig:
     data: str = field("synthetic-fundus", "unlabeled images: folder, manifest CSV, or layout spec (e.g. ph2:/path, cxr:/path, drive:/path, synthetic-fundus, synthetic-3d); labels are ignored")
     out: str = field("runs/pretrain", "run folder to create (or continue with --resume)")
-    method: str = field("ld", "self-supervised pretraining method: ld (local discrimination, two stages), ld-shape (LD guided by a shape prior), simclr, densecl, cluster-contrast, genesis", choices=tuple(METHODS))
+    method: str = field("ld", "self-supervised pretraining method: ld (local discrimination, two stages), ld-shape (LD guided by a shape prior), simclr, densecl, cluster-contrast, genesis", choices=lambda: tuple(METHODS))  # read when used: methods may be registered later
     split: str = field("train", choices=("train", "val", "test", "all"), help="use samples of this split plus unassigned ones; 'all' uses every image (never pretrain on a test split you evaluate on)")
     seed: int = field(0, "random seed; the same seed on the same machine gives the same numbers")
     steps: int = field(2000, "optimizer steps")
@@ -41,7 +41,8 @@ class PretrainConfig:
     lr: float = field(1e-3, "Adam learning rate")
     lr_halve_every: int = field(0, "halve the learning rate every N steps (reference: 10000); 0 = constant")
     weight_decay: float = field(0.0, "Adam weight decay")
-    image_size: tuple[int, ...] = field((256, 256), lengths=(2, 3), help="images/volumes are resized to this (H W or D H W) before views are cut")
+    image_size: tuple[int, ...] = field((), lengths=(0, 2, 3), help="images/volumes are resized to this (H W or D H W) before views are cut; default: the images' median size, never upsampled, the longer side at most 1024 px (2D) or 256 voxels (3D)")
+    spacing: tuple[float, ...] = field((), lengths=(0, 3), help="volumes: resample to about this voxel size (mm, D H W) when --image-size is not given")
     in_channels: int = field(0, "input channels; 0 = taken from the first image")
     encoder_channels: tuple[int, ...] = field((16, 32, 64, 128, 128), "U-Net encoder widths")
     decoder_channels: tuple[int, ...] = field((128, 64, 32, 32), "U-Net decoder widths (last = trunk)")
@@ -79,6 +80,10 @@ def unlabeled_dataset(cfg: PretrainConfig) -> ImageDataset:
 
     for s in samples:  # every file's header now: a bad 10th image must not end the run hours later
         check_header(s.image)
+    if not cfg.image_size:
+        from ..data.resolution import auto_image_size
+
+        cfg.image_size = auto_image_size([s.image for s in samples], cfg.spacing, multiple=2 ** (len(cfg.encoder_channels) - 1))
     channels = cfg.in_channels or num_channels_of(samples)
     return ImageDataset(samples, cfg.image_size, channels, with_masks=False)
 

@@ -11,6 +11,8 @@ import pytest
 from localdisc.data.geometry import geometry_of, read_dicom, to_localdisc, to_source, write_nifti
 from localdisc.data.io import read_image, read_mask, read_volume
 
+from dicom_files import write_dicom
+
 nib = pytest.importorskip("nibabel")
 
 
@@ -66,28 +68,6 @@ def test_lps_and_ras_files_of_one_scan_read_alike(tmp_path):
     assert ga.spacing == pytest.approx((2.0, 0.8, 0.8))
 
 
-def _write_dicom(path, pixels, position, orientation, series_uid, spacing=(0.8, 0.6), number=0):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR image storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.SeriesInstanceUID, ds.Modality, ds.InstanceNumber = series_uid, "MR", number
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelSpacing = list(spacing)
-    ds.ImagePositionPatient = [float(v) for v in position]
-    ds.ImageOrientationPatient = [float(v) for v in orientation]
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
-
-
 def test_dicom_two_interleaved_series_and_a_tilted_normal(tmp_path):
     pytest.importorskip("pydicom")
     from localdisc.errors import DataError
@@ -101,9 +81,9 @@ def test_dicom_two_interleaved_series_and_a_tilted_normal(tmp_path):
     b = [rng.integers(0, 1000, (6, 5)) for _ in range(3)]
     names = iter(f"im{k:02d}.dcm" for k in rng.permutation(7))  # file names interleave the two series, in no order
     for k in (2, 0, 3, 1):
-        _write_dicom(tmp_path / next(names), a[k], origin + 1.5 * k * normal, [*row_cos, *col_cos], "1.2.3.A", number=10 - k)
+        write_dicom(tmp_path / next(names), a[k], origin + 1.5 * k * normal, [*row_cos, *col_cos], "1.2.3.A", number=10 - k)
     for k in (1, 2, 0):
-        _write_dicom(tmp_path / next(names), b[k], origin + 3.0 * k * normal + [0, 0, 5], [1, 0, 0, 0, 1, 0], "1.2.3.B")
+        write_dicom(tmp_path / next(names), b[k], origin + 3.0 * k * normal + [0, 0, 5], [1, 0, 0, 0, 1, 0], "1.2.3.B")
     with pytest.raises(DataError, match="holds 2 DICOM series; name one"):
         read_image(tmp_path)
     data, geom = read_dicom(f"{tmp_path}#1.2.3.A")

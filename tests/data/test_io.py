@@ -13,6 +13,8 @@ from localdisc.data.io import read_image, read_mask, read_spacing
 from localdisc.data.records import Sample
 from localdisc.errors import DataError
 
+from dicom_files import write_dicom
+
 
 def save(path, arr):
     Image.fromarray(arr).save(path)
@@ -127,28 +129,6 @@ def test_nifti_round_trip(tmp_path, rng):
     assert read_spacing(save(tmp_path / "p.png", lab[..., 0])) is None
 
 
-def _write_dicom(path, pixels: np.ndarray, z: float, spacing=(0.8, 0.9)):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT image storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelSpacing = list(spacing)
-    ds.ImagePositionPatient = [0.0, 0.0, z]
-    ds.RescaleSlope, ds.RescaleIntercept = 2, -10
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
-
-
 def test_dicom_series_round_trip(tmp_path, rng):
     pytest.importorskip("pydicom")
     series = tmp_path / "series"
@@ -156,7 +136,7 @@ def test_dicom_series_round_trip(tmp_path, rng):
     slices = [rng.integers(0, 1000, (6, 5)) for _ in range(3)]
     # written out of z order: the reader must sort by ImagePositionPatient
     for name, z, k in (("a.dcm", 5.0, 2), ("b.dcm", 1.0, 0), ("c.dcm", 3.0, 1)):
-        _write_dicom(series / name, slices[k], z)
+        write_dicom(series / name, slices[k], position=(0.0, 0.0, z), spacing=(0.8, 0.9), rescale=(2, -10))
     from localdisc.data.io import _read_volume_raw
 
     raw, spacing = _read_volume_raw(series)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..data.sources import resolve_source, select_split
+from ..data.sources import pick_samples
 
 from .main import add_command
 
@@ -40,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tasks.discover import discover, load_run_model
 
     model = load_run_model(args.run_dir, args.device)
-    samples = select_split(resolve_source(args.data), args.split)
-    if args.max_images:
-        samples = samples[: args.max_images]
+    samples = pick_samples(args.data, args.split, args.max_images)
     metrics = discover(model, samples, args.out, args.mode, args.masks_from_data, args.rule, args.threshold, args.max_overlays)
     if args.masks_from_data:
         shown = metrics.get("dice") if args.mode == "clusters" else {"dice": metrics.get("dice")}

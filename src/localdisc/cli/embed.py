@@ -27,14 +27,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.sources import resolve_source, select_split
+    from ..data.sources import pick_samples
     from ..tasks.discover import load_run_model
     from ..tasks.embed import embed_images
 
     model = load_run_model(args.run_dir, args.device)
-    samples = select_split(resolve_source(args.data), args.split)
-    if args.max_images:
-        samples = samples[: args.max_images]
+    samples = pick_samples(args.data, args.split, args.max_images)
     info = embed_images(model, samples, args.out, max_pictures=args.max_overlays)
     print(f"embed: {len(samples)} images, {info['embedding_dim']}-dimensional embeddings on a {'x'.join(map(str, info['grid_size']))} grid; "
           f"files in {args.out}")

@@ -45,6 +45,12 @@ def resolve_source(spec: str, seed: int = 0, **opts) -> list[Sample]:
     return [Sample(id=path.stem, image=str(path))]
 
 
+def pick_samples(spec: str, split: str = "all", max_images: int = 0) -> list[Sample]:
+    """The samples of a data spec in ``split`` (plus unassigned ones), the first ``max_images`` (0 = all)."""
+    samples = select_split(resolve_source(spec), split)
+    return samples[:max_images] if max_images > 0 else samples
+
+
 def select_split(samples: list[Sample], split: str) -> list[Sample]:
     """Samples of ``split`` plus unassigned ones; ``all`` keeps everything."""
     if split == "all":

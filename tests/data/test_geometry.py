@@ -124,7 +124,7 @@ def test_oblique_and_lps_nifti_finetune_evaluate_keep_the_affine(tmp_path):
         w.writerows(rows)
     run = finetune(FinetuneConfig(data=str(tmp_path / "data.csv"), out=str(tmp_path / "run"), steps=40, batch_size=2, lr=1e-2,
                                   image_size=(12, 16, 16), val_fraction=0, encoder_channels=(4, 8), decoder_channels=(8,), norm="instance", augment=False))
-    summary = evaluate(run, split="test", out=tmp_path / "ev", overlays=False)
+    summary = evaluate(run, split="test", out=tmp_path / "ev", overlays=False, save_probabilities=True)
     per_image = {r["id"]: float(r["dice_class1"]) for r in csv.DictReader((tmp_path / "ev" / "per_image.csv").open())}
     for i in (4, 5):
         src = nib.load(str(tmp_path / f"m{i}.nii.gz"))
@@ -132,6 +132,10 @@ def test_oblique_and_lps_nifti_finetune_evaluate_keep_the_affine(tmp_path):
         np.testing.assert_allclose(pred.affine, src.affine, atol=1e-5)
         p, t = np.asarray(pred.dataobj) > 0, np.asarray(src.dataobj) > 0
         assert p.shape == t.shape and p.any()
+        probs = nib.load(str(next((tmp_path / "ev" / "probabilities").glob(f"*im{i}*.nii.gz"))))
+        np.testing.assert_allclose(probs.affine, src.affine, atol=1e-5)
+        assert probs.shape == (*t.shape, 2)
+        np.testing.assert_array_equal(np.asarray(probs.dataobj).argmax(-1) > 0, p)  # the probabilities and the mask agree voxel for voxel
         dice = 2 * (p & t).sum() / (p.sum() + t.sum())
         assert dice == pytest.approx(per_image[next(k for k in per_image if f"im{i}" in k)], abs=1e-5)
         assert dice > 0.5  # the model found the object: a flipped or transposed write would not overlay it

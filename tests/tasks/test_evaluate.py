@@ -56,7 +56,7 @@ def test_evaluate_end_to_end_original_resolution(tmp_path):
     sizes = [(40, 48), (36, 44), (44, 40), (40, 40), (38, 50), (42, 36)]
     data = write_manifest(tmp_path / "d", sizes, ["train"] * 4 + ["test"] * 2)
     run = finetune(FinetuneConfig(data=str(data), out=str(tmp_path / "run"), steps=3, batch_size=2, image_size=(32, 32), eval_every=3, **TINY))
-    summary = evaluate(run, split="test", out=tmp_path / "ev")
+    summary = evaluate(run, split="test", out=tmp_path / "ev", save_probabilities=True)
     assert summary["n_images"] == 2 and summary["split"] == "test"
     rows = list(csv.DictReader((tmp_path / "ev" / "per_image.csv").open()))
     assert [r["id"] for r in rows] == ["c4", "c5"]
@@ -64,6 +64,9 @@ def test_evaluate_end_to_end_original_resolution(tmp_path):
     for sid, size in (("c4", sizes[4]), ("c5", sizes[5])):
         pred = np.asarray(Image.open(tmp_path / "ev" / "predictions" / f"{sid}.png"))
         assert pred.shape == size and set(np.unique(pred)) <= {0, 255}  # original size, binary PNG
+        probs = np.load(tmp_path / "ev" / "probabilities" / f"{sid}.npy")
+        assert probs.shape == (2, *size) and probs.dtype == np.float16
+        np.testing.assert_array_equal(probs.astype(np.float32).argmax(0) * 255, pred)
     # overlays: the worst and the best image by Dice (two images: the median is one of them), named by case
     cases = json.loads((tmp_path / "ev" / "overlays" / "cases.json").read_text())
     by_dice = sorted(rows, key=lambda r: float(r["dice_mean"]))

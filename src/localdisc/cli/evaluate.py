@@ -18,7 +18,8 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default: RUN/eval-SPLIT)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="best (the best validation Dice) or last (the final step)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
-    p.add_argument("--max-overlays", type=int, default=100, help="draw overlays for at most N images (0 = none)")
+    p.add_argument("--max-overlays", type=int, default=100, help="draw overlays for at most N images (0 = none): the worst, median and best by Dice, then spread over the ranking")
+    p.add_argument("--save-probabilities", action="store_true", help="also write each image's class probabilities (probabilities/: .npy, or NIfTI with the source's geometry for volumes)")
     p.set_defaults(func=run)
 
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tasks.evaluate import evaluate, format_summary
 
     summary = evaluate(args.run_dir, args.data, args.split, args.out, args.checkpoint, args.device,
-                       overlays=args.max_overlays > 0, max_overlays=args.max_overlays)
+                       overlays=args.max_overlays > 0, max_overlays=args.max_overlays, save_probabilities=args.save_probabilities)
     print(f"{summary['n_images']} {summary['split']} images of {summary['data']}")
     print(format_summary(summary))
     print(f"results: {summary['out']}")

@@ -7,7 +7,10 @@ against the untouched original mask (and FOV for vessel tasks). Writes into ``ou
 
 - ``per_image.csv``: one row per image (Dice/IoU/HD95 per class; AUC/accuracy for vessels);
 - ``summary.json``: mean/std/n per metric, plus run, data, split and checkpoint;
-- ``predictions/<id>.png`` (binary tasks as 0/255, else class indices) or ``.nii.gz`` for 3D;
+- ``predictions/<id>.png`` (binary tasks as 0/255, else class indices) or ``.nii.gz`` for 3D
+  (the source's voxel order and affine);
+- with ``save_probabilities``: ``probabilities/<id>.npy`` (float16 (K, H, W)) or, for volumes,
+  ``.nii.gz`` (float32 (x, y, z, K) in the source's voxel order and affine);
 - ``overlays/<case>_<id>.png``: image with truth (solid) and prediction (dashed) contours for
   the worst, median and best images by mean Dice, then images evenly spread over the ranking
   (``max_overlays`` in all); ``overlays/cases.json`` lists them.
@@ -71,7 +74,7 @@ def predict_probs(unet, image: np.ndarray, info: dict[str, Any], device, sw_batc
 
 def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", out: str | Path | None = None,
              checkpoint: str = "best", device: str = "auto", overlays: bool = True, max_overlays: int = 100,
-             save_predictions: bool = True, max_images: int = 0) -> dict[str, Any]:
+             save_predictions: bool = True, max_images: int = 0, save_probabilities: bool = False) -> dict[str, Any]:
     """Score ``run_dir`` on ``split`` of ``data`` (default: the run's data); returns summary.json's content.
     ``max_images`` > 0 scores only the first N images of the split (smoke tests)."""
     from ..data.io import convert_channels, read_geometry
@@ -116,8 +119,11 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
         metrics.update(pred, target, probs.numpy() if vessel else None, fov, spacing=s.spacing, id=s.id)
         suffix = ".nii.gz" if pred.ndim == 3 else ".png"
         name = file_name(s.id)
+        geometry = read_geometry(s.image) if pred.ndim == 3 and (save_predictions or save_probabilities) else None
         if save_predictions:
-            save_mask(pred, out / "predictions" / f"{name}{suffix}", num_classes, s.spacing, geometry=read_geometry(s.image) if pred.ndim == 3 else None)
+            save_mask(pred, out / "predictions" / f"{name}{suffix}", num_classes, s.spacing, geometry=geometry)
+        if save_probabilities:
+            save_probabilities_file(probs.numpy(), out / "probabilities" / name, geometry)
     rows = metrics.rows()
     if overlays and max_overlays > 0:
         import shutil
@@ -145,6 +151,24 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
     summary["out"] = str(out)
     return summary
+
+
+def save_probabilities_file(probs: np.ndarray, stem: Path, geometry=None) -> Path:
+    """(K, *S) class probabilities -> ``stem.npy`` (float16) or, for a volume with a known
+    geometry, ``stem.nii.gz``: (x, y, z, K) float32 in the source's voxel order and affine."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if probs.ndim == 4 and geometry is not None:
+        import nibabel as nib
+
+        from ..data.geometry import to_source
+
+        data = np.stack([to_source(p, geometry) for p in probs], axis=-1).astype(np.float32)
+        path = stem.with_name(stem.name + ".nii.gz")
+        nib.save(nib.Nifti1Image(data, geometry.affine), str(path))
+        return path
+    path = stem.with_name(stem.name + ".npy")
+    np.save(path, probs.astype(np.float16))
+    return path
 
 
 def overlay_cases(dice: list[float], k: int) -> list[tuple[int, str]]:

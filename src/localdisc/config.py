@@ -134,7 +134,7 @@ def _convert(tp: Any, v: Any) -> Any:
     if tp is float:
         if isinstance(v, bool):
             raise ValueError(v)
-        return float(v)
+        return v if isinstance(v, int) else float(v)  # an int is a valid float; kept, since --labels 2 (a count) is not 2.0 in records
     if tp is str:
         if not isinstance(v, (str, int, float)):
             raise ValueError(v)

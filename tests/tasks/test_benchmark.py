@@ -193,3 +193,16 @@ def test_data_paths_relative_to_the_config_file(tmp_path, monkeypatch):
     for spec in ("synthetic-fundus:8", f"ph2:{tmp_path}/x", "cxr:relative/to/cwd"):  # kept as written
         cfg.write_text(yaml.safe_dump({**BASE, "data": spec}))
         assert load_benchmark_config(cfg).data == spec
+
+
+def test_older_cells_with_the_automatic_protocol_stay_reusable():
+    from localdisc.config import build_config
+    from localdisc.tasks.benchmark_config import effective_settings
+    from localdisc.train.finetune import FinetuneConfig
+
+    old = {"init": "", "freeze_encoder_steps": -1, "encoder_lr_scale": -1.0, "labels": 2}
+    assert effective_settings(old) == {"init": "", "freeze_encoder_steps": 0, "encoder_lr_scale": 1.0, "labels": 2}
+    with_init = {**old, "init": "ld-s0"}
+    assert effective_settings(with_init) == with_init  # with --init, -1 meant a protocol that is not the default: no match
+    cfg = build_config(FinetuneConfig, {"labels": 2})
+    assert cfg.labels == 2 and isinstance(cfg.labels, int)  # a count stays a count in records (2, not 2.0)

@@ -228,9 +228,14 @@ def finetune_config(cfg: BenchmarkConfig, entry: MethodEntry, budget: Any, seed:
 
 
 def effective_settings(d: dict[str, Any]) -> dict[str, Any]:
-    """``d`` without the options that cannot change the result (those of a switched-off add-on)."""
+    """``d`` without the options that cannot change the result (those of a switched-off add-on),
+    and with the automatic (-1) transfer protocol of older runs as what it meant without --init
+    (plain training: no frozen encoder, one learning rate), so their cells stay reusable."""
     if d.get("pdcr") is False:
         d = {k: v for k, v in d.items() if not k.startswith("pdcr_")}
+    if not d.get("init") and (d.get("freeze_encoder_steps") == -1 or d.get("encoder_lr_scale") == -1):
+        d = {**d, "freeze_encoder_steps": 0 if d.get("freeze_encoder_steps") == -1 else d.get("freeze_encoder_steps"),
+             "encoder_lr_scale": 1.0 if d.get("encoder_lr_scale") == -1 else d.get("encoder_lr_scale")}
     return d
 
 

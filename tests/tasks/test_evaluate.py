@@ -101,3 +101,4 @@ def test_overlay_cases_are_worst_median_best_then_spread():
     assert ranked[:3] == [(0, "worst"), (30, "median"), (59, "best")]
     assert len({i for i, _ in ranked}) == 7 and all(case.startswith("rank") for _, case in ranked[3:])
     assert overlay_cases(dice, 0) == []
+    assert overlay_cases(dice, 2) == [(2, "worst"), (1, "best")]

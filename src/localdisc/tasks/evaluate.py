@@ -183,7 +183,7 @@ def overlay_cases(dice: list[float], k: int) -> list[tuple[int, str]]:
     for i, case in picks:
         if i not in [c for c, _ in chosen]:
             chosen.append((i, case))
-    chosen.sort(key=lambda t: ("worst", "median", "best").index(t[1]))
+    chosen = sorted(chosen[:k], key=lambda t: ("worst", "median", "best").index(t[1]))  # k = 2: worst and best
     rank = {i: r for r, i in enumerate(finite)}
     rest = [i for i in finite if i not in [c for c, _ in chosen]]
     extra = max(0, min(k - len(chosen), len(rest)))

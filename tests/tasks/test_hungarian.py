@@ -60,3 +60,17 @@ def test_bad_inputs():
         cluster_overlap(np.full((2, 2), 5), np.zeros((1, 2, 2), bool), 3)
     with pytest.raises(ValueError):
         ClusterMatcher(3, ["a"]).compute()
+
+
+def test_a_mapping_chosen_elsewhere_is_applied_not_rematched():
+    from localdisc.tasks.hungarian import ClusterMatcher
+
+    clusters = np.array([[0, 0, 1, 1], [0, 0, 1, 1]])
+    structures = np.stack([clusters == 1, clusters == 0]).astype(np.uint8)  # "a" is cluster 1, "b" is cluster 0
+    m = ClusterMatcher(3, ["a", "b"])
+    m.update(clusters, structures)
+    assert m.compute()["mapping"] == {"a": 1, "b": 0} and m.compute()["mean_dice"] == 1.0
+    swapped = m.compute(mapping={"a": 0, "b": 1})  # e.g. matched on training images that disagree
+    assert swapped["mapping"] == {"a": 0, "b": 1} and swapped["mean_dice"] == 0.0
+    with pytest.raises(ValueError, match="no cluster for"):
+        m.compute(mapping={"a": 0})

@@ -139,8 +139,10 @@ def discover(
     rule: str = "threshold",
     threshold: float = 0.5,
     max_pictures: int = 16,
+    mapping: dict[str, int] | None = None,
 ) -> dict:
-    """Write cluster/structure maps and overlays for ``samples``; with masks, score them.
+    """Write cluster/structure maps and overlays for ``samples``; with masks, score them
+    (clusters: matched to the structures on these images, or by a given ``mapping``).
 
     Returns (and writes to ``out_dir/metrics.json`` when labels were used) the metrics dict.
     """
@@ -186,7 +188,7 @@ def discover(
         return {"num_images": len(samples), "mode": mode}
     if mode == "clusters":
         assert matcher is not None
-        metrics = {"mode": mode, **matcher.compute()}
+        metrics = {"mode": mode, **matcher.compute(mapping), "matched_on": "these images" if mapping is None else "a given mapping"}
         metrics["per_image_ids"] = [s.id for s in samples]
     else:
         keys = [k for k in per_image[0] if k != "id"]

@@ -88,12 +88,20 @@ class ClusterMatcher:
         self.area_c += counts[2]
         self.per_image.append(counts)
 
-    def compute(self) -> dict:
-        """Global matching; Dice per structure pooled over the dataset and mean/std over images."""
+    def compute(self, mapping: dict[str, int] | None = None) -> dict:
+        """Global matching; Dice per structure pooled over the dataset and mean/std over images.
+        ``mapping`` (structure name -> cluster), e.g. matched on other (training) images, is
+        applied instead of matching on these: matching on the scored images is optimistic."""
         if not self.per_image:
             raise ValueError("no images were added")
         pooled = dice_from_counts(self.inter, self.area_k, self.area_c)
-        mapping = match_clusters(pooled)
+        if mapping is not None:
+            missing = [n for n in self.names if n not in mapping]
+            if missing:
+                raise ValueError(f"mapping names no cluster for {missing}")
+            mapping = np.array([int(mapping[n]) for n in self.names])
+        else:
+            mapping = match_clusters(pooled)
         per_image = np.array([[dice_from_counts(i, a, b)[mapping[c], c] for c in range(len(self.names))] for i, a, b in self.per_image])
         return {
             "num_images": len(self.per_image),

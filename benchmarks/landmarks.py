@@ -135,6 +135,21 @@ def main(argv=None) -> int:
                 errs[m][n].append(float(e))
             errs_orig[m] += radial_errors(pr, t).tolist()
 
+    # Each method against copying the support's position: the query image is the unit (its
+    # landmarks' errors are averaged), paired test + 95% bootstrap CI of the mean difference.
+    from localdisc.tasks.stats import paired_test
+
+    per_query = {m: np.mean([errs[m][n] for n in names], axis=0) for m in errs}
+    rng = np.random.default_rng(0)
+    vs_copy = {}
+    for m in errs:
+        if m == "copy":
+            continue
+        d = per_query[m] - per_query["copy"]
+        boot = [d[rng.integers(0, d.size, d.size)].mean() for _ in range(2000)]
+        res = paired_test(per_query[m], per_query["copy"])
+        vs_copy[m] = {"mean_diff_px": float(d.mean()), "ci_low": float(np.percentile(boot, 2.5)), "ci_high": float(np.percentile(boot, 97.5)),
+                      "p_value": float(res.p_value), "test": res.test, "n_queries": int(d.size)}
     prov = provenance(device, None if argv is None else ["benchmarks/landmarks.py", *argv])
     result = {
         **prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick,
@@ -142,6 +157,7 @@ def main(argv=None) -> int:
         "eval_grid": list(ev), "model_size": list(model.size),
         "methods": {m: {"overall": summarize_errors([e for n in names for e in errs[m][n]]), "mre_orig_px": float(np.mean(errs_orig[m])),
                         "per_landmark": {n: summarize_errors(errs[m][n]) for n in names}} for m in errs},
+        "vs_copy": vs_copy,
     }
     out = Path(args.work) if args.quick else Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,6 +168,9 @@ def main(argv=None) -> int:
     for m, r in result["methods"].items():
         o = r["overall"]
         lines.append(f"| {m} | {o['mre']:.2f} | {o['sd']:.2f} | {o['sr@2px']:.1%} | {o['sr@4px']:.1%} | {o['sr@8px']:.1%} | {r['mre_orig_px']:.1f} |")
+    lines += ["", "Against copying the support's position (per query image, mean error over its landmarks; negative = closer than copy):", "",
+              "| method | mean difference (grid px) [95% bootstrap CI] | paired test |", "|---|---|---|"]
+    lines += [f"| {m} | {v['mean_diff_px']:+.2f} [{v['ci_low']:+.2f}, {v['ci_high']:+.2f}] | {v['test']} p={v['p_value']:.2g} (n={v['n_queries']}) |" for m, v in vs_copy.items()]
     lines += ["", "Per landmark MRE (grid px):", "", "| landmark | " + " | ".join(errs) + " |", "|---|" + "---|" * len(errs)]
     for n in names:
         lines.append(f"| {n} | " + " | ".join(f"{result['methods'][m]['per_landmark'][n]['mre']:.2f}" for m in errs) + " |")

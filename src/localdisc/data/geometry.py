@@ -30,14 +30,21 @@ class Geometry:
     source_shape: tuple[int, int, int]  # the file's voxel array shape (i, j, k)
     ornt: np.ndarray  # nibabel orientation of the file axes (io_orientation of affine)
 
+    def _per_ras_axis(self, per_file_axis) -> tuple:
+        """Values given per file axis (i, j, k), in localdisc's (D, H, W) = (z, y, x) order."""
+        per_ras = np.empty(3)
+        per_ras[self.ornt[:, 0].astype(int)] = per_file_axis  # file axis -> its RAS axis
+        return tuple(per_ras[::-1])
+
     @property
     def spacing(self) -> tuple[float, float, float]:
         """mm per voxel in localdisc's (D, H, W) order of the reoriented array."""
-        zooms = np.sqrt((self.affine[:3, :3] ** 2).sum(0))  # per file axis
-        ras_axis = self.ornt[:, 0].astype(int)  # file axis i -> RAS axis
-        per_ras = np.empty(3)
-        per_ras[ras_axis] = zooms
-        return tuple(float(z) for z in per_ras[::-1])  # (z, y, x)
+        return tuple(float(z) for z in self._per_ras_axis(np.sqrt((self.affine[:3, :3] ** 2).sum(0))))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(D, H, W) of the reoriented array."""
+        return tuple(int(s) for s in self._per_ras_axis(self.source_shape))
 
     def canonical_affine(self) -> np.ndarray:
         """Affine of the reoriented (x, y, z) RAS array (before localdisc's transpose)."""

@@ -77,7 +77,7 @@ def suffix_of(path: Path) -> str:
 def is_volume(path: str | Path) -> bool:
     from .geometry import split_series_path
 
-    p, uid = split_series_path(path)
+    p, _ = split_series_path(path)
     return p.is_dir() or suffix_of(p) in VOLUME_SUFFIXES
 
 
@@ -158,8 +158,21 @@ def read_volume(path: str | Path):
 
 
 def read_geometry(path: str | Path):
-    """The source geometry of a volume (None for 2D images and .npy arrays)."""
-    return read_volume(path)[1] if is_volume(path) else None
+    """The source geometry of a volume (None for 2D images and .npy arrays); NIfTI from the
+    header alone, DICOM by reading the series."""
+    if not is_volume(path):
+        return None
+    if suffix_of(Path(str(path))) in (".nii", ".nii.gz"):
+        import nibabel as nib
+
+        from .geometry import geometry_of
+
+        try:
+            img = nib.load(str(path))  # the header; no voxel is read
+        except Exception as e:
+            raise DataError(f"{path}: unreadable NIfTI volume ({e})") from e
+        return geometry_of(img.affine, img.shape[:3])
+    return read_volume(path)[1]
 
 
 def check_header(path: str | Path) -> None:

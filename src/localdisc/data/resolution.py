@@ -27,7 +27,7 @@ SAMPLED = 200  # headers read to estimate the median (evenly spread over the dat
 def image_shape(path: str | Path) -> tuple[tuple[int, ...], tuple[float, ...] | None]:
     """Spatial shape in localdisc's order ((H, W), or (D, H, W) of the RAS-reoriented volume)
     and the spacing in mm per pixel (None if unknown), from the header where possible."""
-    from .io import is_volume, read_volume, suffix_of
+    from .io import is_volume, read_geometry, read_volume
 
     p = Path(str(path))
     if not is_volume(path):
@@ -40,18 +40,10 @@ def image_shape(path: str | Path) -> tuple[tuple[int, ...], tuple[float, ...] | 
             from .io import read_image
 
             return tuple(read_image(p).shape[1:]), None
-    if suffix_of(p) in (".nii", ".nii.gz"):
-        import nibabel as nib
-
-        from .geometry import geometry_of
-
-        img = nib.load(str(p))  # header only
-        geom = geometry_of(img.affine, img.shape[:3])
-        by_ras = np.empty(3, int)
-        by_ras[geom.ornt[:, 0].astype(int)] = img.shape[:3]
-        return tuple(int(s) for s in by_ras[::-1]), geom.spacing
-    data, geom = read_volume(path)
-    return tuple(data.shape), (geom.spacing if geom is not None else None)
+    geom = read_geometry(path)  # NIfTI: header only
+    if geom is not None:
+        return geom.shape, geom.spacing
+    return tuple(read_volume(path)[0].shape), None  # .npy
 
 
 def auto_image_size(images: Sequence[str], spacing: Sequence[float] = (), multiple: int = 16) -> tuple[int, ...]:

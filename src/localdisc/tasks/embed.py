@@ -71,23 +71,19 @@ def embed_images(model, samples: Sequence, out: str | Path, max_pictures: int = 
         a = method.assign(x).float().cpu() if has_clusters else None
         name = names(s.id)
         entry: dict[str, Any] = {"id": s.id, "image": s.image, "source_size": list(image.shape[1:])}
-        if image.ndim == 4:  # volume
-            geom = read_geometry(s.image)
-            if geom is not None:
-                aff = grid_affine(geom.canonical_affine(), image.shape[1:], model.size)
-                emb = np.transpose(v[0].numpy(), (3, 2, 1, 0)).astype(np.float32)  # (D, d, h, w) -> (x, y, z, D)
-                nib.save(nib.Nifti1Image(emb, aff), str(out / "embeddings" / f"{name}.nii.gz"))
-                entry["embeddings"] = f"embeddings/{name}.nii.gz"
-            else:
-                np.save(out / "embeddings" / f"{name}.npy", v[0].numpy().astype(np.float16))
-                entry["embeddings"] = f"embeddings/{name}.npy"
+        geom = read_geometry(s.image) if image.ndim == 4 else None  # volumes from NIfTI/DICOM
+        if geom is not None:
+            aff = grid_affine(geom.canonical_affine(), image.shape[1:], model.size)
+            emb = np.transpose(v[0].numpy(), (3, 2, 1, 0)).astype(np.float32)  # (D, d, h, w) -> (x, y, z, D)
+            nib.save(nib.Nifti1Image(emb, aff), str(out / "embeddings" / f"{name}.nii.gz"))
+            entry["embeddings"] = f"embeddings/{name}.nii.gz"
         else:
             np.save(out / "embeddings" / f"{name}.npy", v[0].numpy().astype(np.float16))
             entry["embeddings"] = f"embeddings/{name}.npy"
         if a is not None:
             mode = "bilinear" if image.ndim == 3 else "trilinear"
             labels = F.interpolate(a, size=tuple(image.shape[1:]), mode=mode, align_corners=False)[0].argmax(0).numpy().astype(np.uint8)
-            if image.ndim == 4 and (geom := read_geometry(s.image)) is not None:
+            if geom is not None:
                 write_nifti(labels, geom, out / "clusters" / f"{name}.nii.gz")
                 entry["clusters"] = f"clusters/{name}.nii.gz"
             elif image.ndim == 4:

@@ -21,11 +21,15 @@ def cfg(**kw) -> LDConfig:
     return LDConfig(**{**quiet, **kw})
 
 
+@pytest.mark.parametrize("shift", [0.0, 0.5])
 @pytest.mark.parametrize("size,crop", [((12, 12), (8, 8)), ((10, 14), ()), ((8, 8, 8), (6, 6, 6))])
-def test_view_b_aligns_exactly_with_view_a(size, crop):
+def test_view_b_aligns_exactly_with_view_a(size, crop, shift):
     torch.manual_seed(0)
     x = coordinate_images(6, size)
-    views = make_views(x, cfg(crop_size=crop, rotate_degrees=20))
+    views = make_views(x, cfg(crop_size=crop, rotate_degrees=20, shift=shift))
+    assert (views.shifts is not None) == (shift > 0)
+    if shift:
+        assert views.shifts.shape == (6, len(size)) and views.shifts.abs().max() > 0
     B, inp = views.B, views.inputs
     out = tuple(crop) or size
     assert B == 3 and inp.shape == (15, len(size), *out)
@@ -79,3 +83,20 @@ def test_odd_batch_is_refused(n):
 def test_crop_size_dims_must_match():
     with pytest.raises(TrainingError, match="crop_size"):
         make_views(torch.rand(2, 1, 8, 8), cfg(crop_size=(4, 4, 4)))
+
+
+def test_shift_moves_the_content_of_view_b_so_place_in_the_view_no_longer_identifies_a_patch():
+    """Without a shift, the pixel at place p of view b (once its rot90/flip is undone) sits at
+    place p of view a too; with it, the same content appears at place p + shift (cyclically)."""
+    torch.manual_seed(3)
+    x = coordinate_images(4, (16, 16))
+    views = make_views(x, cfg(dihedral=False, flip=False, rotate_degrees=0.0, crop_scale=(1.0, 1.0), shift=0.5))
+    B, inp = views.B, views.inputs
+    for i in range(2 * B):
+        dy, dx = (int(v) for v in views.shifts[i])
+        assert torch.equal(inp[2 * B + i], torch.roll(inp[i], (dy, dx), (1, 2)))
+    assert limits_respected(views.shifts, (16, 16), 0.5)
+
+
+def limits_respected(shifts: torch.Tensor, size, fraction: float) -> bool:
+    return all(int(shifts[:, j].abs().max()) <= round(fraction * s) for j, s in enumerate(size))

@@ -31,14 +31,21 @@ def _undo_by_hand(x: torch.Tensor, op: augment.Dihedral) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- LD
-def test_ld_loss_terms_equal_the_spec_by_hand(monkeypatch):
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+def test_ld_loss_terms_equal_the_spec_by_hand(monkeypatch, shift):
     torch.manual_seed(0)
-    cfg = LDConfig(stage="2")  # the defaults are what is pinned: grid 8, taus 0.1/0.1/0.2, weights 1/1/10/0.1
+    cfg = LDConfig(stage="2", shift=shift)  # otherwise the defaults are what is pinned: grid 8, taus 0.1/0.1/0.2, weights 1/1/10/0.1
     model = LocalDiscrimination(UNet(UNetConfig(in_channels=1, **TINY)), cfg).eval()
     images = torch.rand(4, 1, 16, 16)
     views = make_views(images, cfg)
     while not any(op.k or op.flip_dims for op in views.ops):  # view b must really be turned
         views = make_views(images, cfg)
+    if shift:  # view b must really be shifted: it is rolled back before its rot90/flip is undone
+        assert views.shifts is not None and views.shifts.abs().sum() > 0
+        unroll = [(-int(dy), -int(dx)) for dy, dx in views.shifts]
+    else:
+        assert views.shifts is None
+        unroll = [(0, 0)] * 4
     monkeypatch.setattr("localdisc.methods.ld.method.make_views", lambda imgs, c: views)
     with torch.no_grad():
         terms = model.loss_terms(model.forward_views(images))
@@ -47,8 +54,8 @@ def test_ld_loss_terms_equal_the_spec_by_hand(monkeypatch):
         trunk = model.backbone.forward_features(views.inputs).trunk
         v, a = model.embed_head(trunk), model.cluster_head(trunk)
         # view b's rot90/flip undone sample by sample, so pixel p of a and b show the same anatomy
-        v = torch.cat([v[: 2 * B], torch.stack([_undo_by_hand(v[2 * B + i], op) for i, op in enumerate(views.ops)]), v[4 * B :]])
-        a = torch.cat([a[: 2 * B], torch.stack([_undo_by_hand(a[2 * B + i], op) for i, op in enumerate(views.ops)]), a[4 * B :]])
+        v = torch.cat([v[: 2 * B], torch.stack([_undo_by_hand(torch.roll(v[2 * B + i], unroll[i], (1, 2)), op) for i, op in enumerate(views.ops)]), v[4 * B :]])
+        a = torch.cat([a[: 2 * B], torch.stack([_undo_by_hand(torch.roll(a[2 * B + i], unroll[i], (1, 2)), op) for i, op in enumerate(views.ops)]), a[4 * B :]])
         u = F.normalize(F.adaptive_avg_pool2d(v, 8), dim=1).flatten(2).transpose(1, 2)  # (5B, 64, D)
         x1a, x2a, x1b, x2b, m = u[:B], u[B : 2 * B], u[2 * B : 3 * B], u[3 * B : 4 * B], u[4 * B :]
         pd = L.patch_discrimination_loss(torch.cat([x1a, x2a]), torch.cat([x1b, x2b]), 0.1)

@@ -223,4 +223,19 @@ def invert_dihedral(x: torch.Tensor, ops: Sequence[Dihedral]) -> torch.Tensor:
     return torch.stack([_one(x[i], op, True) for i, op in enumerate(ops)])
 
 
-__all__ = ["random_affine", "affine_grid", "warp", "photometric", "Dihedral", "sample_dihedral", "apply_dihedral", "invert_dihedral"]
+def sample_shifts(n: int, size: Sequence[int], fraction: float, device=None) -> torch.Tensor:
+    """(n, d) integer offsets, each uniform in [-round(fraction * s), round(fraction * s)] for axis size s."""
+    limits = [int(round(fraction * s)) for s in size]
+    return torch.stack([torch.randint(-m, m + 1, (n,)) for m in limits], dim=1).to(device)
+
+
+def roll_samples(x: torch.Tensor, shifts: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """(n, C, *S) -> each sample cyclically shifted by its row of ``shifts`` (n, d): pixel p moves
+    to p + shift (mod S). An exact index permutation; ``inverse=True`` moves it back."""
+    dims = tuple(d + 1 for d in range(shifts.shape[1]))  # spatial dims of one (C, *S) sample
+    sign = -1 if inverse else 1
+    return torch.stack([torch.roll(x[i], tuple(sign * int(v) for v in shifts[i]), dims) for i in range(x.shape[0])])
+
+
+__all__ = ["random_affine", "affine_grid", "warp", "photometric", "Dihedral", "sample_dihedral", "apply_dihedral", "invert_dihedral",
+           "sample_shifts", "roll_samples"]

@@ -46,6 +46,7 @@ class LDConfig:
     rotate_degrees: float = field(15.0, "random rotation range (+-degrees; 3D: about a random plane)")
     flip: bool = field(True, "random flips in the shared geometric transform")
     dihedral: bool = field(True, "view b gets a random rot90/flip that is undone on its output maps")
+    shift: float = field(0.0, "view b is also cyclically shifted by up to this fraction of the view per axis, undone on its output maps, so patches cannot be matched by their place in the view (0 = off)")
     # Views a and b differ only by this jitter: too weak and patches are matched by colour or
     # brightness alone (the reference: ColorJitter(0.4, 0.4, 0.4, 0.02) + RandomGrayscale(0.2)).
     brightness: float = field(0.2, "photometric jitter: additive brightness range (0.2 is about ColorJitter's 0.4 at mid-gray)")

@@ -8,8 +8,10 @@ negative twice). N must be even; ``--batch-size 8`` reproduces the reference's B
 Per image (x1 and x2 independently): one random affine geometry (resized crop + flips +
 rotation, :func:`~localdisc.methods.augment.random_affine`) to ``size`` is shared by views a
 and b; a and b get independent photometric jitter; b additionally gets a random exact
-rot90/flip (``ops``) which :func:`align` undoes on the network's output maps, so pixel p of
-view a and pixel p of aligned view b show the same anatomy. Mixup m = lam x1a + (1-lam) x2a
+rot90/flip (``ops``) and, with ``shift`` > 0, a random cyclic shift, both of which :func:`align`
+undoes on the network's output maps, so pixel p of view a and pixel p of aligned view b show
+the same anatomy. The shift is there because a and b share their crop: without it the network
+can match patches by where they sit in the view (zero padding tells it), not by what they show. Mixup m = lam x1a + (1-lam) x2a
 with lam ~ U(lam_range) per sample. Network input order: (x1a, x2a, x1b, x2b, m), 5B images.
 """
 
@@ -31,6 +33,7 @@ class LDViews:
     ops: list[augment.Dihedral]  # 2B ops applied to (x1b, x2b)
     B: int
     theta: torch.Tensor  # (2B, d, d+1) geometry of (x1, x2), shared by a and b
+    shifts: torch.Tensor | None = None  # (2B, d) cyclic shifts applied to (x1b, x2b) after ops
 
 
 def view_size(images: torch.Tensor, crop_size: Sequence[int]) -> tuple[int, ...]:
@@ -44,7 +47,8 @@ def make_views(images: torch.Tensor, cfg: Any) -> LDViews:
     """images (N, C, *S) in [0, 1], N even -> :class:`LDViews` with inputs (5 N/2, C, *size).
 
     ``cfg`` provides crop_size, crop_scale, rotate_degrees, flip, dihedral, brightness,
-    contrast, gamma, noise, blur_prob, blur_sigma, saturation, hue, grayscale_prob, lam_range (see ``LDConfig``)."""
+    contrast, gamma, noise, blur_prob, blur_sigma, saturation, hue, grayscale_prob, lam_range
+    and optionally shift (see ``LDConfig``)."""
     N = images.shape[0]
     if N < 2 or N % 2:
         raise TrainingError(f"LD pairs two images per sample and needs an even batch of at least 2 images per process; got {N} (set --batch-size to an even number)")
@@ -56,16 +60,23 @@ def make_views(images: torch.Tensor, cfg: Any) -> LDViews:
     b = augment.jitter(geo, cfg)
     ops = augment.sample_dihedral(N, size) if cfg.dihedral else [augment.Dihedral(0, (0, 1), ())] * N
     b = augment.apply_dihedral(b, ops)
+    shift = float(getattr(cfg, "shift", 0.0) or 0.0)
+    shifts = augment.sample_shifts(N, size, shift, images.device) if shift > 0 else None
+    if shifts is not None:
+        b = augment.roll_samples(b, shifts)
     lo, hi = cfg.lam_range
     lam = torch.rand(B, device=images.device) * (hi - lo) + lo
     lam_v = lam.view(B, *([1] * (images.dim() - 1))).to(a.dtype)
     m = lam_v * a[:B] + (1 - lam_v) * a[B:]
-    return LDViews(inputs=torch.cat([a, b, m]), lam=lam, ops=ops, B=B, theta=theta)
+    return LDViews(inputs=torch.cat([a, b, m]), lam=lam, ops=ops, B=B, theta=theta, shifts=shifts)
 
 
 def align(maps: torch.Tensor, views: LDViews) -> torch.Tensor:
-    """Undo view b's rot90/flip on per-pixel outputs. maps (5B, C', *size) in input order ->
-    same order and shape, with rows 2B..4B mapped back so pixel p matches view a's pixel p."""
+    """Undo view b's shift and rot90/flip on per-pixel outputs. maps (5B, C', *size) in input
+    order -> same order and shape, with rows 2B..4B mapped back so pixel p matches view a's pixel p."""
     B = views.B
-    b = augment.invert_dihedral(maps[2 * B : 4 * B], views.ops)
+    b = maps[2 * B : 4 * B]
+    if views.shifts is not None:
+        b = augment.roll_samples(b, views.shifts, inverse=True)
+    b = augment.invert_dihedral(b, views.ops)
     return torch.cat([maps[: 2 * B], b, maps[4 * B :]])

@@ -9,6 +9,9 @@ query. Methods:
   pooling with sigmas --sigma, argmax + parabola refinement over the whole image;
 - ld window R: the same, with the search restricted to a ball of R times the image size around
   the support's relative position (``--search-radius``; one row per value);
+- ld affine (with --align-affine): coarse to fine; anchors every 8 px of the support matched into
+  the query, a robust affine map fitted to them carries the landmarks over ("ld affine"), then
+  the search windows above are centred there ("ld affine window R");
 - copy: the support's landmark position copied (in relative image coordinates);
 - ncc: raw-intensity patch matching by normalized cross-correlation on the same resized grid.
 
@@ -60,6 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--support", default=None, help="support image id (default: first training image)")
     p.add_argument("--sigma", type=float, nargs="+", default=[2.0, 4.0, 8.0])
     p.add_argument("--search-radius", type=float, nargs="*", default=[0.15], help="extra LD rows with a search window of this fraction of the image size")
+    p.add_argument("--align-affine", action="store_true", help="also the coarse-to-fine rows (affine map from anchor matches, then the windows)")
     p.add_argument("--eval-size", type=int, nargs=2, default=[256, 256])
     p.add_argument("--ncc-half", type=int, default=16, help="NCC template half-size on the eval grid")
     add_pretrain_args(p)
@@ -109,13 +113,14 @@ def main(argv=None) -> int:
     embed = lambda x: model.method.embed(x.to(model.device)).float().cpu()  # noqa: E731
     sup_img = torch.from_numpy(load_sample_image(support, model.channels))
     sup_pts = np.array([marks[support.id][n] for n in names])
-    loc = OneShotLocator(embed, model.size, args.sigma).fit(sup_img, sup_pts)
+    loc = OneShotLocator(embed, model.size, args.sigma, align="affine" if args.align_affine else "none").fit(sup_img, sup_pts)
     windows = {"ld": 0.0, **{f"ld window {r:g}": r for r in args.search_radius}}  # one embedding pass, several searches
+    aligned = {"ld affine": 0.0, **{f"ld affine window {r:g}": r for r in args.search_radius}} if args.align_affine else {}
     ev = tuple(args.eval_size)
     sup_small = resize_image(sup_img, ev).mean(0).numpy()  # NCC on the grey image
     sup_ev = to_model_coords(sup_pts, sup_img.shape[1:], ev)
 
-    errs = {m: {n: [] for n in names} for m in (*windows, "copy", "ncc")}
+    errs = {m: {n: [] for n in names} for m in (*windows, *aligned, "copy", "ncc")}
     errs_orig = {m: [] for m in errs}
     for s in queries:
         img = torch.from_numpy(load_sample_image(s, model.channels))
@@ -123,9 +128,10 @@ def main(argv=None) -> int:
         t = np.array([marks[s.id][n] for n in names])
         t_ev = to_model_coords(t, size, ev)
         q_small = resize_image(img, ev).mean(0).numpy()
-        sim = loc.similarity(img)
+        sim, centers = loc.similarity(img, with_centers=True)
         preds = {
             **{m: loc.locate(sim, size, r).points for m, r in windows.items()},
+            **{m: loc.locate(sim, size, r, centers).points for m, r in aligned.items()},
             "copy": to_orig_coords(sup_ev, size, ev),
             "ncc": to_orig_coords(np.array([normalized_cross_correlation_locate(sup_small, pt, q_small, args.ncc_half) for pt in sup_ev]), size, ev),
         }
@@ -140,24 +146,35 @@ def main(argv=None) -> int:
     from localdisc.tasks.stats import paired_test
 
     per_query = {m: np.mean([errs[m][n] for n in names], axis=0) for m in errs}
-    rng = np.random.default_rng(0)
-    vs_copy = {}
-    for m in errs:
-        if m == "copy":
-            continue
-        d = per_query[m] - per_query["copy"]
+
+    def against_copy(m: str, keep: np.ndarray) -> dict:
+        rng = np.random.default_rng(0)
+        d = per_query[m][keep] - per_query["copy"][keep]
         boot = [d[rng.integers(0, d.size, d.size)].mean() for _ in range(2000)]
-        res = paired_test(per_query[m], per_query["copy"])
-        vs_copy[m] = {"mean_diff_px": float(d.mean()), "ci_low": float(np.percentile(boot, 2.5)), "ci_high": float(np.percentile(boot, 97.5)),
-                      "p_value": float(res.p_value), "test": res.test, "n_queries": int(d.size)}
+        res = paired_test(per_query[m][keep], per_query["copy"][keep])
+        return {"mre": float(per_query[m][keep].mean()), "copy_mre": float(per_query["copy"][keep].mean()), "mean_diff_px": float(d.mean()),
+                "ci_low": float(np.percentile(boot, 2.5)), "ci_high": float(np.percentile(boot, 97.5)), "p_value": float(res.p_value), "test": res.test, "n_queries": int(d.size)}
+
+    everyone = np.ones(len(queries), bool)
+    vs_copy = {m: against_copy(m, everyone) for m in errs if m != "copy"}
+    # The LD variant (window, alignment) is a choice: made on the training-split queries, scored
+    # on the test-split queries only, so the number reported was not picked by its own labels.
+    is_test = np.array([s.split == "test" for s in queries])
+    ld_rows = [m for m in errs if m.startswith("ld")]
+    selection = None
+    if is_test.any() and (~is_test).any():
+        chosen = min(ld_rows, key=lambda m: per_query[m][~is_test].mean())
+        selection = {"method": chosen, "selected_on": f"{int((~is_test).sum())} training-split queries (lowest MRE)",
+                     "test": against_copy(chosen, is_test)}
     prov = provenance(device, None if argv is None else ["benchmarks/landmarks.py", *argv])
     result = {
         **prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick,
-        "run": str(run), "support": support.id, "num_queries": len(queries), "landmarks": names, "sigmas": args.sigma, "search_radius": args.search_radius,
+        "run": str(run), "support": support.id, "num_queries": len(queries), "landmarks": names, "sigmas": args.sigma, "search_radius": args.search_radius, "align_affine": args.align_affine,
         "eval_grid": list(ev), "model_size": list(model.size),
         "methods": {m: {"overall": summarize_errors([e for n in names for e in errs[m][n]]), "mre_orig_px": float(np.mean(errs_orig[m])),
                         "per_landmark": {n: summarize_errors(errs[m][n]) for n in names}} for m in errs},
         "vs_copy": vs_copy,
+        "selected": selection,
     }
     out = Path(args.work) if args.quick else Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,6 +188,11 @@ def main(argv=None) -> int:
     lines += ["", "Against copying the support's position (per query image, mean error over its landmarks; negative = closer than copy):", "",
               "| method | mean difference (grid px) [95% bootstrap CI] | paired test |", "|---|---|---|"]
     lines += [f"| {m} | {v['mean_diff_px']:+.2f} [{v['ci_low']:+.2f}, {v['ci_high']:+.2f}] | {v['test']} p={v['p_value']:.2g} (n={v['n_queries']}) |" for m, v in vs_copy.items()]
+    if selection:
+        t = selection["test"]
+        lines += ["", f"**Selected on the training split, scored on the test split**: `{selection['method']}` (chosen among the LD rows on {selection['selected_on']}); "
+                  f"on {t['n_queries']} test queries MRE {t['mre']:.2f} vs copy {t['copy_mre']:.2f} grid px, difference {t['mean_diff_px']:+.2f} "
+                  f"[{t['ci_low']:+.2f}, {t['ci_high']:+.2f}], {t['test']} p={t['p_value']:.2g}."]
     lines += ["", "Per landmark MRE (grid px):", "", "| landmark | " + " | ".join(errs) + " |", "|---|" + "---|" * len(errs)]
     for n in names:
         lines.append(f"| {n} | " + " | ".join(f"{result['methods'][m]['per_landmark'][n]['mre']:.2f}" for m in errs) + " |")

@@ -37,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--sigma", type=float, nargs="+", default=[2.0, 4.0, 8.0], help="Gaussian widths (model-grid pixels) of center-sensitive pooling, averaged (default: 2 4 8)")
     p.add_argument("--search-radius", type=float, default=0.0, help="restrict each prediction to this fraction of the image size around the support's relative position (for roughly aligned scans, e.g. 0.25); 0 = search the whole image")
+    p.add_argument("--align", choices=["none", "affine"], default="none", help="none: search around the support's relative position; affine: first carry the landmarks into each query with an affine map fitted to the matches of points all over the support (coarse), then search around those positions (fine); with --search-radius 0 the carried position is the answer (default: none)")
+    p.add_argument("--anchor-stride", type=int, default=8, help="with --align affine: one anchor point every N model-grid pixels (default: 8)")
+    p.add_argument("--anchor-radius", type=float, default=0.25, help="with --align affine: each anchor is matched within this fraction of the image size of its own place (default: 0.25)")
     p.add_argument("--spacing", type=float, nargs="*", default=None, help="mm per pixel (row col[ ...]) to also report errors in mm; default: the images' own spacing if known")
     p.add_argument("--split", choices=["train", "val", "test", "all"], default="all", help="use query samples of this split (plus those without one) (default: all)")
     p.add_argument("--max-images", type=int, default=0, help="use at most N query images (0 = all)")
@@ -141,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     def embed(x: torch.Tensor) -> torch.Tensor:
         return model.method.embed(x.to(model.device)).float().cpu()
 
-    loc = OneShotLocator(embed, model.size, args.sigma, args.batch_size, args.search_radius)
+    loc = OneShotLocator(embed, model.size, args.sigma, args.batch_size, args.search_radius, args.align, args.anchor_stride, args.anchor_radius)
     sup_img = torch.from_numpy(load_sample_image(support, model.channels))
     if sup_img.dim() - 1 != len(model.size):
         raise DataError(f"{support.image}: {sup_img.dim() - 1}-D image, but the model was trained on {len(model.size)}-D inputs")
@@ -181,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         w.writeheader()
         w.writerows(rows)
     (out / "predictions.json").write_text(json.dumps({"support": support.image, "support_points": points, "predictions": preds_json}, indent=1))
-    metrics = {"run": str(args.run_dir), "support": support.image, "num_queries": len(queries), "sigmas": args.sigma, "search_radius": args.search_radius, "model_size": list(model.size)}
+    metrics = {"run": str(args.run_dir), "support": support.image, "num_queries": len(queries), "sigmas": args.sigma, "search_radius": args.search_radius, "align": args.align, "model_size": list(model.size)}
     (out / "config.json").write_text(json.dumps({**vars(args), **metrics}, indent=2, default=str))  # the resolved settings, with or without truth
     all_e = [e for n in names for e in errs[n]]
     if all_e:

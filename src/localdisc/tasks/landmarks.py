@@ -14,6 +14,10 @@ From ONE annotated support image, every landmark is found in each query image:
    Optionally (``search_radius`` > 0) the argmax is restricted to a ball of that radius, a
    fraction of the grid size, around the support's position: for roughly aligned scans
    (chest X-rays, registered volumes) this rules out look-alike structures far away.
+5. Optionally (``align="affine"``) coarse to fine: anchor points on a grid over the support are
+   matched into the query, a robust affine map is fitted to those matches
+   (:mod:`localdisc.tasks.alignment`), and the search ball is centred on each landmark's mapped
+   position instead of the support's own (``search_radius`` 0 then means: the mapped point).
 
 Coordinates are (row, col[, ...]) in original-image pixels (index order). Images are resized to
 the model's size; coordinates are mapped with the align_corners=False convention that
@@ -31,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.datasets import resize_image
+from .alignment import anchor_grid, apply_affine, fit_affine, match_points
 
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]  # (B, C, *S) -> (B, D, *S)
 
@@ -145,12 +150,21 @@ class OneShotLocator:
     ``embed``: (B, C, *size) -> (B, D, *size) pixel embeddings; ``size``: the model grid;
     ``sigmas``: Gaussian widths of the center-sensitive pooling, in model-grid pixels;
     ``search_radius``: 0 = search the whole image, else a fraction of the grid's largest side:
-    only points that close to the support's (relative) position can be predicted.
+    only points that close to the support's (relative) position can be predicted;
+    ``align``: "none", or "affine" to centre that search on each landmark carried into the query
+    by a robust affine map fitted to the matches of anchor points every ``anchor_stride`` pixels,
+    each searched within ``anchor_radius`` (a fraction of the grid's largest side) of its place.
     """
 
-    def __init__(self, embed: EmbedFn, size: Sequence[int], sigmas: Sequence[float] = (2.0, 4.0, 8.0), batch_size: int = 4, search_radius: float = 0.0):
+    def __init__(self, embed: EmbedFn, size: Sequence[int], sigmas: Sequence[float] = (2.0, 4.0, 8.0), batch_size: int = 4, search_radius: float = 0.0,
+                 align: str = "none", anchor_stride: int = 8, anchor_radius: float = 0.25):
         if search_radius < 0:
             raise ValueError(f"search_radius must be >= 0 (a fraction of the image size), got {search_radius}")
+        if align not in ("none", "affine"):
+            raise ValueError(f"align must be none or affine, got {align!r}")
+        self.align, self.anchor_stride, self.anchor_radius = align, int(anchor_stride), float(anchor_radius)
+        self.anchors: torch.Tensor | None = None  # (A, nd) model-grid coords of the anchor points
+        self.anchor_desc: torch.Tensor | None = None  # (A, n*D)
         self.embed = embed
         self.size = tuple(int(s) for s in size)
         self.sigmas = [float(s) for s in sigmas]
@@ -171,25 +185,41 @@ class OneShotLocator:
         pts = to_model_coords(points, image.shape[1:], self.size)
         self.support = F.normalize(sample_at(pooled, torch.as_tensor(pts, dtype=pooled.dtype)), dim=1)
         self.support_points = torch.as_tensor(pts, dtype=torch.float32)
+        if self.align == "affine":
+            self.anchors = anchor_grid(self.size, self.anchor_stride)
+            self.anchor_desc = F.normalize(sample_at(pooled, self.anchors.to(pooled)), dim=1)
         return self
 
-    def _restrict(self, sim: torch.Tensor, search_radius: float) -> torch.Tensor:
-        """sim (L, *size) with -inf outside the search ball around each support point."""
+    @torch.no_grad()
+    def centers(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(L, nd) model-grid centres of the search in one query (pooled: (n*D, *size)): the
+        support's own positions, or with align="affine" the positions carried over by the map
+        fitted to the anchors' matches (weights: peak similarity, the better half only)."""
+        if self.align != "affine":
+            return self.support_points
+        dst, peak = match_points(self.anchor_desc, pooled, self.anchors, self.anchor_radius * max(self.size))
+        weight = torch.where(peak >= peak.median(), peak.clamp(min=0), torch.zeros_like(peak))
+        return apply_affine(fit_affine(self.anchors, dst, weight), self.support_points)
+
+    def _restrict(self, sim: torch.Tensor, search_radius: float, centers: torch.Tensor | None = None) -> torch.Tensor:
+        """sim (L, *size) with -inf outside the search ball around each centre (default: the support points)."""
         if not search_radius:
             return sim
         r = search_radius * max(self.size)
         grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32, device=sim.device) for n in self.size], indexing="ij")
-        c = self.support_points.to(sim.device)
+        c = (self.support_points if centers is None else centers).to(sim.device)
         d2 = sum((g[None] - c[:, i].view(-1, *([1] * len(self.size)))) ** 2 for i, g in enumerate(grids))
         return sim.masked_fill(d2 > r * r, float("-inf"))
 
     @torch.no_grad()
-    def similarity(self, image: torch.Tensor) -> torch.Tensor:
-        """(L, *size) cosine similarity maps v'_p . s for one query image."""
+    def similarity(self, image: torch.Tensor, with_centers: bool = False):
+        """(L, *size) cosine similarity maps v'_p . s for one query image; with_centers: also
+        the (L, nd) search centres of :meth:`centers`."""
         if self.support is None:
             raise RuntimeError("call fit() with the support image first")
         pooled = self._pooled([image])[0]
-        return torch.einsum("ld,d...->l...", self.support.to(pooled), pooled)
+        sim = torch.einsum("ld,d...->l...", self.support.to(pooled), pooled)
+        return (sim, self.centers(pooled)) if with_centers else sim
 
     @torch.no_grad()
     def predict(self, images: list[torch.Tensor]) -> list[Prediction]:
@@ -198,16 +228,21 @@ class OneShotLocator:
             chunk = images[i : i + self.batch_size]
             pooled = self._pooled(chunk)
             for im, pv in zip(chunk, pooled):
-                out.append(self.locate(torch.einsum("ld,d...->l...", self.support.to(pv), pv), im.shape[1:]))
+                out.append(self.locate(torch.einsum("ld,d...->l...", self.support.to(pv), pv), im.shape[1:], centers=self.centers(pv) if self.align == "affine" else None))
         return out
 
     @torch.no_grad()
-    def locate(self, sim: torch.Tensor, orig_size: Sequence[int], search_radius: float | None = None) -> Prediction:
+    def locate(self, sim: torch.Tensor, orig_size: Sequence[int], search_radius: float | None = None, centers: torch.Tensor | None = None) -> Prediction:
         """Peaks of one query's similarity maps sim (L, *size) (from :meth:`similarity`), in the
         query's original pixels; ``search_radius`` overrides the locator's own window, so one
-        embedding pass can be searched with several windows."""
+        embedding pass can be searched with several windows; ``centers`` (L, nd) centre the
+        windows (default: the support's positions). With centres and radius 0 the centres
+        themselves are the prediction (score: the similarity there, margin 0)."""
         radius = self.search_radius if search_radius is None else float(search_radius)
-        pts, peak, margin = refine_peaks(self._restrict(sim, radius), 2.0 * max(self.sigmas + [1.0]))
+        if centers is not None and not radius:
+            score = torch.stack([sample_at(sim[i : i + 1, None], centers[i : i + 1])[0, 0] for i in range(sim.shape[0])])
+            return Prediction(to_orig_coords(centers.cpu().numpy(), orig_size, self.size), score.cpu().numpy(), np.zeros(sim.shape[0]))
+        pts, peak, margin = refine_peaks(self._restrict(sim, radius, centers), 2.0 * max(self.sigmas + [1.0]))
         return Prediction(to_orig_coords(pts.cpu().numpy(), orig_size, self.size), peak.cpu().numpy(), margin.cpu().numpy())
 
 

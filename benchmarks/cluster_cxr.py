@@ -11,6 +11,10 @@
    cardiomediastinum wins where outlines overlap).
 3. Reference point: a "random clusters" baseline (a randomly initialized LD model of the same
    architecture, no training) matched the same way.
+4. What a user gets without localdisc, and LD's embeddings without its head: k-means on each
+   pixel's (row, col) position alone, on (intensity, row, col), and on the LD embedding v, with
+   the number of clusters N chosen on the training images (Hungarian-matched Dice there) from
+   --kmeans-clusters, fitted on training pixels, then applied and matched on train as above.
 
     python benchmarks/cluster_cxr.py [--run RUN] [--quick]
 
@@ -46,6 +50,71 @@ def train_ld(data: str, out: Path, args, steps: int) -> Path:
     return out
 
 
+def pixel_features(kind: str, model, image, size) -> torch.Tensor:
+    """(H*W, F) features of one image on the model grid: position (rows/cols in [-1, 1]),
+    intensity (z-scored, half weight) + position, or the LD embedding v."""
+    import torch.nn.functional as F
+
+    from localdisc.data.datasets import resize_image
+
+    x = resize_image(torch.from_numpy(image).float(), size)[None]
+    pos = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, n) for n in size], indexing="ij"))[None]
+    if kind == "position":
+        f = pos
+    elif kind == "intensity+position":
+        f = torch.cat([0.5 * (x.mean(1, keepdim=True) - x.mean()) / x.std().clamp(min=1e-6), pos], 1)
+    else:
+        with torch.no_grad():
+            f = F.normalize(model.method.embed(x.to(model.device)).float().cpu(), dim=1)
+    return f[0].flatten(1).T
+
+
+def kmeans_clusters(kind: str, model, train, test, choices, seed: int = 0) -> dict:
+    """k-means with N in ``choices`` fitted on training pixels; N and the cluster-to-structure
+    matching chosen on the training images, then applied to test (see the module docstring)."""
+    import numpy as np
+    import torch.nn.functional as F
+    from sklearn.cluster import KMeans
+
+    from localdisc.data.records import load_sample_image, load_sample_mask
+    from localdisc.tasks.hungarian import ClusterMatcher, one_hot_structures
+
+    size = model.size
+
+    def featurize(samples):
+        out = []
+        for s in samples:
+            image = load_sample_image(s, model.channels)
+            out.append((pixel_features(kind, model, image, size).numpy(), image.shape[1:], s))
+        return out
+
+    def score(km, data, N, mapping=None):
+        matcher = None
+        for f, shape, s in data:
+            lab = torch.from_numpy(km.predict(f).reshape(size))[None, None].float()
+            lab = F.interpolate(lab, size=shape, mode="nearest-exact")[0, 0].long().numpy()
+            mask = load_sample_mask(s)
+            names = list(s.extra.get("class_names") or [])[1:] or [f"class{c}" for c in range(1, int(mask.max()) + 1)]
+            matcher = matcher or ClusterMatcher(N, names)
+            matcher.update(lab, one_hot_structures(mask, range(1, len(names) + 1)))
+        return matcher.compute(mapping)
+
+    tr, te = featurize(train), featurize(test)
+    X = np.concatenate([f for f, _, _ in tr])
+    X = X[np.random.default_rng(seed).permutation(len(X))[: 100_000]]
+    best = None
+    for N in choices:
+        km = KMeans(N, n_init=4, random_state=seed).fit(X)
+        on_train = score(km, tr, N)
+        if best is None or on_train["mean_dice"] > best[1]["mean_dice"]:
+            best = (km, on_train, N)
+    km, on_train, N = best
+    result = score(km, te, N, on_train["mapping"])
+    result["matched_on_test"] = score(km, te, N)
+    result["num_clusters_chosen_on_train"] = N
+    return result
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="cxr:/work/shared/data/CXR")
@@ -56,6 +125,7 @@ def main(argv=None) -> int:
     add_pretrain_args(p)
     p.add_argument("--max-images", type=int, default=0, help="pretraining images (0 = all train)")
     p.add_argument("--max-test", type=int, default=0, help="test images (0 = all)")
+    p.add_argument("--kmeans-clusters", type=int, nargs="*", default=[3, 4, 6, 8], help="k-means rows: numbers of clusters to choose from on the training images (none: skip those rows)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny model, 4 steps, 4 test images")
     p.add_argument("--results", default="benchmarks/results", help="output folder (quick runs write into --work instead)")
@@ -87,6 +157,13 @@ def main(argv=None) -> int:
         m = discover(model, test, work / f"maps_{name}", "clusters", with_masks=True, max_pictures=8, mapping=on_train["mapping"])
         optimistic = discover(model, test, work / f"maps_{name}_test_matched", "clusters", with_masks=True, max_pictures=0)
         results[name] = {**{k: m[k] for k in keys}, "matched_on_test": {k: optimistic[k] for k in keys}}
+    if args.kmeans_clusters:
+        model = load_run_model(runs["ld"], device)
+        for kind in ("position", "intensity+position", "ld embedding"):
+            r = kmeans_clusters(kind, model, train, test, args.kmeans_clusters)
+            results[f"k-means on {kind}"] = {**{k: r[k] for k in keys}, "matched_on_test": {k: r["matched_on_test"][k] for k in keys},
+                                             "num_clusters_chosen_on_train": r["num_clusters_chosen_on_train"]}
+            print(f"k-means on {kind}: N={r['num_clusters_chosen_on_train']}, mean Dice {r['mean_dice']:.3f}", flush=True)
 
     out = work if args.quick else Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,10 +175,16 @@ def main(argv=None) -> int:
     lines = ["# Unsupervised CXR clustering, Hungarian-matched Dice (test split)", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])),
              f"- {len(test)} test images; K={args.num_clusters}; one cluster per structure, matched on the {len(train)} training "
              "images' labels and applied to test (first rows), or matched on the test images themselves (optimistic)",
+             f"- k-means rows: fitted on training pixels at the model's size; N (from {args.kmeans_clusters}) and the matching chosen on the training images; "
+             "`position` = each pixel's (row, col), `intensity+position` adds its z-scored grey value, `ld embedding` = LD's v",
              "", "| model | matching | " + " | ".join(structures) + " | mean |", "|---|---|" + "---|" * (len(structures) + 1)]
     for name, r in results.items():
         for label, e in (("on train, applied to test", r), ("on test (optimistic)", r["matched_on_test"])):
-            lines.append(f"| {name} | {label} | " + " | ".join(f"{e['dice'][s]:.3f} ± {e['dice_std'][s]:.3f}" for s in structures) + f" | {e['mean_dice']:.3f} |")
+            if "num_clusters_chosen_on_train" in r:
+                name_n = f"{name} (N={r['num_clusters_chosen_on_train']})"
+            else:
+                name_n = name
+            lines.append(f"| {name_n} | {label} | " + " | ".join(f"{e['dice'][s]:.3f} ± {e['dice_std'][s]:.3f}" for s in structures) + f" | {e['mean_dice']:.3f} |")
     lines += ["", f"Cluster maps and overlays: {work}/maps_*/overlays/"]
     (out / "cluster_cxr.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

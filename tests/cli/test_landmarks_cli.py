@@ -58,6 +58,16 @@ def test_folder_with_points_and_truth_files(ld_run, tmp_path):
     assert "overall_mm" in json.loads((out / "metrics.json").read_text())
 
 
+def test_align_affine_records_its_setting_and_stays_in_the_window(ld_run, tmp_path):
+    out = tmp_path / "lm"
+    assert main(["landmarks", str(ld_run), "--support", "fundus_000", "--queries", "synthetic-fundus:4:64x64", "--out", str(out), "--sigma", "1",
+                 "--align", "affine", "--anchor-stride", "4", "--search-radius", "0.1"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["align"] == "affine" and cfg["anchor_stride"] == 4
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == 3 * 2 and all(np.isfinite(float(r["row"])) for r in rows)
+
+
 def test_bad_inputs(ld_run, tmp_path, capsys):
     bad = tmp_path / "p.json"
     bad.write_text('{"a": [1, 2], "b": [1, 2, 3]}')

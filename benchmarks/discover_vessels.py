@@ -79,7 +79,7 @@ def train_shape(data: str, out: Path, args) -> Path:
         return out
     cfg = pretrain_config(args, data, out, method="ld-shape", resume=True, overwrite=False)  # a killed benchmark continues
     mcfg = ShapeLDConfig(stage="both", grid=args.grid, prior_masks=prior_folder(out.parent / "priors", args), adv_weight=args.adv_weight,
-                         disc_width=args.disc_width, disc_layers=args.disc_layers, disc_input=args.disc_input, disc_lr_scale=args.disc_lr_scale)
+                         disc_width=args.disc_width, disc_layers=args.disc_layers, disc_input=args.disc_input, disc_lr_scale=args.disc_lr_scale, shift=args.shift)
     get_method("ld-shape").run_schedule(cfg, mcfg)
     return out
 
@@ -99,6 +99,8 @@ def main(argv=None) -> int:
     p.add_argument("--disc-lr-scale", type=float, default=5.0)
     p.add_argument("--disc-width", type=int, default=32)
     p.add_argument("--disc-layers", type=int, default=4)
+    p.add_argument("--name", default="discover_vessels", help="results file name (without suffix)")
+    p.add_argument("--shift", type=float, default=0.0, help="LD option shift: view b cyclically shifted by up to this fraction, so the network cannot draw cluster 0 by position alone (0 = off)")
     p.add_argument("--retina-size", type=int, default=0, help="resize skimage's retina (1411 px) to this side (0 = keep)")
     p.add_argument("--retina-rule", default="argmax", help="prediction rule shown for the real photograph")
     p.add_argument("--device", default="auto")
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     # before anything is written: the result figures are tracked files, and would mark the checkout dirty
     prov = provenance(device, None if argv is None else ["benchmarks/discover_vessels.py", *argv])
-    run = Path(args.run) if args.run else train_shape(args.data, work / f"ld_shape_{prior_tag(args)}", args)
+    run = Path(args.run) if args.run else train_shape(args.data, work / (f"ld_shape_{prior_tag(args)}" + (f"_shift{args.shift:g}" if args.shift else "")), args)
     model = load_run_model(run, device)
     test = [s for s in resolve_source(args.data) if s.split == "test"]
     scores: dict[str, list[dict]] = {"ld-shape threshold": [], "ld-shape argmax": [], "ld-shape prototype": [], "otsu": [], "frangi": []}
@@ -167,11 +169,11 @@ def main(argv=None) -> int:
     fig = Image.new("RGB", (w * len(tiles), w))
     for i, t in enumerate(tiles):
         fig.paste(t, (i * w, 0))
-    fig_path = out / "discover_vessels_retina.png"
+    fig_path = out / f"{args.name}_retina.png"
     fig.save(fig_path)
     retina_frac = {k: float(v[rfov].mean()) for k, v in panels.items()}
 
-    name = "discover_vessels"
+    name = args.name
     result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick, "run": str(run),
               "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated masks, kind {args.prior_kind}, simulated at {'x'.join(map(str, args.prior_size))}" + (f", n_roots={args.prior_roots}" if args.prior_kind == "vessels" else ""), "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "test_scores_inside_fov": summary,
               "retina": {"figure": str(fig_path), "vessel_fraction_in_fov": retina_frac, "panels": ["image", *panels]}}

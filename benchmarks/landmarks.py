@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--sigma", type=float, nargs="+", default=[2.0, 4.0, 8.0])
     p.add_argument("--search-radius", type=float, nargs="*", default=[0.15], help="extra LD rows with a search window of this fraction of the image size")
     p.add_argument("--align-affine", action="store_true", help="also the coarse-to-fine rows (affine map from anchor matches, then the windows)")
+    p.add_argument("--field-mm", type=float, default=350.0, help="mm-equivalent errors: the longer image side is taken to span this many mm (350: a 14-inch radiograph; the CXR figures carry no pixel spacing)")
     p.add_argument("--eval-size", type=int, nargs=2, default=[256, 256])
     p.add_argument("--ncc-half", type=int, default=16, help="NCC template half-size on the eval grid")
     add_pretrain_args(p)
@@ -122,6 +123,7 @@ def main(argv=None) -> int:
 
     errs = {m: {n: [] for n in names} for m in (*windows, *aligned, "copy", "ncc")}
     errs_orig = {m: [] for m in errs}
+    errs_mm = {m: {n: [] for n in names} for m in errs}  # mm-equivalent: the image's longer side taken as --field-mm
     for s in queries:
         img = torch.from_numpy(load_sample_image(s, model.channels))
         size = img.shape[1:]
@@ -140,6 +142,8 @@ def main(argv=None) -> int:
             for n, e in zip(names, e_ev):
                 errs[m][n].append(float(e))
             errs_orig[m] += radial_errors(pr, t).tolist()
+            for n, e in zip(names, radial_errors(pr, t) * args.field_mm / max(size)):
+                errs_mm[m][n].append(float(e))
 
     # Each method against copying the support's position: the query image is the unit (its
     # landmarks' errors are averaged), paired test + 95% bootstrap CI of the mean difference.
@@ -172,6 +176,8 @@ def main(argv=None) -> int:
         "run": str(run), "support": support.id, "num_queries": len(queries), "landmarks": names, "sigmas": args.sigma, "search_radius": args.search_radius, "align_affine": args.align_affine,
         "eval_grid": list(ev), "model_size": list(model.size),
         "methods": {m: {"overall": summarize_errors([e for n in names for e in errs[m][n]]), "mre_orig_px": float(np.mean(errs_orig[m])),
+                        "mre_mm_equivalent": float(np.mean([e for n in names for e in errs_mm[m][n]])),
+                        "per_landmark_mm_equivalent": {n: float(np.mean(errs_mm[m][n])) for n in names},
                         "per_landmark": {n: summarize_errors(errs[m][n]) for n in names}} for m in errs},
         "vs_copy": vs_copy,
         "selected": selection,
@@ -196,6 +202,11 @@ def main(argv=None) -> int:
     lines += ["", "Per landmark MRE (grid px):", "", "| landmark | " + " | ".join(errs) + " |", "|---|" + "---|" * len(errs)]
     for n in names:
         lines.append(f"| {n} | " + " | ".join(f"{result['methods'][m]['per_landmark'][n]['mre']:.2f}" for m in errs) + " |")
+    lines += ["", f"Per landmark MRE, mm-equivalent (each image's longer side taken as {args.field_mm:g} mm; the images carry no pixel spacing):", "",
+              "| landmark | " + " | ".join(errs) + " |", "|---|" + "---|" * len(errs)]
+    for n in names:
+        lines.append(f"| {n} | " + " | ".join(f"{result['methods'][m]['per_landmark_mm_equivalent'][n]:.1f}" for m in errs) + " |")
+    lines.append("| all | " + " | ".join(f"{result['methods'][m]['mre_mm_equivalent']:.1f}" for m in errs) + " |")
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="benchmarks/_work/landmarks_cxr", help="folder for the trained run")
     p.add_argument("--truth", default=None, help="landmark JSON from make_cxr_landmarks.py (computed if absent)")
     p.add_argument("--support", default=None, help="support image id (default: first training image)")
+    p.add_argument("--supports", type=int, default=1, help="annotated support images: --support (or the first training image) plus the next training images; answers are the median over supports")
     p.add_argument("--sigma", type=float, nargs="+", default=[2.0, 4.0, 8.0])
     p.add_argument("--search-radius", type=float, nargs="*", default=[0.15], help="extra LD rows with a search window of this fraction of the image size")
     p.add_argument("--align-affine", action="store_true", help="also the coarse-to-fine rows (affine map from anchor matches, then the windows)")
@@ -103,7 +104,8 @@ def main(argv=None) -> int:
     support = next((s for s in samples if s.id == args.support), None) if args.support else (train or samples)[0]
     if support is None:
         raise SystemExit(f"support {args.support} not found")
-    queries = [s for s in samples if s.id != support.id]
+    supports = [support] + [s for s in (train or samples) if s.id != support.id][: args.supports - 1]
+    queries = [s for s in samples if s.id not in {x.id for x in supports}]
     if args.max_queries:
         queries = queries[: args.max_queries]
     names = sorted(marks[support.id])
@@ -112,14 +114,18 @@ def main(argv=None) -> int:
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model = load_run_model(run, device)
     embed = lambda x: model.method.embed(x.to(model.device)).float().cpu()  # noqa: E731
-    sup_img = torch.from_numpy(load_sample_image(support, model.channels))
-    sup_pts = np.array([marks[support.id][n] for n in names])
-    loc = OneShotLocator(embed, model.size, args.sigma, align="affine" if args.align_affine else "none").fit(sup_img, sup_pts)
+    ev = tuple(args.eval_size)
+    # one locator per support image; with several, each method's answer is the coordinate-wise
+    # median of the per-support answers (copy: the median support position)
+    locs, sup_small, sup_ev = [], [], []
+    for sup in supports:
+        sup_img = torch.from_numpy(load_sample_image(sup, model.channels))
+        sup_pts = np.array([marks[sup.id][n] for n in names])
+        locs.append(OneShotLocator(embed, model.size, args.sigma, align="affine" if args.align_affine else "none").fit(sup_img, sup_pts))
+        sup_small.append(resize_image(sup_img, ev).mean(0).numpy())  # NCC on the grey image
+        sup_ev.append(to_model_coords(sup_pts, sup_img.shape[1:], ev))
     windows = {"ld": 0.0, **{f"ld window {r:g}": r for r in args.search_radius}}  # one embedding pass, several searches
     aligned = {"ld affine": 0.0, **{f"ld affine window {r:g}": r for r in args.search_radius}} if args.align_affine else {}
-    ev = tuple(args.eval_size)
-    sup_small = resize_image(sup_img, ev).mean(0).numpy()  # NCC on the grey image
-    sup_ev = to_model_coords(sup_pts, sup_img.shape[1:], ev)
 
     errs = {m: {n: [] for n in names} for m in (*windows, *aligned, "copy", "ncc")}
     errs_orig = {m: [] for m in errs}
@@ -130,13 +136,16 @@ def main(argv=None) -> int:
         t = np.array([marks[s.id][n] for n in names])
         t_ev = to_model_coords(t, size, ev)
         q_small = resize_image(img, ev).mean(0).numpy()
-        sim, centers = loc.similarity(img, with_centers=True)
-        preds = {
-            **{m: loc.locate(sim, size, r).points for m, r in windows.items()},
-            **{m: loc.locate(sim, size, r, centers).points for m, r in aligned.items()},
-            "copy": to_orig_coords(sup_ev, size, ev),
-            "ncc": to_orig_coords(np.array([normalized_cross_correlation_locate(sup_small, pt, q_small, args.ncc_half) for pt in sup_ev]), size, ev),
-        }
+        per_support = []
+        for loc, small, pts_ev in zip(locs, sup_small, sup_ev):
+            sim, centers = loc.similarity(img, with_centers=True)
+            per_support.append({
+                **{m: loc.locate(sim, size, r).points for m, r in windows.items()},
+                **{m: loc.locate(sim, size, r, centers).points for m, r in aligned.items()},
+                "copy": to_orig_coords(pts_ev, size, ev),
+                "ncc": to_orig_coords(np.array([normalized_cross_correlation_locate(small, pt, q_small, args.ncc_half) for pt in pts_ev]), size, ev),
+            })
+        preds = {m: np.median([p[m] for p in per_support], axis=0) for m in per_support[0]}
         for m, pr in preds.items():
             e_ev = radial_errors(to_model_coords(pr, size, ev), t_ev)
             for n, e in zip(names, e_ev):
@@ -173,7 +182,7 @@ def main(argv=None) -> int:
     prov = provenance(device, None if argv is None else ["benchmarks/landmarks.py", *argv])
     result = {
         **prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick,
-        "run": str(run), "support": support.id, "num_queries": len(queries), "landmarks": names, "sigmas": args.sigma, "search_radius": args.search_radius, "align_affine": args.align_affine,
+        "run": str(run), "support": support.id, "supports": [x.id for x in supports], "num_queries": len(queries), "landmarks": names, "sigmas": args.sigma, "search_radius": args.search_radius, "align_affine": args.align_affine,
         "eval_grid": list(ev), "model_size": list(model.size),
         "methods": {m: {"overall": summarize_errors([e for n in names for e in errs[m][n]]), "mre_orig_px": float(np.mean(errs_orig[m])),
                         "mre_mm_equivalent": float(np.mean([e for n in names for e in errs_mm[m][n]])),
@@ -186,7 +195,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     name = f"{args.name}_quick" if args.quick else args.name
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    lines = [f"# One-shot landmarks ({args.data.split(':')[0]}): LD vs naive baselines", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])), f"- run: {run}; support {support.id}; {len(queries)} queries; sigmas {args.sigma}; errors on a {ev[0]}x{ev[1]} grid",
+    lines = [f"# One-shot landmarks ({args.data.split(':')[0]}): LD vs naive baselines", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])), f"- run: {run}; support(s) {', '.join(x.id for x in supports)}; {len(queries)} queries; sigmas {args.sigma}; errors on a {ev[0]}x{ev[1]} grid",
              "", "| method | MRE (grid px) | SD | within 2 px | within 4 px | within 8 px | MRE (orig px) |", "|---|---|---|---|---|---|---|"]
     for m, r in result["methods"].items():
         o = r["overall"]

@@ -68,6 +68,34 @@ def test_align_affine_records_its_setting_and_stays_in_the_window(ld_run, tmp_pa
     assert len(rows) == 3 * 2 and all(np.isfinite(float(r["row"])) for r in rows)
 
 
+def test_several_supports_give_the_median_of_their_answers(ld_run, tmp_path):
+    from localdisc.data.sources import resolve_source
+    from localdisc.tasks.discover import load_run_model
+    from localdisc.tasks.landmarks import OneShotLocator, SupportEnsemble
+
+    out = tmp_path / "lm"
+    assert main(["landmarks", str(ld_run), "--support", "fundus_000", "fundus_001", "fundus_002", "--queries", "synthetic-fundus:4:64x64",
+                 "--out", str(out), "--sigma", "1", "--max-overlays", "0"]) == 0
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert {r["image_id"] for r in rows} == {"fundus_003"}  # no support is its own query
+    # the same answer by hand: three one-shot locators, coordinate-wise median
+    model = load_run_model(ld_run)
+    samples = {s.id: s for s in resolve_source("synthetic-fundus:4:64x64")}
+    from localdisc.data.records import load_sample_image
+    import torch
+
+    embed = lambda x: model.method.embed(x).float()  # noqa: E731
+    names = [r["landmark"] for r in rows]
+    answers = []
+    for sid in ("fundus_000", "fundus_001", "fundus_002"):
+        loc = OneShotLocator(embed, model.size, [1.0]).fit(torch.from_numpy(load_sample_image(samples[sid], 3)), np.array([samples[sid].landmarks[n] for n in names]))
+        answers.append(loc.predict([torch.from_numpy(load_sample_image(samples["fundus_003"], 3))])[0].points)
+    got = np.array([[float(r["row"]), float(r["col"])] for r in rows])
+    np.testing.assert_allclose(got, np.median(answers, axis=0), atol=1e-3)
+    ens = SupportEnsemble([OneShotLocator(embed, model.size, [1.0]).fit(torch.from_numpy(load_sample_image(samples["fundus_000"], 3)), np.array([samples["fundus_000"].landmarks[n] for n in names]))])
+    assert ens.predict([torch.from_numpy(load_sample_image(samples["fundus_003"], 3))])[0].points.shape == (len(names), 2)
+
+
 def test_bad_inputs(ld_run, tmp_path, capsys):
     bad = tmp_path / "p.json"
     bad.write_text('{"a": [1, 2], "b": [1, 2, 3]}')

@@ -1,4 +1,4 @@
-"""``localdisc landmarks``: one-shot landmark localization from ONE annotated support image.
+"""``localdisc landmarks``: one-shot landmark localization from ONE annotated support image (or a few).
 
     localdisc landmarks RUN --support IMAGE --points points.json --queries DATA --out DIR
 
@@ -30,8 +30,8 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", metavar="RUN", help="pretraining run folder (ld or ld-shape) providing pixel embeddings")
-    p.add_argument("--support", required=True, help="the annotated support image: a file, or a sample id of --queries")
-    p.add_argument("--points", default=None, help="support landmarks: JSON {name: [row, col(, ...)]} or CSV name,row,col; default: the support sample's own landmarks (synthetic data)")
+    p.add_argument("--support", required=True, nargs="+", help="the annotated support image(s): files, or sample ids of --queries; with several, each landmark is the median of the per-support answers")
+    p.add_argument("--points", default=None, help="support landmarks: JSON {name: [row, col(, ...)]} or CSV name,row,col; with several supports a JSON {support id: {name: [row, col]}}; default: the supports' own landmarks (synthetic data)")
     p.add_argument("--queries", required=True, help="query images: folder, manifest CSV or layout spec (e.g. synthetic-fundus:20, cxr:/path)")
     p.add_argument("--truth", default=None, help="ground truth JSON {image_id: {name: [row, col]}} (or with a top-level 'landmarks' key); default: landmarks the layout provides")
     p.add_argument("--out", required=True, help="output folder")
@@ -69,6 +69,22 @@ def read_points(path: str | Path) -> dict[str, tuple[float, ...]]:
         raise DataError(f"{p}: expected name -> (row, col) landmarks ({e})") from e
     if not points or len({len(v) for v in points.values()}) != 1 or len(next(iter(points.values()))) not in (2, 3):
         raise DataError(f"{p}: need at least one landmark, all with 2 (row, col) or 3 (z, row, col) coordinates")
+    return points
+
+
+def support_landmarks(path: str | None, support: Sample, num_supports: int) -> dict[str, tuple[float, ...]]:
+    """The landmarks of one support: from --points (per support id when there are several), else its own."""
+    if path and num_supports > 1:
+        table = read_truth(path)
+        if support.id not in table:
+            raise DataError(f"{path}: no landmarks for support {support.id} (with several supports, --points maps each support id to its landmarks)")
+        points = table[support.id]
+    elif path:
+        points = read_points(path)
+    else:
+        points = dict(support.landmarks or {})
+    if not points:
+        raise ConfigError(f"--points is required (support {support.id} has no landmarks of its own)")
     return points
 
 
@@ -123,32 +139,37 @@ def _support(spec: str, queries: list[Sample]) -> Sample:
 
 def run(args: argparse.Namespace) -> int:
     from ..tasks.discover import load_run_model
-    from ..tasks.landmarks import OneShotLocator, radial_errors, summarize_errors
+    from ..tasks.landmarks import OneShotLocator, SupportEnsemble, radial_errors, summarize_errors
 
     model = load_run_model(args.run_dir, args.device)
     if not hasattr(model.method, "embed"):
         raise ConfigError(f"{args.run_dir}: method {type(model.method).__name__} has no pixel embeddings (use an LD run)")
     queries = select_split(resolve_source(args.queries), args.split)
-    support = _support(args.support, queries)
-    queries = [s for s in queries if s.image != support.image]
+    supports = [_support(spec, queries) for spec in args.support]
+    support = supports[0]
+    queries = [s for s in queries if s.image not in {x.image for x in supports}]
     if args.max_images:
         queries = queries[: args.max_images]
     if not queries:
         raise DataError(f"{args.queries}: no query images besides the support")
-    points = read_points(args.points) if args.points else dict(support.landmarks or {})
-    if not points:
-        raise ConfigError("--points is required (the support sample has no landmarks of its own)")
+    support_points = [support_landmarks(args.points, x, len(supports)) for x in supports]
+    points = support_points[0]
     names = list(points)
     truth = read_truth(args.truth) if args.truth else {}
 
     def embed(x: torch.Tensor) -> torch.Tensor:
         return model.method.embed(x.to(model.device)).float().cpu()
 
-    loc = OneShotLocator(embed, model.size, args.sigma, args.batch_size, args.search_radius, args.align, args.anchor_stride, args.anchor_radius)
-    sup_img = torch.from_numpy(load_sample_image(support, model.channels))
-    if sup_img.dim() - 1 != len(model.size):
-        raise DataError(f"{support.image}: {sup_img.dim() - 1}-D image, but the model was trained on {len(model.size)}-D inputs")
-    loc.fit(sup_img, np.array([points[n] for n in names]))
+    locators = []
+    for sup, pts in zip(supports, support_points):
+        if set(pts) != set(names):
+            raise DataError(f"support {sup.id}: landmarks {sorted(pts)} differ from the first support's {sorted(names)}")
+        sup_img = torch.from_numpy(load_sample_image(sup, model.channels))
+        if sup_img.dim() - 1 != len(model.size):
+            raise DataError(f"{sup.image}: {sup_img.dim() - 1}-D image, but the model was trained on {len(model.size)}-D inputs")
+        loc = OneShotLocator(embed, model.size, args.sigma, args.batch_size, args.search_radius, args.align, args.anchor_stride, args.anchor_radius)
+        locators.append(loc.fit(sup_img, np.array([pts[n] for n in names])))
+    loc = SupportEnsemble(locators)
 
     out = Path(args.out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
@@ -183,8 +204,8 @@ def run(args: argparse.Namespace) -> int:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    (out / "predictions.json").write_text(json.dumps({"support": support.image, "support_points": points, "predictions": preds_json}, indent=1))
-    metrics = {"run": str(args.run_dir), "support": support.image, "num_queries": len(queries), "sigmas": args.sigma, "search_radius": args.search_radius, "align": args.align, "model_size": list(model.size)}
+    (out / "predictions.json").write_text(json.dumps({"support": support.image, "supports": [x.image for x in supports], "support_points": {x.id: p for x, p in zip(supports, support_points)}, "predictions": preds_json}, indent=1))
+    metrics = {"run": str(args.run_dir), "support": support.image, "supports": [x.image for x in supports], "num_queries": len(queries), "sigmas": args.sigma, "search_radius": args.search_radius, "align": args.align, "model_size": list(model.size)}
     (out / "config.json").write_text(json.dumps({**vars(args), **metrics}, indent=2, default=str))  # the resolved settings, with or without truth
     all_e = [e for n in names for e in errs[n]]
     if all_e:

@@ -246,6 +246,32 @@ class OneShotLocator:
         return Prediction(to_orig_coords(pts.cpu().numpy(), orig_size, self.size), peak.cpu().numpy(), margin.cpu().numpy())
 
 
+class SupportEnsemble:
+    """Several annotated support images, one :class:`OneShotLocator` each (fitted by the caller):
+    each landmark is the coordinate-wise median of the per-support answers, robust to one
+    support whose match went astray; score and margin are the per-support means."""
+
+    def __init__(self, locators: Sequence[OneShotLocator]):
+        if not locators:
+            raise ValueError("SupportEnsemble needs at least one fitted locator")
+        self.locators = list(locators)
+
+    @torch.no_grad()
+    def predict(self, images: list[torch.Tensor]) -> list[Prediction]:
+        if len(self.locators) == 1:
+            return self.locators[0].predict(images)
+        first = self.locators[0]
+        out = []
+        for im in images:
+            pooled = first._pooled([im])[0]  # every locator shares the embedding and sigmas
+            preds = []
+            for loc in self.locators:
+                sim = torch.einsum("ld,d...->l...", loc.support.to(pooled), pooled)
+                preds.append(loc.locate(sim, im.shape[1:], centers=loc.centers(pooled) if loc.align == "affine" else None))
+            out.append(Prediction(np.median([p.points for p in preds], axis=0), np.mean([p.score for p in preds], axis=0), np.mean([p.margin for p in preds], axis=0)))
+        return out
+
+
 def radial_errors(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
     """Euclidean distance per point; pred/truth (..., nd); spacing (nd,) mm per pixel or None."""
     diff = np.asarray(pred, float) - np.asarray(truth, float)

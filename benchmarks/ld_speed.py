@@ -6,7 +6,9 @@ modes run in a FRESH subprocess each (so peak RSS is per mode, via resource.getr
 - ``ld``:    LocalDiscrimination stage 2 (all loss terms), region embeddings by one matmul;
 - ``naive``: identical, but region embeddings materialize the broadcast (n, K, D, *S) tensor
              as the reference code does;
-- ``bare``:  the same 5B views through the U-Net trunk, forward + backward of trunk.mean().
+- ``bare``:  the same 5B views through the U-Net trunk, forward + backward of trunk.mean();
+- ``compiled`` (with --compile): ``ld`` with the U-Net's forward compiled by ``torch.compile``
+             (inductor; the first, untimed steps pay for the compilation).
 
 All three start from the same seed and weights, so the first-step loss terms of ``ld`` and
 ``naive`` must agree (checked). Reports images/s (loop images, i.e. 2B per step), network
@@ -60,6 +62,8 @@ def child(mode: str, size: list[int], pairs: int, steps: int, warmup: int, devic
     torch.manual_seed(0)
     cls = _naive_method() if mode == "naive" else LocalDiscrimination
     model = cls(UNet(UNetConfig(spatial_dims=len(size), in_channels=1)), LDConfig(stage="2")).to(dev).train()
+    if mode == "compiled":
+        model.backbone.forward_features = torch.compile(model.backbone.forward_features)
     g = torch.Generator().manual_seed(1)
     images = torch.rand(2 * pairs, 1, *size, generator=g).to(dev)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -121,6 +125,7 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="also time the LD step with torch.compile on the U-Net")
     p.add_argument("--quick", action="store_true", help="smoke test: 64x64:1 and 96x96:1, 1 timed step")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for ld_speed.json/.md")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -138,7 +143,7 @@ def main() -> int:
     for item in args.configs:
         size_text, _, pairs = item.partition(":")
         size, pairs = [int(s) for s in size_text.split("x")], int(pairs or 1)
-        res = {m: _spawn(args, m, size, pairs) for m in ("ld", "naive", "bare")}
+        res = {m: _spawn(args, m, size, pairs) for m in ("ld", "naive", "bare", *(("compiled",) if args.compile else ()))}
         ld, naive, bare = res["ld"], res["naive"], res["bare"]
         ok = "error" not in ld and "error" not in naive
         same = ok and all(abs(ld["first_step_terms"][k] - naive["first_step_terms"][k]) <= 1e-4 * max(1.0, abs(ld["first_step_terms"][k])) for k in ld["first_step_terms"])
@@ -146,6 +151,7 @@ def main() -> int:
             "config": item, "results": res, "losses_identical": same,
             "ld_over_bare_time": ld["seconds_per_step"] / bare["seconds_per_step"] if ok and "error" not in bare else None,
             "naive_over_ld_time": naive["seconds_per_step"] / ld["seconds_per_step"] if ok else None,
+            "ld_over_compiled_time": ld["seconds_per_step"] / res["compiled"]["seconds_per_step"] if ok and "error" not in res.get("compiled", {"error": 1}) else None,
         })
         print(json.dumps(rows[-1]), flush=True)
 
@@ -179,6 +185,9 @@ def main() -> int:
                 continue
             lines.append(f"| {r['config']} | {m} | {res['seconds_per_step']:.3f} | {res['images_per_s']:.2f} | {res['network_images_per_s']:.2f} | {res.get(mem_key, 0):.0f} | "
                          + (f"{r['ld_over_bare_time']:.2f} | {r['naive_over_ld_time']:.2f} | {r['losses_identical']} |" if m == "ld" and r["ld_over_bare_time"] else " | | |"))
+    for r in rows:
+        if r.get("ld_over_compiled_time"):
+            lines.append(f"\n{r['config']}: torch.compile speed-up of the LD step (ld time / compiled time): {r['ld_over_compiled_time']:.2f}x")
     (out / f"ld_speed{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(r["losses_identical"] for r in rows) else 1

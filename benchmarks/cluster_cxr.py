@@ -63,9 +63,11 @@ def pixel_features(kind: str, model, image, size) -> torch.Tensor:
         f = pos
     elif kind == "intensity+position":
         f = torch.cat([0.5 * (x.mean(1, keepdim=True) - x.mean()) / x.std().clamp(min=1e-6), pos], 1)
-    else:
+    else:  # "ld embedding", or "ld embedding+position" (v, a unit vector, beside the position)
         with torch.no_grad():
             f = F.normalize(model.method.embed(x.to(model.device)).float().cpu(), dim=1)
+        if kind.endswith("+position"):
+            f = torch.cat([f, pos], 1)
     return f[0].flatten(1).T
 
 
@@ -159,7 +161,7 @@ def main(argv=None) -> int:
         results[name] = {**{k: m[k] for k in keys}, "matched_on_test": {k: optimistic[k] for k in keys}}
     if args.kmeans_clusters:
         model = load_run_model(runs["ld"], device)
-        for kind in ("position", "intensity+position", "ld embedding"):
+        for kind in ("position", "intensity+position", "ld embedding", "ld embedding+position"):
             r = kmeans_clusters(kind, model, train, test, args.kmeans_clusters)
             results[f"k-means on {kind}"] = {**{k: r[k] for k in keys}, "matched_on_test": {k: r["matched_on_test"][k] for k in keys},
                                              "num_clusters_chosen_on_train": r["num_clusters_chosen_on_train"]}
@@ -176,7 +178,7 @@ def main(argv=None) -> int:
              f"- {len(test)} test images; K={args.num_clusters}; one cluster per structure, matched on the {len(train)} training "
              "images' labels and applied to test (first rows), or matched on the test images themselves (optimistic)",
              f"- k-means rows: fitted on training pixels at the model's size; N (from {args.kmeans_clusters}) and the matching chosen on the training images; "
-             "`position` = each pixel's (row, col), `intensity+position` adds its z-scored grey value, `ld embedding` = LD's v",
+             "`position` = each pixel's (row, col) in [-1, 1], `intensity+position` adds its z-scored grey value (half weight), `ld embedding` = LD's v (unit vectors), `+position` beside it",
              "", "| model | matching | " + " | ".join(structures) + " | mean |", "|---|---|" + "---|" * (len(structures) + 1)]
     for name, r in results.items():
         for label, e in (("on train, applied to test", r), ("on test (optimistic)", r["matched_on_test"])):

@@ -100,3 +100,11 @@ def test_shift_moves_the_content_of_view_b_so_place_in_the_view_no_longer_identi
 
 def limits_respected(shifts: torch.Tensor, size, fraction: float) -> bool:
     return all(int(shifts[:, j].abs().max()) <= round(fraction * s) for j, s in enumerate(size))
+
+
+@pytest.mark.parametrize("shift", [-0.1, 1.5])
+def test_shift_outside_0_1_is_refused(shift):
+    from localdisc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="shift"):
+        LDConfig(shift=shift)

@@ -68,6 +68,8 @@ class LDConfig:
             raise ConfigError("LD needs num_clusters >= 2, embed_dim >= 2 and grid >= 1")
         if len(self.lam_range) != 2 or not 0 <= self.lam_range[0] <= self.lam_range[1] <= 1:
             raise ConfigError(f"lam_range must be two numbers 0 <= lo <= hi <= 1, got {self.lam_range}")
+        if not 0 <= self.shift <= 1:
+            raise ConfigError(f"shift must be a fraction of the view between 0 and 1, got {self.shift}")
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ConfigError(f"crop_scale must be two numbers 0 < lo <= hi <= 1, got {self.crop_scale}")
 

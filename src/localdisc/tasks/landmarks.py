@@ -227,9 +227,15 @@ class OneShotLocator:
         for i in range(0, len(images), self.batch_size):
             chunk = images[i : i + self.batch_size]
             pooled = self._pooled(chunk)
-            for im, pv in zip(chunk, pooled):
-                out.append(self.locate(torch.einsum("ld,d...->l...", self.support.to(pv), pv), im.shape[1:], centers=self.centers(pv) if self.align == "affine" else None))
+            out += [self.answer(pv, im.shape[1:]) for im, pv in zip(chunk, pooled)]
         return out
+
+    @torch.no_grad()
+    def answer(self, pooled: torch.Tensor, orig_size: Sequence[int]) -> Prediction:
+        """The prediction for one query from its pooled map (n*D, *size), with this locator's
+        own window and alignment."""
+        sim = torch.einsum("ld,d...->l...", self.support.to(pooled), pooled)
+        return self.locate(sim, orig_size, centers=self.centers(pooled) if self.align == "affine" else None)
 
     @torch.no_grad()
     def locate(self, sim: torch.Tensor, orig_size: Sequence[int], search_radius: float | None = None, centers: torch.Tensor | None = None) -> Prediction:
@@ -264,10 +270,7 @@ class SupportEnsemble:
         out = []
         for im in images:
             pooled = first._pooled([im])[0]  # every locator shares the embedding and sigmas
-            preds = []
-            for loc in self.locators:
-                sim = torch.einsum("ld,d...->l...", loc.support.to(pooled), pooled)
-                preds.append(loc.locate(sim, im.shape[1:], centers=loc.centers(pooled) if loc.align == "affine" else None))
+            preds = [loc.answer(pooled, im.shape[1:]) for loc in self.locators]
             out.append(Prediction(np.median([p.points for p in preds], axis=0), np.mean([p.score for p in preds], axis=0), np.mean([p.margin for p in preds], axis=0)))
         return out
 

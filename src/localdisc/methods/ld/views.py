@@ -61,7 +61,8 @@ def make_views(images: torch.Tensor, cfg: Any) -> LDViews:
     ops = augment.sample_dihedral(N, size) if cfg.dihedral else [augment.Dihedral(0, (0, 1), ())] * N
     b = augment.apply_dihedral(b, ops)
     shift = float(getattr(cfg, "shift", 0.0) or 0.0)
-    shifts = augment.sample_shifts(N, size, shift, images.device) if shift > 0 else None
+    # kept on the CPU: roll_samples reads each offset as a Python int, which on a GPU tensor would sync per sample
+    shifts = augment.sample_shifts(N, size, shift) if shift > 0 else None
     if shifts is not None:
         b = augment.roll_samples(b, shifts)
     lo, hi = cfg.lam_range

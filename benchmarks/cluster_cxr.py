@@ -11,10 +11,13 @@
    cardiomediastinum wins where outlines overlap).
 3. Reference point: a "random clusters" baseline (a randomly initialized LD model of the same
    architecture, no training) matched the same way.
-4. What a user gets without localdisc, and LD's embeddings without its head: k-means on each
-   pixel's (row, col) position alone, on (intensity, row, col), and on the LD embedding v, with
-   the number of clusters N chosen on the training images (Hungarian-matched Dice there) from
-   --kmeans-clusters, fitted on training pixels, then applied and matched on train as above.
+4. What a user gets without localdisc, and LD's features without its head: k-means on each
+   pixel's (row, col) position alone, on (intensity, row, col), on the LD embedding v, and on
+   LD's deepest encoder level beside intensity and position (localdisc.tasks.pixel_features),
+   with the number of clusters N chosen on the training images (Hungarian-matched Dice there)
+   from --kmeans-clusters, fitted on training pixels, then applied and matched on train as
+   above. The deep-feature row is compared, per test image and seed, with intensity+position
+   and with the same features from the network re-initialized (what pretraining adds).
 
     python benchmarks/cluster_cxr.py [--run RUN] [--quick]
 
@@ -50,71 +53,101 @@ def train_ld(data: str, out: Path, args, steps: int) -> Path:
     return out
 
 
-def pixel_features(kind: str, model, image, size) -> torch.Tensor:
-    """(H*W, F) features of one image on the model grid: position (rows/cols in [-1, 1]),
-    intensity (z-scored, half weight) + position, or the LD embedding v."""
-    import torch.nn.functional as F
+def untrained_copy(model, seed: int):
+    """The same network, re-initialized with ``seed``: the control that tells what pretraining
+    adds to features any convolutional network of this shape computes."""
+    import copy
 
-    from localdisc.data.datasets import resize_image
-
-    x = resize_image(torch.from_numpy(image).float(), size)[None]
-    pos = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, n) for n in size], indexing="ij"))[None]
-    if kind == "position":
-        f = pos
-    elif kind == "intensity+position":
-        f = torch.cat([0.5 * (x.mean(1, keepdim=True) - x.mean()) / x.std().clamp(min=1e-6), pos], 1)
-    else:  # "ld embedding", or "ld embedding+position" (v, a unit vector, beside the position)
-        with torch.no_grad():
-            f = F.normalize(model.method.embed(x.to(model.device)).float().cpu(), dim=1)
-        if kind.endswith("+position"):
-            f = torch.cat([f, pos], 1)
-    return f[0].flatten(1).T
+    model = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    for module in model.method.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+        if hasattr(module, "reset_running_stats"):
+            module.reset_running_stats()
+    return model
 
 
-def kmeans_clusters(kind: str, model, train, test, choices, seed: int = 0) -> dict:
-    """k-means with N in ``choices`` fitted on training pixels; N and the cluster-to-structure
-    matching chosen on the training images, then applied to test (see the module docstring)."""
-    import numpy as np
-    import torch.nn.functional as F
-    from sklearn.cluster import KMeans
-
+def kmeans_clusters(parts: str, model, train, test, choices, seed: int = 0) -> dict:
+    """k-means on the pixel features ``parts`` (see localdisc.tasks.pixel_features) with N in
+    ``choices``, fitted on training pixels; N and the cluster-to-structure matching chosen on the
+    training images, then applied to test (see the module docstring)."""
     from localdisc.data.records import load_sample_image, load_sample_mask
     from localdisc.tasks.hungarian import ClusterMatcher, one_hot_structures
+    from localdisc.tasks.pixel_features import PixelKMeans
 
-    size = model.size
+    def featurize(km, samples):
+        return [(km.features(image := load_sample_image(s, model.channels)), image.shape[1:], s) for s in samples]
 
-    def featurize(samples):
-        out = []
-        for s in samples:
-            image = load_sample_image(s, model.channels)
-            out.append((pixel_features(kind, model, image, size).numpy(), image.shape[1:], s))
-        return out
-
-    def score(km, data, N, mapping=None):
+    def score(km, data, mapping=None):
         matcher = None
         for f, shape, s in data:
-            lab = torch.from_numpy(km.predict(f).reshape(size))[None, None].float()
-            lab = F.interpolate(lab, size=shape, mode="nearest-exact")[0, 0].long().numpy()
+            lab = km.assign(f, shape)
             mask = load_sample_mask(s)
             names = list(s.extra.get("class_names") or [])[1:] or [f"class{c}" for c in range(1, int(mask.max()) + 1)]
-            matcher = matcher or ClusterMatcher(N, names)
+            matcher = matcher or ClusterMatcher(km.num_clusters, names)
             matcher.update(lab, one_hot_structures(mask, range(1, len(names) + 1)))
         return matcher.compute(mapping)
 
-    tr, te = featurize(train), featurize(test)
-    X = np.concatenate([f for f, _, _ in tr])
-    X = X[np.random.default_rng(seed).permutation(len(X))[: 100_000]]
+    first = PixelKMeans(parts, 2, model.size, model.method, seed=seed)
+    tr, te = featurize(first, train), featurize(first, test)
     best = None
     for N in choices:
-        km = KMeans(N, n_init=4, random_state=seed).fit(X)
-        on_train = score(km, tr, N)
+        km = PixelKMeans(parts, N, model.size, model.method, seed=seed).fit([f for f, _, _ in tr])
+        on_train = score(km, tr)
         if best is None or on_train["mean_dice"] > best[1]["mean_dice"]:
             best = (km, on_train, N)
     km, on_train, N = best
-    result = score(km, te, N, on_train["mapping"])
-    result["matched_on_test"] = score(km, te, N)
+    result = score(km, te, on_train["mapping"])
+    result["matched_on_test"] = score(km, te)
     result["num_clusters_chosen_on_train"] = N
+    result["mean_dice_on_train"] = on_train["mean_dice"]
     return result
+
+
+# (row name, features from: None / "ld" / "untrained", pixel feature parts)
+KMEANS_ROWS = [
+    ("k-means on position", None, "position"),
+    ("k-means on intensity+position", None, "intensity+position"),
+    ("k-means on ld embedding", "ld", "embedding"),
+    ("k-means on ld embedding+position", "ld", "embedding+position"),
+    ("k-means on ld deep+intensity+position", "ld", "deep+intensity+position"),
+    ("k-means on untrained deep+intensity+position", "untrained", "deep+intensity+position"),
+]
+COMPARISONS = [("k-means on ld deep+intensity+position", "k-means on intensity+position"),
+               ("k-means on ld deep+intensity+position", "k-means on untrained deep+intensity+position")]
+SEEDED_ROWS = {name for pair in COMPARISONS for name in pair}
+
+
+def seed_mean(rows: list[dict], keys) -> dict:
+    """One table row from k-means results of several seeds: per-structure Dice averaged over
+    seeds and images, std over images of the seed-averaged Dice; N of each seed."""
+    import numpy as np
+
+    def merge(rs):
+        per_image = np.mean([r["per_image"] for r in rs], axis=0)  # (images, structures)
+        names = list(rs[0]["dice"])
+        return {**{k: rs[0][k] for k in keys}, "dice": {n: float(per_image[:, c].mean()) for c, n in enumerate(names)},
+                "dice_std": {n: float(per_image[:, c].std()) for c, n in enumerate(names)}, "mean_dice": float(per_image.mean())}
+
+    ns = [r["num_clusters_chosen_on_train"] for r in rows]
+    return {**merge(rows), "matched_on_test": merge([r["matched_on_test"] for r in rows]), "seeds": len(rows),
+            "num_clusters_chosen_on_train": ns[0] if len(set(ns)) == 1 else "/".join(map(str, ns)),
+            "mean_dice_on_train": float(np.mean([r["mean_dice_on_train"] for r in rows]))}
+
+
+def compare(a: list[dict], b: list[dict]) -> dict:
+    """Paired difference a - b of each test image's mean matched Dice, seed by seed."""
+    import numpy as np
+
+    from localdisc.tasks.stats import cluster_bootstrap_ci, paired_test
+
+    per = lambda rows: np.array([np.mean(r["per_image"], axis=1) for r in rows]).T  # noqa: E731  (images, seeds)
+    da, db = per(a), per(b)
+    n = min(da.shape[1], db.shape[1])
+    diffs = da[:, :n] - db[:, :n]
+    test = paired_test(da[:, :n].mean(1), db[:, :n].mean(1))
+    return {"mean": float(diffs.mean()), "ci": list(cluster_bootstrap_ci(diffs)), "p": test.p_value, "test": test.test, "images": int(diffs.shape[0]), "seeds": n}
 
 
 def main(argv=None) -> int:
@@ -128,6 +161,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-images", type=int, default=0, help="pretraining images (0 = all train)")
     p.add_argument("--max-test", type=int, default=0, help="test images (0 = all)")
     p.add_argument("--kmeans-clusters", type=int, nargs="*", default=[3, 4, 6, 8], help="k-means rows: numbers of clusters to choose from on the training images (none: skip those rows)")
+    p.add_argument("--kmeans-seeds", type=int, default=3, help="k-means seeds (and untrained-network seeds) for the compared rows")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny model, 4 steps, 4 test images")
     p.add_argument("--results", default="benchmarks/results", help="output folder (quick runs write into --work instead)")
@@ -159,34 +193,45 @@ def main(argv=None) -> int:
         m = discover(model, test, work / f"maps_{name}", "clusters", with_masks=True, max_pictures=8, mapping=on_train["mapping"])
         optimistic = discover(model, test, work / f"maps_{name}_test_matched", "clusters", with_masks=True, max_pictures=0)
         results[name] = {**{k: m[k] for k in keys}, "matched_on_test": {k: optimistic[k] for k in keys}}
+    comparisons = {}
     if args.kmeans_clusters:
         model = load_run_model(runs["ld"], device)
-        for kind in ("position", "intensity+position", "ld embedding", "ld embedding+position"):
-            r = kmeans_clusters(kind, model, train, test, args.kmeans_clusters)
-            results[f"k-means on {kind}"] = {**{k: r[k] for k in keys}, "matched_on_test": {k: r["matched_on_test"][k] for k in keys},
-                                             "num_clusters_chosen_on_train": r["num_clusters_chosen_on_train"]}
-            print(f"k-means on {kind}: N={r['num_clusters_chosen_on_train']}, mean Dice {r['mean_dice']:.3f}", flush=True)
+        per_seed = {}
+        for name, source, parts in KMEANS_ROWS:
+            seeds = range(args.kmeans_seeds) if name in SEEDED_ROWS else range(1)
+            rows = [kmeans_clusters(parts, untrained_copy(model, seed) if source == "untrained" else model, train, test, args.kmeans_clusters, seed) for seed in seeds]
+            per_seed[name] = rows
+            results[name] = seed_mean(rows, keys)
+            print(f"{name}: N={results[name]['num_clusters_chosen_on_train']}, mean Dice {results[name]['mean_dice']:.3f} over {len(rows)} seed(s)", flush=True)
+        for a, b in COMPARISONS:
+            comparisons[f"{a} - {b}"] = compare(per_seed[a], per_seed[b])
 
     out = work if args.quick else Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     prov = provenance(device, None if argv is None else ["benchmarks/cluster_cxr.py", *argv])
     result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick,
-              "runs": {k: str(v) for k, v in runs.items()}, "num_test_images": len(test), "results": results}
+              "runs": {k: str(v) for k, v in runs.items()}, "num_test_images": len(test), "results": results, "comparisons": comparisons}
     (out / "cluster_cxr.json").write_text(json.dumps(result, indent=2))
     structures = list(results["ld"]["dice"])
     lines = ["# Unsupervised CXR clustering, Hungarian-matched Dice (test split)", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])),
              f"- {len(test)} test images; K={args.num_clusters}; one cluster per structure, matched on the {len(train)} training "
              "images' labels and applied to test (first rows), or matched on the test images themselves (optimistic)",
              f"- k-means rows: fitted on training pixels at the model's size; N (from {args.kmeans_clusters}) and the matching chosen on the training images; "
-             "`position` = each pixel's (row, col) in [-1, 1], `intensity+position` adds its z-scored grey value (half weight), `ld embedding` = LD's v (unit vectors), `+position` beside it",
+             "`position` = each pixel's (row, col) in [-1, 1], `intensity` its z-scored grey value (half weight), `embedding` = LD's v (unit vectors), "
+             "`deep` = the deepest encoder level (unit vectors, upsampled), `untrained` = the same network re-initialized (seed = k-means seed); "
+             f"rows marked with seeds average {args.kmeans_seeds} k-means seeds (N: the choice of each seed)",
              "", "| model | matching | " + " | ".join(structures) + " | mean |", "|---|---|" + "---|" * (len(structures) + 1)]
     for name, r in results.items():
         for label, e in (("on train, applied to test", r), ("on test (optimistic)", r["matched_on_test"])):
             if "num_clusters_chosen_on_train" in r:
-                name_n = f"{name} (N={r['num_clusters_chosen_on_train']})"
+                name_n = f"{name} (N={r['num_clusters_chosen_on_train']}" + (f", {r['seeds']} seeds)" if r["seeds"] > 1 else ")")
             else:
                 name_n = name
             lines.append(f"| {name_n} | {label} | " + " | ".join(f"{e['dice'][s]:.3f} ± {e['dice_std'][s]:.3f}" for s in structures) + f" | {e['mean_dice']:.3f} |")
+    if comparisons:
+        lines += ["", "Paired differences of the per-image mean matched Dice (test images x k-means seeds; 95% two-way bootstrap CI over images and seeds; "
+                  "Wilcoxon on the seed-averaged per-image values):", "", "| comparison | mean difference [95% CI] | p |", "|---|---|---|"]
+        lines += [f"| {k} | {c['mean']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] | {c['p']:.1g} |" for k, c in comparisons.items()]
     lines += ["", f"Cluster maps and overlays: {work}/maps_*/overlays/"]
     (out / "cluster_cxr.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -71,17 +71,82 @@ def prior_tag(args) -> str:
     return f"{args.prior_kind}_{'x'.join(map(str, args.prior_size))}"
 
 
-def train_shape(data: str, out: Path, args) -> Path:
+def run_name(args) -> str:
+    """The run folder's name: the prior tag plus the options that change what is learned."""
+    name = f"ld_shape_{prior_tag(args)}" + (f"_shift{args.shift:g}" if args.shift else "")
+    if args.crop_size:
+        name += f"_crop{'x'.join(map(str, args.crop_size))}_s{args.crop_scale[0]:g}-{args.crop_scale[1]:g}"
+    return name
+
+
+def train_shape(data: str, out: Path, args, steps: int | None = None) -> Path:
+    """Train (or continue) the ld-shape run in ``out`` up to ``steps`` (default --pretrain-steps).
+
+    Stage 1's length and the learning-rate halving are fixed by --pretrain-steps, so a run grown
+    to S steps in segments (the curve) is the run a single S-step call would have trained up to S."""
     from localdisc.methods import get_method
     from localdisc.methods.ld_shape import ShapeLDConfig
+    from localdisc.train.checkpoint import latest_checkpoint
 
-    if (out / "model.safetensors").is_file():
+    steps = steps or args.pretrain_steps
+    n1 = args.stage1_steps or max(1, args.pretrain_steps // 5)
+    done = latest_checkpoint(out)
+    if (out / "model.safetensors").is_file() and done is not None and checkpoint_step(done) + n1 >= steps:
         return out
-    cfg = pretrain_config(args, data, out, method="ld-shape", resume=True, overwrite=False)  # a killed benchmark continues
-    mcfg = ShapeLDConfig(stage="both", grid=args.grid, prior_masks=prior_folder(out.parent / "priors", args), adv_weight=args.adv_weight,
-                         disc_width=args.disc_width, disc_layers=args.disc_layers, disc_input=args.disc_input, disc_lr_scale=args.disc_lr_scale, shift=args.shift)
+    cfg = pretrain_config(args, data, out, steps=steps, method="ld-shape", resume=True, overwrite=False,  # a killed benchmark continues
+                          lr_halve_every=max(1, (args.pretrain_steps - n1) // 2), checkpoint_every=args.checkpoint_every)
+    crop = dict(crop_size=tuple(args.crop_size), crop_scale=tuple(args.crop_scale)) if args.crop_size else {}
+    mcfg = ShapeLDConfig(stage="both", stage1_steps=n1, grid=args.grid, prior_masks=prior_folder(out.parent / "priors", args), adv_weight=args.adv_weight,
+                         disc_width=args.disc_width, disc_layers=args.disc_layers, disc_input=args.disc_input, disc_lr_scale=args.disc_lr_scale, shift=args.shift, **crop)
     get_method("ld-shape").run_schedule(cfg, mcfg)
     return out
+
+
+def checkpoint_step(path: Path) -> int:
+    """The stage-2 step a checkpoint file was saved at (its meta)."""
+    return int(json.loads((path / "meta.json").read_text())["step"])
+
+
+def score_test(model, test) -> dict[str, dict[str, float]]:
+    """Mean Dice/IoU/accuracy/AUC inside the FOV over the test images: ld-shape rules, Otsu, Frangi."""
+    from localdisc.data.records import load_sample_fov, load_sample_image, load_sample_mask
+    from localdisc.tasks.discover import binary_scores, predict_maps
+
+    scores: dict[str, list[dict]] = {"ld-shape threshold": [], "ld-shape argmax": [], "ld-shape prototype": [], "otsu": [], "frangi": []}
+    for s in test:
+        img = load_sample_image(s, model.channels)
+        truth = load_sample_mask(s) > 0
+        fov = load_sample_fov(s)
+        fov = np.ones_like(truth) if fov is None else fov
+        a0 = predict_maps(model, img, "shape", "threshold")
+        for rule in ("threshold", "argmax", "prototype"):
+            prob = a0 if rule == "threshold" else predict_maps(model, img, "shape", rule)
+            scores[f"ld-shape {rule}"].append(binary_scores(prob > 0.5, truth, a0 if rule == "argmax" else prob, fov))  # AUC of a binary map is meaningless: use a_0
+        for name, (binary, score) in green_baselines(load_sample_image(s, 3), fov).items():
+            scores[name].append(binary_scores(binary, truth, score, fov))
+    return {m: {k: float(np.mean([r[k] for r in rows if k in r])) for k in ("dice", "iou", "accuracy", "auc")} for m, rows in scores.items()}
+
+
+def save_curve_plot(curve: list[dict], path: Path) -> None:
+    """Dice of the ld-shape rules against total steps, with Otsu's and Frangi's as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = [c["steps"] for c in curve]
+    for rule in ("threshold", "argmax"):
+        ax.plot(steps, [c["scores"][f"ld-shape {rule}"]["dice"] for c in curve], "o-", label=f"ld-shape {rule}")
+    for base, style in (("otsu", "--"), ("frangi", ":")):
+        ax.axhline(curve[-1]["scores"][base]["dice"], ls=style, color="gray", label=base)
+    ax.set_xlabel("pretraining steps (stage 1 + stage 2)")
+    ax.set_ylabel("Dice inside the FOV (test)")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -101,6 +166,12 @@ def main(argv=None) -> int:
     p.add_argument("--disc-layers", type=int, default=4)
     p.add_argument("--name", default="discover_vessels", help="results file name (without suffix)")
     p.add_argument("--shift", type=float, default=0.0, help="LD option shift: view b cyclically shifted by up to this fraction, so the network cannot draw cluster 0 by position alone (0 = off)")
+    p.add_argument("--crop-size", type=int, nargs=2, default=None, help="train on patches of this size cut from the --image-size images (LD crop_size); predict on whole images. "
+                   "With --image-size at the images' own size and --crop-scale around (crop/image)^2, the patches keep the native resolution")
+    p.add_argument("--crop-scale", type=float, nargs=2, default=[0.3, 1.0], help="with --crop-size: min and max fraction of the image area a patch covers (LD crop_scale; the priors are cropped alike)")
+    p.add_argument("--stage1-steps", type=int, default=0, help="LD stage-1 steps (0 = a fifth of --pretrain-steps)")
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--curve-steps", type=int, nargs="*", default=[], help="also score the run when it has trained this many steps in all (stage 1 + 2; each above stage 1): the curve of Dice against steps")
     p.add_argument("--retina-size", type=int, default=0, help="resize skimage's retina (1411 px) to this side (0 = keep)")
     p.add_argument("--retina-rule", default="argmax", help="prediction rule shown for the real photograph")
     p.add_argument("--device", default="auto")
@@ -112,34 +183,33 @@ def main(argv=None) -> int:
         args.encoder_channels, args.decoder_channels, args.grid, args.priors, args.disc_width, args.disc_layers = [4, 8, 8], [8, 4], 2, 8, 4, 2
         args.work += "_quick"
         args.retina_size = 256
+        args.curve_steps = [3]  # exercises growing the run in segments
     args.prior_size = args.prior_size or images_own_size(args.data)
     torch.set_num_threads(min(8, usable_cpus()))
     t0 = time.time()
 
-    from localdisc.data.records import load_sample_fov, load_sample_image, load_sample_mask
     from localdisc.data.sources import resolve_source
-    from localdisc.tasks.discover import binary_scores, load_run_model, predict_maps, save_mask_overlay
+    from localdisc.tasks.discover import load_run_model, predict_maps, save_mask_overlay
 
     work = Path(args.work)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     # before anything is written: the result figures are tracked files, and would mark the checkout dirty
     prov = provenance(device, None if argv is None else ["benchmarks/discover_vessels.py", *argv])
-    run = Path(args.run) if args.run else train_shape(args.data, work / (f"ld_shape_{prior_tag(args)}" + (f"_shift{args.shift:g}" if args.shift else "")), args)
-    model = load_run_model(run, device)
     test = [s for s in resolve_source(args.data) if s.split == "test"]
-    scores: dict[str, list[dict]] = {"ld-shape threshold": [], "ld-shape argmax": [], "ld-shape prototype": [], "otsu": [], "frangi": []}
-    for s in test:
-        img = load_sample_image(s, model.channels)
-        truth = load_sample_mask(s) > 0
-        fov = load_sample_fov(s)
-        fov = np.ones_like(truth) if fov is None else fov
-        a0 = predict_maps(model, img, "shape", "threshold")
-        for rule in ("threshold", "argmax", "prototype"):
-            prob = a0 if rule == "threshold" else predict_maps(model, img, "shape", rule)
-            scores[f"ld-shape {rule}"].append(binary_scores(prob > 0.5, truth, a0 if rule == "argmax" else prob, fov))  # AUC of a binary map is meaningless: use a_0
-        for name, (binary, score) in green_baselines(load_sample_image(s, 3), fov).items():
-            scores[name].append(binary_scores(binary, truth, score, fov))
-    summary = {m: {k: float(np.mean([r[k] for r in rows if k in r])) for k in ("dice", "iou", "accuracy", "auc")} for m, rows in scores.items()}
+    curve = []
+    if args.run:
+        run = Path(args.run)
+    else:
+        run = work / run_name(args)
+        for steps in sorted(set(args.curve_steps) - {args.pretrain_steps}):
+            train_shape(args.data, run, args, steps)
+            curve.append({"steps": steps, "scores": score_test(load_run_model(run, device), test)})
+            print(f"curve: {steps} steps: " + ", ".join(f"{m} Dice {r['dice']:.3f}" for m, r in curve[-1]["scores"].items()), flush=True)
+        train_shape(args.data, run, args)
+    model = load_run_model(run, device)
+    summary = score_test(model, test)
+    if curve:
+        curve.append({"steps": args.pretrain_steps, "scores": summary})
 
     # the real, unlabeled photograph
     from PIL import Image
@@ -176,7 +246,8 @@ def main(argv=None) -> int:
     name = args.name
     result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick, "run": str(run),
               "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated masks, kind {args.prior_kind}, simulated at {'x'.join(map(str, args.prior_size))}" + (f", n_roots={args.prior_roots}" if args.prior_kind == "vessels" else ""), "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "test_scores_inside_fov": summary,
-              "retina": {"figure": str(fig_path), "vessel_fraction_in_fov": retina_frac, "panels": ["image", *panels]}}
+              "retina": {"figure": str(fig_path), "vessel_fraction_in_fov": retina_frac, "panels": ["image", *panels]},
+              "curve": curve}
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     lines = ["# Shape-guided vessel discovery (no labels; simulated vessel priors)", "",
              f"Priors: {result['priors']} (never the fundus labels).",  "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])),
@@ -186,6 +257,11 @@ def main(argv=None) -> int:
         lines.append(f"| {m} | {r['dice']:.3f} | {r['iou']:.3f} | {r['accuracy']:.3f} | {r['auc']:.3f} |")
     lines += ["", f"Real photograph `skimage.data.retina()` (unlabeled): {fig_path.name} (image | ld-shape | Otsu | Frangi); "
               "vessel fraction of the FOV: " + ", ".join(f"{k} {v:.3f}" for k, v in retina_frac.items())]
+    if curve:
+        save_curve_plot(curve, out / f"{name}_curve.png")
+        lines += ["", f"Dice inside the FOV against pretraining steps ({name}_curve.png); each row is the same run, grown in segments:", "",
+                  "| steps | ld-shape threshold | ld-shape argmax | AUC (a_0) |", "|---|---|---|---|"]
+        lines += [f"| {c['steps']} | {c['scores']['ld-shape threshold']['dice']:.3f} | {c['scores']['ld-shape argmax']['dice']:.3f} | {c['scores']['ld-shape threshold']['auc']:.3f} |" for c in curve]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -78,3 +78,22 @@ def test_drive_layout_without_labels_and_with(runs, tmp_path):
     assert not (tmp_path / "o1" / "metrics.json").exists() and len(list((tmp_path / "o1" / "overlays").glob("*.png"))) == 2
     assert main(["discover", str(runs / "ld"), "--data", spec, "--out", str(tmp_path / "o2"), "--masks-from-data"]) == 0
     assert json.loads((tmp_path / "o2" / "metrics.json").read_text())["num_images"] == 2
+
+
+def test_kmeans_mode_on_deep_features(runs, tmp_path):
+    outs = [tmp_path / "k1", tmp_path / "k2"]
+    for out in outs:
+        assert main(["discover", str(runs / "ld"), "--data", DATA, "--out", str(out), "--mode", "kmeans", "--num-clusters", "3", "--masks-from-data", "--seed", "1"]) == 0
+    km = json.loads((outs[0] / "kmeans.json").read_text())
+    assert km["features"] == "deep+intensity+position" and km["num_clusters"] == 3 and km["seed"] == 1
+    assert np.array(km["centers"]).shape == (3, 8 + 1 + 2)  # deepest level (8 channels), grey value, (row, col)
+    m = json.loads((outs[0] / "metrics.json").read_text())
+    assert set(m["dice"]) == {"vessel"} and 0 <= m["mapping"]["vessel"] < 3
+    maps = [sorted((o / "maps").glob("*.npy")) for o in outs]
+    assert len(maps[0]) == 4 and all(np.array_equal(np.load(a), np.load(b)) for a, b in zip(*maps))  # same seed, same maps
+    assert np.load(maps[0][0]).shape == (64, 64) and np.load(maps[0][0]).max() < 3
+
+
+def test_kmeans_mode_rejects_an_unknown_feature(runs, tmp_path, capsys):
+    assert main(["discover", str(runs / "ld"), "--data", DATA, "--out", str(tmp_path / "x"), "--mode", "kmeans", "--features", "deep+colour"]) == 2
+    assert "unknown pixel feature colour; valid: position, intensity, embedding, deep" in capsys.readouterr().err

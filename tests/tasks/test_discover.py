@@ -74,3 +74,19 @@ def test_binary_scores():
     assert s["dice"] == pytest.approx(2 * 1 / (2 + 1)) and s["iou"] == pytest.approx(0.5) and s["accuracy"] == pytest.approx(4 / 5)
     assert s["auc"] == pytest.approx(0.875)
     assert binary_scores(np.zeros((2, 2), bool), np.zeros((2, 2), bool))["dice"] == 1.0
+
+
+def test_kmeans_mode_clusters_by_the_fitted_kmeans(tmp_path):
+    from localdisc.tasks.pixel_features import PixelKMeans
+
+    samples = _folder(tmp_path)
+    model = RunModel(_Stub(), (16, 16), 1, torch.device("cpu"))
+    from localdisc.data.records import load_sample_image
+
+    km = PixelKMeans("intensity", 2, model.size, seed=0)
+    km.fit([km.features(load_sample_image(s, 1)) for s in samples])
+    m = discover(model, samples, tmp_path / "out", "kmeans", with_masks=True, max_pictures=0, kmeans=km)
+    bright = int(km.kmeans.cluster_centers_[:, 0].argmax())
+    assert m["mapping"] == {"class1": bright} and m["dice"]["class1"] > 0.9
+    with pytest.raises(Exception, match="PixelKMeans"):
+        discover(model, samples, tmp_path / "out2", "kmeans")

@@ -140,9 +140,12 @@ def discover(
     threshold: float = 0.5,
     max_pictures: int = 16,
     mapping: dict[str, int] | None = None,
+    kmeans=None,
 ) -> dict:
     """Write cluster/structure maps and overlays for ``samples``; with masks, score them
     (clusters: matched to the structures on these images, or by a given ``mapping``).
+    Mode "kmeans" is "clusters" with the maps of a fitted ``kmeans`` (:class:`PixelKMeans`)
+    instead of the clustering head.
 
     Returns (and writes to ``out_dir/metrics.json`` when labels were used) the metrics dict.
     """
@@ -151,10 +154,12 @@ def discover(
     (out / "overlays").mkdir(exist_ok=True)
     matcher: ClusterMatcher | None = None
     per_image: list[dict] = []
-    K = int(getattr(model.method.cfg, "num_clusters", 0) or getattr(model.method.cfg, "K", 0) or 0)
+    if mode == "kmeans" and kmeans is None:
+        raise ConfigError("discover: mode kmeans needs a fitted PixelKMeans")
+    K = kmeans.num_clusters if mode == "kmeans" else int(getattr(model.method.cfg, "num_clusters", 0) or getattr(model.method.cfg, "K", 0) or 0)
     for i, s in enumerate(samples):
         image = load_sample_image(s, model.channels)
-        pred = predict_maps(model, image, mode, rule)
+        pred = kmeans.predict(image) if mode == "kmeans" else predict_maps(model, image, mode, rule)
         mask = fov = None
         if with_masks:
             mask = load_sample_mask(s)
@@ -164,7 +169,7 @@ def discover(
                 raise DataError(f"{s.mask or s.image}: mask size {mask.shape} differs from image size {image.shape[1:]}")
             fov = load_sample_fov(s)
         stem = f"{i:04d}_{safe_name(s.id)}"
-        if mode == "clusters":
+        if mode in ("clusters", "kmeans"):
             K = max(K, int(pred.max()) + 1)
             np.save(out / "maps" / f"{stem}.npy", pred.astype(np.uint8))
             if i < max_pictures:
@@ -186,7 +191,7 @@ def discover(
                 per_image.append({"id": s.id, **binary_scores(binary, mask > 0, pred, fov)})
     if not with_masks:
         return {"num_images": len(samples), "mode": mode}
-    if mode == "clusters":
+    if mode in ("clusters", "kmeans"):
         assert matcher is not None
         metrics = {"mode": mode, **matcher.compute(mapping), "matched_on": "these images" if mapping is None else "a given mapping"}
         metrics["per_image_ids"] = [s.id for s in samples]

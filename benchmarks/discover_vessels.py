@@ -86,12 +86,10 @@ def train_shape(data: str, out: Path, args, steps: int | None = None) -> Path:
     to S steps in segments (the curve) is the run a single S-step call would have trained up to S."""
     from localdisc.methods import get_method
     from localdisc.methods.ld_shape import ShapeLDConfig
-    from localdisc.train.checkpoint import latest_checkpoint
 
     steps = steps or args.pretrain_steps
-    n1 = args.stage1_steps or max(1, args.pretrain_steps // 5)
-    done = latest_checkpoint(out)
-    if (out / "model.safetensors").is_file() and done is not None and checkpoint_step(done) + n1 >= steps:
+    n1 = stage1_steps(args)
+    if trained_steps(out, args) >= steps:
         return out
     cfg = pretrain_config(args, data, out, steps=steps, method="ld-shape", resume=True, overwrite=False,  # a killed benchmark continues
                           lr_halve_every=max(1, (args.pretrain_steps - n1) // 2), checkpoint_every=args.checkpoint_every)
@@ -102,17 +100,24 @@ def train_shape(data: str, out: Path, args, steps: int | None = None) -> Path:
     return out
 
 
-def checkpoint_step(path: Path) -> int:
-    """The stage-2 step a checkpoint file was saved at (its meta)."""
-    return int(json.loads((path / "meta.json").read_text())["step"])
+def stage1_steps(args) -> int:
+    return args.stage1_steps or max(1, args.pretrain_steps // 5)
 
 
-def score_test(model, test) -> dict[str, dict[str, float]]:
-    """Mean Dice/IoU/accuracy/AUC inside the FOV over the test images: ld-shape rules, Otsu, Frangi."""
+def trained_steps(out: Path, args) -> int:
+    """Steps (stage 1 + 2) of the finished weights in ``out``; 0 when it has none yet."""
+    from localdisc.train.checkpoint import latest_checkpoint
+
+    done = latest_checkpoint(out) if (out / "model.safetensors").is_file() else None
+    return 0 if done is None else stage1_steps(args) + int(json.loads((done / "meta.json").read_text())["step"])
+
+
+def score_test(model, test, baselines: bool = True) -> dict[str, dict[str, float]]:
+    """Mean Dice/IoU/accuracy/AUC inside the FOV over the ``test`` images: ld-shape rules, Otsu, Frangi."""
     from localdisc.data.records import load_sample_fov, load_sample_image, load_sample_mask
     from localdisc.tasks.discover import binary_scores, predict_maps
 
-    scores: dict[str, list[dict]] = {"ld-shape threshold": [], "ld-shape argmax": [], "ld-shape prototype": [], "otsu": [], "frangi": []}
+    scores: dict[str, list[dict]] = {"ld-shape threshold": [], "ld-shape argmax": [], "ld-shape prototype": [], **({"otsu": [], "frangi": []} if baselines else {})}
     for s in test:
         img = load_sample_image(s, model.channels)
         truth = load_sample_mask(s) > 0
@@ -122,7 +127,7 @@ def score_test(model, test) -> dict[str, dict[str, float]]:
         for rule in ("threshold", "argmax", "prototype"):
             prob = a0 if rule == "threshold" else predict_maps(model, img, "shape", rule)
             scores[f"ld-shape {rule}"].append(binary_scores(prob > 0.5, truth, a0 if rule == "argmax" else prob, fov))  # AUC of a binary map is meaningless: use a_0
-        for name, (binary, score) in green_baselines(load_sample_image(s, 3), fov).items():
+        for name, (binary, score) in (green_baselines(load_sample_image(s, 3), fov).items() if baselines else ()):
             scores[name].append(binary_scores(binary, truth, score, fov))
     return {m: {k: float(np.mean([r[k] for r in rows if k in r])) for k in ("dice", "iou", "accuracy", "auc")} for m, rows in scores.items()}
 
@@ -136,7 +141,7 @@ def save_curve_plot(curve: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     steps = [c["steps"] for c in curve]
-    for rule in ("threshold", "argmax"):
+    for rule in ("threshold", "argmax", "prototype"):
         ax.plot(steps, [c["scores"][f"ld-shape {rule}"]["dice"] for c in curve], "o-", label=f"ld-shape {rule}")
     for base, style in (("otsu", "--"), ("frangi", ":")):
         ax.axhline(curve[-1]["scores"][base]["dice"], ls=style, color="gray", label=base)
@@ -173,7 +178,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--curve-steps", type=int, nargs="*", default=[], help="also score the run when it has trained this many steps in all (stage 1 + 2; each above stage 1): the curve of Dice against steps")
     p.add_argument("--retina-size", type=int, default=0, help="resize skimage's retina (1411 px) to this side (0 = keep)")
-    p.add_argument("--retina-rule", default="argmax", help="prediction rule shown for the real photograph")
+    p.add_argument("--retina-rule", default="chosen", choices=["chosen", "threshold", "argmax", "prototype"], help="prediction rule shown for the real photograph (chosen: the rule with the best Dice on the training images)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny data and model, 4 steps")
     p.add_argument("--results", default="benchmarks/results", help="output folder (quick runs write into --work instead)")
@@ -201,15 +206,27 @@ def main(argv=None) -> int:
         run = Path(args.run)
     else:
         run = work / run_name(args)
+        curve_file = run / "curve.json"  # points scored so far: a rerun (or a killed benchmark) does not retrain past them
+        known = {c["steps"]: c for c in json.loads(curve_file.read_text())} if curve_file.is_file() else {}
         for steps in sorted(set(args.curve_steps) - {args.pretrain_steps}):
-            train_shape(args.data, run, args, steps)
-            curve.append({"steps": steps, "scores": score_test(load_run_model(run, device), test)})
+            if steps not in known:
+                if trained_steps(run, args) > steps:
+                    print(f"curve: {steps} steps: the run is already past them and no score was recorded; skipped", flush=True)
+                    continue
+                train_shape(args.data, run, args, steps)
+                known[steps] = {"steps": steps, "scores": score_test(load_run_model(run, device), test)}
+                curve_file.write_text(json.dumps(sorted(known.values(), key=lambda c: c["steps"]), indent=2))
+            curve.append(known[steps])
             print(f"curve: {steps} steps: " + ", ".join(f"{m} Dice {r['dice']:.3f}" for m, r in curve[-1]["scores"].items()), flush=True)
         train_shape(args.data, run, args)
     model = load_run_model(run, device)
     summary = score_test(model, test)
     if curve:
         curve.append({"steps": args.pretrain_steps, "scores": summary})
+    # the rule a user would pick with a few labeled images: the best Dice on the TRAIN images, then scored on test
+    train_rules = score_test(model, [s for s in resolve_source(args.data) if s.split != "test"], baselines=False)
+    chosen = max(train_rules, key=lambda m: train_rules[m]["dice"])
+    summary["ld-shape, rule chosen on train"] = {**summary[chosen], "rule": chosen}
 
     # the real, unlabeled photograph
     from PIL import Image
@@ -223,7 +240,7 @@ def main(argv=None) -> int:
         retina = resize_image(torch.from_numpy(retina), (args.retina_size,) * 2).numpy()
     rfov = ndimage.binary_erosion(ndimage.binary_fill_holes(retina[0] > 0.1), iterations=3)
     rimg = retina if model.channels == 3 else retina.mean(0, keepdims=True)
-    rprob = predict_maps(model, rimg, "shape", args.retina_rule)
+    rprob = predict_maps(model, rimg, "shape", chosen.split()[-1] if args.retina_rule == "chosen" else args.retina_rule)
     rbin = (rprob > 0.5) & rfov
     panels = {"ld-shape": rbin, **{k: v[0] for k, v in green_baselines(retina, rfov).items()}}
     out = work if args.quick else Path(args.results)
@@ -247,21 +264,22 @@ def main(argv=None) -> int:
     result = {**prov, "wall_s": round(time.time() - t0, 1), "quick": args.quick, "run": str(run),
               "data": args.data, "num_test_images": len(test), "priors": f"{args.priors} simulated masks, kind {args.prior_kind}, simulated at {'x'.join(map(str, args.prior_size))}" + (f", n_roots={args.prior_roots}" if args.prior_kind == "vessels" else ""), "config": {k: v for k, v in vars(args).items() if k not in ("quick", "results")}, "test_scores_inside_fov": summary,
               "retina": {"figure": str(fig_path), "vessel_fraction_in_fov": retina_frac, "panels": ["image", *panels]},
-              "curve": curve}
+              "curve": curve, "train_scores_inside_fov": train_rules, "rule_chosen_on_train": chosen}
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     lines = ["# Shape-guided vessel discovery (no labels; simulated vessel priors)", "",
              f"Priors: {result['priors']} (never the fundus labels).",  "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])),
              f"- run: {run}; data {args.data}, {len(test)} test images; scores inside the FOV",
              "", "| method | Dice | IoU | accuracy | AUC |", "|---|---|---|---|---|"]
     for m, r in summary.items():
-        lines.append(f"| {m} | {r['dice']:.3f} | {r['iou']:.3f} | {r['accuracy']:.3f} | {r['auc']:.3f} |")
+        label = f"**{m}** ({r['rule']}; train Dice " + ", ".join(f"{k.split()[-1]} {v['dice']:.3f}" for k, v in train_rules.items()) + ")" if "rule" in r else m
+        lines.append(f"| {label} | {r['dice']:.3f} | {r['iou']:.3f} | {r['accuracy']:.3f} | {r['auc']:.3f} |")
     lines += ["", f"Real photograph `skimage.data.retina()` (unlabeled): {fig_path.name} (image | ld-shape | Otsu | Frangi); "
               "vessel fraction of the FOV: " + ", ".join(f"{k} {v:.3f}" for k, v in retina_frac.items())]
     if curve:
         save_curve_plot(curve, out / f"{name}_curve.png")
         lines += ["", f"Dice inside the FOV against pretraining steps ({name}_curve.png); each row is the same run, grown in segments:", "",
-                  "| steps | ld-shape threshold | ld-shape argmax | AUC (a_0) |", "|---|---|---|---|"]
-        lines += [f"| {c['steps']} | {c['scores']['ld-shape threshold']['dice']:.3f} | {c['scores']['ld-shape argmax']['dice']:.3f} | {c['scores']['ld-shape threshold']['auc']:.3f} |" for c in curve]
+                  "| steps | ld-shape threshold | ld-shape argmax | ld-shape prototype | AUC (a_0) |", "|---|---|---|---|---|"]
+        lines += [f"| {c['steps']} | " + " | ".join(f"{c['scores'][f'ld-shape {r}']['dice']:.3f}" for r in ("threshold", "argmax", "prototype")) + f" | {c['scores']['ld-shape threshold']['auc']:.3f} |" for c in curve]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

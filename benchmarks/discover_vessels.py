@@ -92,7 +92,7 @@ def train_shape(data: str, out: Path, args, steps: int | None = None) -> Path:
     if trained_steps(out, args) >= steps:
         return out
     cfg = pretrain_config(args, data, out, steps=steps, method="ld-shape", resume=True, overwrite=False,  # a killed benchmark continues
-                          lr_halve_every=max(1, (args.pretrain_steps - n1) // 2), checkpoint_every=args.checkpoint_every)
+                          lr_halve_every=args.lr_halve_every or max(1, (args.pretrain_steps - n1) // 2), checkpoint_every=args.checkpoint_every)
     crop = dict(crop_size=tuple(args.crop_size), crop_scale=tuple(args.crop_scale)) if args.crop_size else {}
     mcfg = ShapeLDConfig(stage="both", stage1_steps=n1, grid=args.grid, prior_masks=prior_folder(out.parent / "priors", args), adv_weight=args.adv_weight,
                          disc_width=args.disc_width, disc_layers=args.disc_layers, disc_input=args.disc_input, disc_lr_scale=args.disc_lr_scale, shift=args.shift, **crop)
@@ -176,6 +176,7 @@ def main(argv=None) -> int:
     p.add_argument("--crop-scale", type=float, nargs=2, default=[0.3, 1.0], help="with --crop-size: min and max fraction of the image area a patch covers (LD crop_scale; the priors are cropped alike)")
     p.add_argument("--stage1-steps", type=int, default=0, help="LD stage-1 steps (0 = a fifth of --pretrain-steps)")
     p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--lr-halve-every", type=int, default=0, help="halve the learning rate every N steps of each stage (0 = at the middle of stage 2); fixed, a run can be extended with a longer --pretrain-steps")
     p.add_argument("--curve-steps", type=int, nargs="*", default=[], help="also score the run when it has trained this many steps in all (stage 1 + 2; each above stage 1): the curve of Dice against steps")
     p.add_argument("--retina-size", type=int, default=0, help="resize skimage's retina (1411 px) to this side (0 = keep)")
     p.add_argument("--retina-rule", default="chosen", choices=["chosen", "threshold", "argmax", "prototype"], help="prediction rule shown for the real photograph (chosen: the rule with the best Dice on the training images)")

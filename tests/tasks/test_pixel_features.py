@@ -96,3 +96,15 @@ def test_kmeans_refuses_one_cluster_and_model_features_without_a_model():
         PixelKMeans("deep+position", 3, size=(8, 8))
     with pytest.raises(ConfigError, match="fit"):
         PixelKMeans("position", 2, size=(4, 4)).assign(np.zeros((16, 2), np.float32), (4, 4))
+
+
+def test_fitting_image_by_image_keeps_at_most_max_pixels():
+    from localdisc.tasks.pixel_features import PixelKMeans
+
+    rng = np.random.default_rng(0)
+    images = [rng.random((1, 16, 16)).astype(np.float32) for _ in range(5)]
+    km = PixelKMeans("intensity+position", 3, size=(16, 16), seed=0, max_pixels=100)
+    seen = []
+    km.fit = lambda feats: seen.extend(feats) or km  # what reaches k-means
+    km.fit_images(iter(images), len(images))
+    assert len(seen) == 5 and all(f.shape == (20, 3) for f in seen)  # ceil(100 / 5) pixels of each image

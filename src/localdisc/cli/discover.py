@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         from ..tasks.pixel_features import PixelKMeans
 
         kmeans = PixelKMeans(args.features, args.num_clusters, model.size, model.method, seed=args.seed)
-        kmeans.fit([kmeans.features(load_sample_image(s, model.channels)) for s in samples])
+        kmeans.fit_images((load_sample_image(s, model.channels) for s in samples), len(samples))
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "kmeans.json").write_text(json.dumps({"run": str(args.run_dir), "data": args.data, "num_images": len(samples), **kmeans.describe()}, indent=2))
     metrics = discover(model, samples, args.out, args.mode, args.masks_from_data, args.rule, args.threshold, args.max_overlays, kmeans=kmeans)

@@ -17,7 +17,7 @@ the others by its width.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +104,19 @@ class PixelKMeans:
         X = X[np.random.default_rng(self.seed).permutation(len(X))[: self.max_pixels]]
         self.kmeans = KMeans(self.num_clusters, n_init=self.n_init, random_state=self.seed).fit(X)
         return self
+
+    def fit_images(self, images: Iterable, count: int) -> "PixelKMeans":
+        """Fit on ``count`` images (C, *S) given one at a time, keeping a random
+        ceil(max_pixels / count) pixels of each: memory stays bounded on a large dataset."""
+        import numpy as np
+
+        rng = np.random.default_rng(self.seed)
+        per_image = -(-self.max_pixels // max(1, count))
+        kept = []
+        for image in images:
+            f = self.features(image)
+            kept.append(f[rng.permutation(len(f))[:per_image]])
+        return self.fit(kept)
 
     def assign(self, features: "np.ndarray", shape: Sequence[int]) -> "np.ndarray":
         if self.kmeans is None:

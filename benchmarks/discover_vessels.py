@@ -82,8 +82,10 @@ def run_name(args) -> str:
 def train_shape(data: str, out: Path, args, steps: int | None = None) -> Path:
     """Train (or continue) the ld-shape run in ``out`` up to ``steps`` (default --pretrain-steps).
 
-    Stage 1's length and the learning-rate halving are fixed by --pretrain-steps, so a run grown
-    to S steps in segments (the curve) is the run a single S-step call would have trained up to S."""
+    Stage 1's length and the learning-rate halving are fixed (--stage1-steps, --lr-halve-every, or
+    their defaults from --pretrain-steps), so a run grown to S steps in segments (the curve) is the
+    run a single S-step call would have trained up to S. An existing run trained with other
+    method settings is refused, not continued."""
     from localdisc.methods import get_method
     from localdisc.methods.ld_shape import ShapeLDConfig
 
@@ -96,8 +98,26 @@ def train_shape(data: str, out: Path, args, steps: int | None = None) -> Path:
     crop = dict(crop_size=tuple(args.crop_size), crop_scale=tuple(args.crop_scale)) if args.crop_size else {}
     mcfg = ShapeLDConfig(stage="both", stage1_steps=n1, grid=args.grid, prior_masks=prior_folder(out.parent / "priors", args), adv_weight=args.adv_weight,
                          disc_width=args.disc_width, disc_layers=args.disc_layers, disc_input=args.disc_input, disc_lr_scale=args.disc_lr_scale, shift=args.shift, **crop)
+    check_same_settings(out, mcfg)
     get_method("ld-shape").run_schedule(cfg, mcfg)
     return out
+
+
+def check_same_settings(out: Path, mcfg) -> None:
+    """Refuse to continue a run in ``out`` whose recorded method settings differ from ``mcfg``
+    (the run folder's name does not carry every setting, e.g. the discriminator's width)."""
+    import yaml
+
+    from localdisc.config import to_dict
+
+    if not (out / "config.yaml").is_file():
+        return
+    saved = (yaml.safe_load((out / "config.yaml").read_text()) or {}).get("method_config", {})
+    wanted = to_dict(mcfg)
+    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731  (YAML gives lists for tuples)
+    differ = [k for k in wanted if k != "stage" and k in saved and norm(saved[k]) != norm(wanted[k])]
+    if differ:
+        raise SystemExit(f"{out}: this run was trained with other settings ({', '.join(f'{k}: {saved[k]} != {wanted[k]}' for k in differ)}); use another --work")
 
 
 def stage1_steps(args) -> int:

@@ -36,3 +36,13 @@ def test_a_run_grown_in_segments_is_the_run_trained_in_one_go(tmp_path):
 def test_run_names_tell_patch_training_apart():
     assert run_name(_args(crop_size=None, shift=0.0)) == "ld_shape_retina_32x32"
     assert run_name(_args()) == "ld_shape_retina_32x32_shift0.5_crop16x16_s0.2-0.3"
+
+
+def test_a_run_trained_with_other_settings_is_refused_not_continued(tmp_path):
+    import pytest
+
+    args, data = _args(pretrain_steps=3), "synthetic-fundus:4:32x32"
+    train_shape(data, tmp_path / "run", args)
+    with pytest.raises(SystemExit, match="disc_width: 4 != 8"):
+        train_shape(data, tmp_path / "run", _args(pretrain_steps=5, disc_width=8))
+    assert train_shape(data, tmp_path / "run", _args(pretrain_steps=4)) == tmp_path / "run"  # same settings, longer: continues

@@ -96,7 +96,7 @@ def train_shape(data: str, out: Path, args, steps: int | None = None) -> Path:
     cfg = pretrain_config(args, data, out, steps=steps, method="ld-shape", resume=True, overwrite=False,  # a killed benchmark continues
                           lr_halve_every=args.lr_halve_every or max(1, (args.pretrain_steps - n1) // 2), checkpoint_every=args.checkpoint_every)
     crop = dict(crop_size=tuple(args.crop_size), crop_scale=tuple(args.crop_scale)) if args.crop_size else {}
-    mcfg = ShapeLDConfig(stage="both", stage1_steps=n1, grid=args.grid, prior_masks=prior_folder(out.parent / "priors", args), adv_weight=args.adv_weight,
+    mcfg = ShapeLDConfig(stage="both", stage1_steps=n1, grid=args.grid, num_clusters=args.num_clusters, prior_masks=prior_folder(out.parent / "priors", args), adv_weight=args.adv_weight,
                          disc_width=args.disc_width, disc_layers=args.disc_layers, disc_input=args.disc_input, disc_lr_scale=args.disc_lr_scale, shift=args.shift, **crop)
     check_same_settings(out, mcfg)
     get_method("ld-shape").run_schedule(cfg, mcfg)
@@ -185,6 +185,7 @@ def main(argv=None) -> int:
     p.add_argument("--prior-size", type=int, nargs=2, default=None, help="simulate the priors at this size (default: the images' own size)")
     p.add_argument("--prior-roots", type=int, default=4, help="--prior-kind vessels: trees per mask (simulator knob n_roots)")
     p.add_argument("--adv-weight", type=float, default=1.0)
+    p.add_argument("--num-clusters", type=int, default=8, help="K: clusters of the clustering head (cluster 0 is shape-guided)")
     p.add_argument("--disc-input", default="argmax", help="what D judges: argmax, threshold or soft")
     p.add_argument("--disc-lr-scale", type=float, default=5.0)
     p.add_argument("--disc-width", type=int, default=32)

@@ -17,7 +17,7 @@ from localdisc.train.checkpoint import load_weights  # noqa: E402
 def _args(**kw) -> argparse.Namespace:
     base = dict(pretrain_steps=5, batch_size=2, image_size=[32, 32], encoder_channels=[4, 8, 8], decoder_channels=[8, 4], grid=2, priors=4, disc_width=4, disc_layers=2,
                 prior_kind="retina", prior_size=[32, 32], prior_roots=4, adv_weight=1.0, disc_input="argmax", disc_lr_scale=5.0, shift=0.5, crop_size=[16, 16],
-                crop_scale=[0.2, 0.3], stage1_steps=2, checkpoint_every=200, lr_halve_every=0, device="cpu")
+                crop_scale=[0.2, 0.3], stage1_steps=2, checkpoint_every=200, lr_halve_every=0, num_clusters=8, device="cpu")
     return argparse.Namespace(**{**base, **kw})
 
 

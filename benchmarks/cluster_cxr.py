@@ -89,14 +89,13 @@ def kmeans_clusters(parts: str, model, train, test, choices, seed: int = 0) -> d
             matcher.update(lab, one_hot_structures(mask, range(1, len(names) + 1)))
         return matcher.compute(mapping)
 
-    first = PixelKMeans(parts, 2, model.size, model.method, seed=seed)
-    tr, te = featurize(first, train), featurize(first, test)
+    candidates = [PixelKMeans(parts, N, model.size, model.method, seed=seed) for N in choices]
+    tr, te = featurize(candidates[0], train), featurize(candidates[0], test)  # the features do not depend on N
     best = None
-    for N in choices:
-        km = PixelKMeans(parts, N, model.size, model.method, seed=seed).fit([f for f, _, _ in tr])
-        on_train = score(km, tr)
+    for km in candidates:
+        on_train = score(km.fit([f for f, _, _ in tr]), tr)
         if best is None or on_train["mean_dice"] > best[1]["mean_dice"]:
-            best = (km, on_train, N)
+            best = (km, on_train, km.num_clusters)
     km, on_train, N = best
     result = score(km, te, on_train["mapping"])
     result["matched_on_test"] = score(km, te)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -100,22 +101,68 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, exclude: tupl
         parser.add_argument(flag, **kwargs)
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config (never pickle)."""
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of options; anything larger is not one
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load without anchors/aliases: a few lines of aliases can expand to gigabytes
+    once the values are copied (the "billion laughs")."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            raise ConfigError(f"{self.name}: uses YAML aliases (*name), which localdisc does not accept in configs")
+        return super().compose_node(parent, index)
+
+
+def read_limited_text(path: Path, limit: int = MAX_CONFIG_BYTES, what: str = "config file") -> str:
+    """A small text file a user hands in: a regular file (never a FIFO or device, which could
+    hang), at most ``limit`` bytes, UTF-8."""
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found" if not path.exists() else f"{path}: not a regular file")
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from e
+        raise ConfigError(f"{path}: cannot read {what} ({e.strerror})") from None
+    if len(data) > limit:
+        raise ConfigError(f"{path}: {what} larger than {limit // 1024} KiB; not a localdisc config")
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: not valid YAML/JSON: {e}") from e
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config (never pickle; bounded size, no YAML aliases)."""
+    path = Path(path)
+    text = read_limited_text(path)
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            loader = _NoAliasLoader(text)
+            loader.name = str(path)
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
+    except (yaml.YAMLError, json.JSONDecodeError, RecursionError) as e:
+        raise ConfigError(f"{path}: not valid YAML/JSON ({str(e).strip().splitlines()[0][:100]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of option names to values")
+        raise ConfigError(f"{path}: expected a mapping of option names to values, got {type(data).__name__}")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def resume_base(args: argparse.Namespace, config_file: str | None) -> str | None:
+    """``--resume`` without ``--config``: the run's own config.yaml is the base, so a resumed run
+    keeps its options; options given on the command line must agree with it (checked by the run)."""
+    if config_file or not vars(args).get("resume") or not vars(args).get("out"):
+        return config_file
+    saved = Path(vars(args)["out"]) / "config.yaml"
+    return str(saved) if saved.is_file() else None
 
 
 # Sections a run's config.yaml holds beside the options themselves (see train.run.Run.save_config);
@@ -162,15 +209,58 @@ def _check_value(f: dataclasses.Field, tp: Any, optional: bool, v: Any) -> Any:
         else:
             v = _convert(tp, v)
     except (TypeError, ValueError, argparse.ArgumentTypeError):
-        raise ConfigError(f"{flag}: {v!r} is not a valid {getattr(tp, '__name__', str(tp))} value") from None
+        raise ConfigError(f"{flag}: {_short(v)} is not a valid {getattr(tp, '__name__', str(tp))} value") from None
     lengths, choices = f.metadata.get("lengths"), _choices(f)
     if lengths and len(v) not in lengths:
         n = " or ".join(str(k) for k in lengths if k)
         none = " (or none, for the automatic default)" if 0 in lengths else ""
         raise ConfigError(f"{flag} takes {n} numbers{none}, got {len(v)}: {show_default(v) or 'none'}")
     if choices and v not in choices:
-        raise ConfigError(f"{flag}: invalid choice {v!r}; valid: {', '.join(map(str, choices))}")
+        raise ConfigError(f"{flag}: invalid choice {_short(v)}; valid: {', '.join(map(str, choices))}")
+    _check_range(f, flag, v)
     return v
+
+
+# Numeric rules every option follows (one place, checked before any folder exists): values are
+# finite; nothing is negative except an automatic sentinel that is the option's default (-1);
+# the names below need more.
+POSITIVE = {"lr", "steps", "batch_size", "ae_lr", "ae_batch_size", "feature_batch_size", "sw_batch_size", "proj_hidden", "proj_dim",
+            "dense_dim", "dense_hidden", "grid", "num_pseudo_classes", "embed_dim", "num_clusters"}
+POSITIVE_ITEMS = {"image_size", "patch_size", "crop_size", "spacing", "encoder_channels", "decoder_channels", "ae_channels"}
+UNIT_INTERVAL_SUFFIXES = ("_prob", "_fraction")
+FRACTION_OR_COUNT = {"val_fraction"}  # below 1 a fraction, from 1 a number of images
+MAX_INT = 2**31 - 1
+
+
+def _check_range(f: dataclasses.Field, flag: str, v: Any) -> None:
+    items = list(v) if isinstance(v, (list, tuple)) else [v]
+    numbers = [x for x in items if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    for x in numbers:
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ConfigError(f"{flag}: {x} is not a finite number")
+        if isinstance(x, int) and abs(x) > MAX_INT:
+            raise ConfigError(f"{flag}: {_short(x)} is out of range (at most {MAX_INT})")
+    if not numbers:
+        return
+    default = f.default if f.default is not dataclasses.MISSING else None
+    sentinel = isinstance(default, (int, float)) and not isinstance(default, bool) and default < 0
+    if sentinel and numbers == [default]:
+        return
+    if f.name in POSITIVE_ITEMS and any(x <= 0 for x in numbers):
+        raise ConfigError(f"{flag}: every value must be > 0, got {show_default(v)}")
+    if f.name in POSITIVE and any(x <= 0 for x in numbers):
+        raise ConfigError(f"{flag} must be > 0, got {_short(v)}")
+    if any(x < 0 for x in numbers):
+        hint = f" (or {default} for the automatic value)" if sentinel else ""
+        raise ConfigError(f"{flag} must be >= 0{hint}, got {_short(v)}")
+    if f.name.endswith(UNIT_INTERVAL_SUFFIXES) and f.name not in FRACTION_OR_COUNT and any(x > 1 for x in numbers):
+        raise ConfigError(f"{flag} must be between 0 and 1, got {_short(v)}")
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    """A value for an error message: never a whole huge value."""
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build_config(cls: type, *sources: dict[str, Any] | None):
@@ -183,7 +273,7 @@ def build_config(cls: type, *sources: dict[str, Any] | None):
         merged.update(src or {})
     unknown = sorted(set(merged) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown option(s) for {cls.__name__}: {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
+        raise ConfigError(f"unknown option(s) for {cls.__name__}: {', '.join(u[:40] for u in unknown[:5])}; valid: {', '.join(sorted(fields))}")
     hints = typing.get_type_hints(cls)
     for k, v in list(merged.items()):
         tp, optional = _base_type(hints[k])

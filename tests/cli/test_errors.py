@@ -109,9 +109,15 @@ def test_nan_keeps_checkpoint_and_existing_run_is_untouched(tmp_path, capsys, mo
     before = _digest(out)
     check(capsys, finetune(d, out), "--resume")
     # a resume that fails on bad data changes nothing either
+    good = (d / "images" / "p0.png").read_bytes()
     (d / "images" / "p0.png").write_bytes(b"not a png")
-    check(capsys, finetune(d, out, "--resume"), "p0.png")
+    check(capsys, finetune(d, out, "--resume", "--steps", "4", "--checkpoint-every", "2", "--log-every", "1"), "p0.png")
     assert _digest(out) == before
-    # and a good resume finishes from the kept checkpoint
+    # a resume on other data or with other options is refused by name, and the run's config stays
     pairs(tmp_path / "d2")
-    assert finetune(tmp_path / "d2", out, "--resume", "--steps", "4", "--checkpoint-every", "2") == 0
+    check(capsys, finetune(tmp_path / "d2", out, "--resume"), "data")
+    check(capsys, finetune(d, out, "--resume", "--steps", "9"), "steps 4 -> 9")
+    assert _digest(out) == before
+    # and a good resume (the run's own options, read from its config.yaml) finishes from the kept checkpoint
+    (d / "images" / "p0.png").write_bytes(good)
+    assert finetune(d, out, "--resume", "--steps", "4") == 0

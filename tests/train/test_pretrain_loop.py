@@ -97,7 +97,7 @@ def test_seed_repeatability(tiny, tmp_path):
     assert not _same_weights(tmp_path / "a", tmp_path / "c")
 
 
-def test_checkpoint_write_crash_keeps_previous_checkpoint(tiny, tmp_path, monkeypatch):
+def test_checkpoint_write_crash_keeps_previous_checkpoint(tiny, tmp_path, monkeypatch, capsys):
     import localdisc.train.checkpoint as ckpt
 
     real_save, n = torch.save, {"calls": 0}
@@ -110,8 +110,10 @@ def test_checkpoint_write_crash_keeps_previous_checkpoint(tiny, tmp_path, monkey
         return real_save(obj, path, *a, **k)
 
     monkeypatch.setattr(ckpt.torch, "save", flaky_save)
-    with pytest.raises(OSError):
-        main(_args(tiny, tmp_path / "run"))
+    assert main(_args(tiny, tmp_path / "run")) == 2  # one line, not a raw OSError traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "disk full" in err[0] and "ckpt-00000002 is intact" in err[0] and "--resume" in err[0]
+    assert not list((tmp_path / "run").glob(".*.tmp"))  # the torn temporary is gone
     monkeypatch.setattr(ckpt.torch, "save", real_save)
     latest = latest_checkpoint(tmp_path / "run")
     assert latest is not None and latest.name == "ckpt-00000002"

@@ -3,11 +3,13 @@
 import pytest
 
 from localdisc.errors import ConfigError, TrainingError
+from localdisc.runtime.outputs import MARKER
 from localdisc.train.run import Run
 
 
 def test_existing_run_needs_resume_or_overwrite(tmp_path):
     run = Run(tmp_path / "r")
+    run.begin()
     (run.path / "config.yaml").write_text("a: 1\n")
     with pytest.raises(ConfigError, match="--resume"):
         Run(tmp_path / "r")
@@ -15,24 +17,27 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path):
 
 def test_overwrite_removes_stale_files_but_keeps_nested_runs(tmp_path):
     run = Run(tmp_path / "r")
+    run.begin()
     (run.path / "config.yaml").write_text("a: 1\n")
     (run.path / "ckpt-00000010").mkdir()
     (run.path / "eval-test" / "overlays").mkdir(parents=True)
     (run.path / "eval-test" / "overlays" / "old.png").write_bytes(b"x")
     (run.path / "stage1").mkdir()
     (run.path / "stage1" / "config.yaml").write_text("b: 2\n")
+    (run.path / "stage1" / MARKER).write_text("{}")
     new = Run(tmp_path / "r", overwrite=True)
     assert (run.path / "ckpt-00000010").is_dir()  # nothing is touched before the new run begins
     new.begin()
-    assert sorted(p.name for p in run.path.iterdir()) == [".lock", ".replaced", "pictures", "stage1"]
+    assert sorted(p.name for p in run.path.iterdir()) == [".localdisc", ".lock", ".replaced", "pictures", "stage1"]
     assert (run.path / ".replaced" / "eval-test" / "overlays" / "old.png").is_file()  # aside until the new run ends
     new.finish()
-    assert sorted(p.name for p in run.path.iterdir()) == [".lock", "pictures", "stage1"]
+    assert sorted(p.name for p in run.path.iterdir()) == [".localdisc", ".lock", "pictures", "stage1"]
     assert (run.path / "stage1" / "config.yaml").is_file()
 
 
 def test_failed_start_leaves_the_old_run_and_no_new_folder(tmp_path):
     old = Run(tmp_path / "r")
+    old.begin()
     (old.path / "config.yaml").write_text("a: 1\n")
     (old.path / "model.safetensors").write_bytes(b"weights")
     old.finish()
@@ -58,6 +63,7 @@ def test_a_run_folder_is_locked_against_other_processes(tmp_path):
 
 def test_resume_keeps_files_and_metrics_rows(tmp_path):
     run = Run(tmp_path / "r")
+    run.begin()
     (run.path / "config.yaml").write_text("a: 1\n")
     for step in (10, 20, 30):
         run.log(step, loss=1.0 / step)

@@ -15,6 +15,8 @@ import argparse
 import math
 import time
 from pathlib import Path
+
+from ..runtime.outputs import atomic_write_bytes, check_output_folder, claim
 from .main import HelpFormatter, add_command
 
 SETTINGS = {  # quick: smoke test; full: a few minutes on a laptop CPU
@@ -44,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
     s = SETTINGS["quick" if args.quick else "full"]
     out = Path(args.out)
+    check_output_folder(out, overwrite=True)  # the demo replaces its own earlier results, never a user's folder
+    out.mkdir(parents=True, exist_ok=True)
+    claim(out, "demo")
     data = f"synthetic-fundus:{s['images']}:{s['size']}x{s['size']}"
     enc, dec = s["widths"]
     t0 = time.time()
@@ -69,14 +74,13 @@ def run(args: argparse.Namespace) -> int:
                               encoder_channels=enc, decoder_channels=dec, eval_every=s["eval_every"], checkpoint_every=10**9,
                               log_every=max(1, s["finetune_steps"] // 10), overwrite=True, device=args.device)
         run_dir = finetune(fcfg)
-        results[name] = evaluate(run_dir, split="test", device=args.device, max_overlays=8)
+        results[name] = evaluate(run_dir, split="test", device=args.device, max_overlays=8, overwrite=True)
     table = _table(results)
     if "ld" in results:
         table += "\n\n" + _gain(out, args.quick)
     text = (f"# localdisc demo\n\ndata: `{data}` (vessel segmentation), {args.labels} labeled training images, seed {args.seed}"
             f"{', quick settings (numbers not meaningful)' if args.quick else ''}; wall time {time.time() - t0:.0f} s\n\n{table}\n")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.md").write_text(text)
+    atomic_write_bytes(out / "summary.md", text.encode())
     print(table)
     print(f"[demo] results, overlays and runs: {out.resolve()}  (summary: {out / 'summary.md'})")
     return 0

@@ -20,6 +20,7 @@ import json
 
 from ..data.sources import pick_samples
 
+from ..runtime.outputs import check_not_inputs, data_inputs, prepare_output_folder
 from .main import add_command
 
 
@@ -28,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("run_dir", metavar="RUN", help="pretraining run folder (an ld run for clusters, an ld-shape run for shape)")
     p.add_argument("--data", required=True, help="images: folder, manifest CSV or layout spec (drive:PATH, cxr:PATH, synthetic-fundus:N, ...)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace localdisc's earlier outputs in --out (files you put there stay)")
     p.add_argument("--mode", choices=["clusters", "kmeans", "shape"], default="clusters", help="clusters: argmax of the clustering head; kmeans: k-means on pixel features (see --features); shape: the shape-guided channel 0 (default clusters)")
     p.add_argument("--features", default="deep+intensity+position", help="kmeans mode: pixel features joined by +: deep (the network's deepest level: which region a pixel lies in), "
                    "embedding (the pixel embedding: local texture), intensity (grey value), position (where the pixel is) (default deep+intensity+position)")
@@ -48,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_run_model(args.run_dir, args.device)
     samples = pick_samples(args.data, args.split, args.max_images)
+    check_not_inputs(args.out, (f for s in samples for f in (s.image, s.mask, s.fov)))
+    prepare_output_folder(args.out, [*data_inputs(args.data), args.run_dir], args.overwrite, "discover")
     kmeans = None
     if args.mode == "kmeans":
         from pathlib import Path

@@ -16,6 +16,7 @@ def register(sub) -> None:
     p.add_argument("--data", default=None, help="data spec (default: the data the run was trained on)")
     p.add_argument("--split", choices=["train", "val", "test", "all"], default="test", help="which images to score (splits are rebuilt with the run's seeds)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/eval-SPLIT)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out (all of its outputs; files you put there stay)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="best (the best validation Dice) or last (the final step)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.add_argument("--max-overlays", type=int, default=100, help="draw overlays for at most N images (0 = none): the worst, median and best by Dice, then spread over the ranking")
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tasks.evaluate import evaluate, format_summary
 
     summary = evaluate(args.run_dir, args.data, args.split, args.out, args.checkpoint, args.device,
-                       overlays=args.max_overlays > 0, max_overlays=args.max_overlays, save_probabilities=args.save_probabilities)
+                       overlays=args.max_overlays > 0, max_overlays=args.max_overlays, save_probabilities=args.save_probabilities, overwrite=args.overwrite)
     print(f"{summary['n_images']} {summary['split']} images of {summary['data']}")
     print(format_summary(summary))
     print(f"results: {summary['out']}")

@@ -22,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--format", dest="fmt", choices=FORMATS, required=True, help="what to write")
     p.add_argument("--out", required=True, help="output file (.pt2/.onnx/.safetensors; the suffix is added when missing) or folder (monai-bundle)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="fine-tuning runs: best (the best validation Dice) or last (the final step)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file (or an earlier exported bundle); a run's own files are never replaced")
     p.add_argument("--no-check", dest="check", action="store_false", help="skip comparing the torch-export/ONNX outputs with PyTorch")
     p.set_defaults(func=run)
 
@@ -29,6 +30,6 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export import export_run
 
-    path = export_run(args.run_dir, args.fmt, args.out, which=args.checkpoint, check=args.check)
+    path = export_run(args.run_dir, args.fmt, args.out, which=args.checkpoint, check=args.check, overwrite=args.overwrite)
     print(f"exported {args.fmt}: {path}")
     return 0

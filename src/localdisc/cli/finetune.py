@@ -22,10 +22,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config_file
+    from ..config import load_config_file, resume_base
 
-    require(args, load_config_file(args.config) if args.config else {}, "data", "out")
-    cfg = config_from_args(FinetuneConfig, args, args.config)
+    config_file = resume_base(args, args.config)
+    require(args, load_config_file(config_file) if config_file else {}, "data", "out")
+    cfg = config_from_args(FinetuneConfig, args, config_file)
     out = finetune(cfg)
     print(f"fine-tuning finished: {out}  (evaluate with: localdisc evaluate {out})")
     return 0

@@ -21,6 +21,7 @@ from ..data.sources import resolve_source, select_split
 from ..errors import ConfigError, DataError
 from ..utils import safe_name
 
+from ..runtime.outputs import check_not_inputs, data_inputs, prepare_output_folder
 from .main import add_command
 
 
@@ -35,6 +36,7 @@ def register(sub) -> None:
     p.add_argument("--queries", required=True, help="query images: folder, manifest CSV or layout spec (e.g. synthetic-fundus:20, cxr:/path)")
     p.add_argument("--truth", default=None, help="ground truth JSON {image_id: {name: [row, col]}} (or with a top-level 'landmarks' key); default: landmarks the layout provides")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace localdisc's earlier outputs in --out (files you put there stay)")
     p.add_argument("--sigma", type=float, nargs="+", default=[2.0, 4.0, 8.0], help="Gaussian widths (model-grid pixels) of center-sensitive pooling, averaged (default: 2 4 8)")
     p.add_argument("--search-radius", type=float, default=0.0, help="restrict each prediction to this fraction of the image size around the support's relative position (for roughly aligned scans, e.g. 0.25); 0 = search the whole image")
     p.add_argument("--align", choices=["none", "affine"], default="none", help="none: search around the support's relative position; affine: first carry the landmarks into each query with an affine map fitted to the matches of points all over the support (coarse), then search around those positions (fine); with --search-radius 0 the carried position is the answer (default: none)")
@@ -148,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
     supports = [_support(spec, queries) for spec in args.support]
     support = supports[0]
     queries = [s for s in queries if s.image not in {x.image for x in supports}]
+    check_not_inputs(args.out, (f for s in queries + supports for f in (s.image, s.mask, s.fov)))
+    prepare_output_folder(args.out, [*data_inputs(args.queries), args.run_dir], args.overwrite, "landmarks")
     if args.max_images:
         queries = queries[: args.max_images]
     if not queries:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import add_dataclass_args, build_config, config_from_args, load_config_file
+from ..config import add_dataclass_args, build_config, config_from_args, load_config_file, resume_base
 from ..errors import ConfigError
 from ..methods import METHODS, get_method
 from ..train.pretrain import PretrainConfig
@@ -52,9 +52,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    file_opts = load_config_file(args.config) if args.config else {}
+    config_file = resume_base(args, args.config)
+    file_opts = load_config_file(config_file) if config_file else {}
     require(args, file_opts, "data", "out")
-    cfg = config_from_args(PretrainConfig, args, args.config)
+    cfg = config_from_args(PretrainConfig, args, config_file)
     method_cls = get_method(cfg.method)
     names = {f for f in method_cls.Config.__dataclass_fields__}
     mcfg = build_config(method_cls.Config, file_opts.get("method_config") or {}, {k: v for k, v in vars(args).items() if k in names})

@@ -4,10 +4,12 @@ vasculature, lung fields, optic discs, 3D tubes) as 0/255 PNGs (NIfTI for tubes3
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 from ..data.shapes import KINDS, write_priors
 from ..errors import ConfigError
+from ..runtime.outputs import prepare_output_folder
 from .main import HelpFormatter, add_command
 
 # option -> (keyword of the shape function, kinds it applies to)
@@ -39,6 +41,7 @@ def register(sub) -> None:
     p.add_argument("--num-images", type=int, default=200, help="number of masks to write")
     p.add_argument("--image-size", type=int, nargs="+", default=[256, 256], metavar="N", help="mask size: H W (or D H W for tubes3d)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--overwrite", action="store_true", help="replace localdisc's earlier masks in --out (files you put there stay)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     g = p.add_argument_group("shape knobs (default: the simulator's own)")
     g.add_argument("--n-roots", type=int, default=None, help="vessels/tubes3d: trees starting from the shared root")
@@ -59,8 +62,14 @@ def run(args: argparse.Namespace) -> int:
     want = 3 if args.kind == "tubes3d" else 2
     if len(args.image_size) != want:
         raise ConfigError(f"--image-size needs {want} numbers for --kind {args.kind}, got {len(args.image_size)}")
-    if args.num_images < 1:
-        raise ConfigError(f"--num-images must be at least 1, got {args.num_images}")
+    if not 1 <= args.num_images <= 100_000:
+        raise ConfigError(f"--num-images must be between 1 and 100000, got {args.num_images}")
+    from ..data import io
+
+    limit = io.MAX_VOXELS if want == 3 else io.MAX_PIXELS
+    if any(s < 8 for s in args.image_size) or math.prod(args.image_size) > limit:
+        raise ConfigError(f"--image-size {' '.join(map(str, args.image_size))}: each side must be at least 8 and the image at most {limit} "
+                          f"{'voxels' if want == 3 else 'pixels'} (--max-{'voxels' if want == 3 else 'pixels'})")
     knobs = {}
     for opt, (kw, kinds) in _KNOBS.items():
         val = getattr(args, opt)
@@ -69,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if args.kind not in kinds:
             raise ConfigError(f"--{opt.replace('_', '-')} does not apply to --kind {args.kind} (only to {', '.join(kinds)})")
         knobs[kw] = tuple(val) if isinstance(val, list) else val
+    prepare_output_folder(args.out, (), args.overwrite, "simulate-shapes")
     t0 = time.perf_counter()
     paths = write_priors(args.kind, args.num_images, tuple(args.image_size), args.out, args.seed, **knobs)
     print(f"wrote {len(paths)} {args.kind} masks to {args.out} in {time.perf_counter() - t0:.1f} s")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .records import Sample, load_sample_fov, load_sample_image, load_sample_mask
+from .records import Sample, load_sample_fov, load_sample_image, load_sample_mask_values
 
 
 def resize_image(arr: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -54,6 +54,7 @@ class ImageDataset(Dataset):
         self.num_classes = num_classes
         self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
         self.mask_values: dict[int, list[int]] = {}  # class values found in each loaded mask (at full size)
+        self.raw_mask_values: dict[int, list[int]] = {}  # the values each mask FILE holds, before remapping (for messages)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -63,10 +64,11 @@ class ImageDataset(Dataset):
         image = torch.from_numpy(load_sample_image(s, self.channels))
         item: dict[str, torch.Tensor] = {}
         if self.with_masks:
-            mask = load_sample_mask(s, self.num_classes)
+            mask, raw_values = load_sample_mask_values(s, self.num_classes)
             if mask is None:
                 raise DataError(f"{s.image}: no mask for this image, but a labeled dataset was requested")
             self.mask_values[i] = np.unique(mask).tolist()
+            self.raw_mask_values[i] = raw_values
             if tuple(mask.shape) != tuple(image.shape[1:]):
                 raise DataError(f"{s.mask or s.image}: mask size {tuple(mask.shape)} differs from image size {tuple(image.shape[1:])}")
             fov = load_sample_fov(s)
@@ -89,6 +91,26 @@ class ImageDataset(Dataset):
             if self._cache is not None:
                 self._cache[i] = item
         return {**item, "index": torch.tensor(i)}
+
+
+def require_foreground(datasets: Sequence[ImageDataset]) -> None:
+    """Refuse labeled data whose every mask is background only (all zeros): training on it
+    learns to predict nothing and reports no error. Checked over all ``datasets`` together (a
+    validation split of healthy cases is fine when the training masks hold lesions); loads each
+    mask once (cached datasets keep it). The message names the first mask's folder and file."""
+    from pathlib import Path
+
+    masks = []
+    for ds in datasets:
+        for i in range(len(ds)):
+            if i not in ds.mask_values:
+                ds[i]
+            if any(v != 0 for v in ds.mask_values[i]):
+                return
+            masks.append(Path(ds.samples[i].mask or ds.samples[i].image))
+    if masks:
+        raise DataError(f"{masks[0].parent}: all {len(masks)} labeled masks are empty (background only), e.g. {masks[0].name}; "
+                        "check that the mask files hold the labels (foreground non-zero) and that they are paired with the right images")
 
 
 def stack_items(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

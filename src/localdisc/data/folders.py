@@ -20,11 +20,12 @@ sorted by id, so it is deterministic.
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
 
 from ..errors import DataError
-from .io import IMAGE_SUFFIXES, suffix_of
+from .io import IMAGE_SUFFIXES, _short, is_volume, require_file, suffix_of
 from .records import Sample
 
 MASK_DIRS = ("masks", "labels", "gt", "annotations")
@@ -172,17 +173,32 @@ def read_msd(path: str | Path, **_opts) -> list[Sample]:
     return samples
 
 
-def parse_spacing(text: str, where: str) -> tuple[float, ...] | None:
+def parse_spacing(text: str, where: str, dims: int | None = None) -> tuple[float, ...] | None:
+    """Spacing cell ("0.5x0.5", "1,0.5,0.5") -> mm per pixel/voxel; empty -> None. Every value
+    must be a finite positive number, and with ``dims`` there must be one per spatial axis."""
     text = (text or "").strip()
     if not text:
         return None
     try:
         vals = tuple(float(v) for v in re.split(r"[x,;\s]+", text) if v)
     except ValueError as e:
-        raise DataError(f"{where}: cannot parse spacing {text!r}; write e.g. 0.5x0.5 or 1,0.5,0.5") from e
-    if not vals or any(v <= 0 for v in vals):
-        raise DataError(f"{where}: spacing {text!r} must be positive numbers")
+        raise DataError(f"{where}: cannot parse spacing {_short(repr(text), 60)}; write e.g. 0.5x0.5 or 1,0.5,0.5") from e
+    if not vals or any(not math.isfinite(v) or v <= 0 for v in vals):
+        raise DataError(f"{where}: spacing {_short(repr(text), 60)} must be positive finite numbers (mm per pixel)")
+    if dims is not None and len(vals) != dims:
+        kind = "a 2-D image" if dims == 2 else "a 3-D volume"
+        raise DataError(f"{where}: spacing {_short(repr(text), 60)} has {len(vals)} value(s); {kind} needs {dims}, one per axis")
     return vals
+
+
+def _spatial_dims(image: str) -> int:
+    """2 for a 2D image, 3 for a volume; a .npy array's from its header (it may be either)."""
+    from .io import _npy_header
+
+    p = Path(image)
+    if p.is_file() and suffix_of(p) == ".npy":
+        return len(_npy_header(p)[0])
+    return 3 if is_volume(p) else 2
 
 
 def read_manifest(csv_path: str | Path) -> list[Sample]:
@@ -198,6 +214,7 @@ def read_manifest(csv_path: str | Path) -> list[Sample]:
     csv_path = Path(csv_path)
     base = csv_path.parent
     outside_ok = os.environ.get("LOCALDISC_MANIFEST_OUTSIDE", "") == "1"
+    require_file(csv_path, "a CSV manifest")
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -229,7 +246,9 @@ def read_manifest(csv_path: str | Path) -> list[Sample]:
                     raise DataError(f"{where}: {col} path {val!r} leaves the manifest's folder; use a path inside it, an absolute "
                                     "path, or set LOCALDISC_MANIFEST_OUTSIDE=1 to allow it")
             if not p.exists():
-                raise DataError(f"{where}: {col} file {val!r} not found (looked at {p})")
+                raise DataError(f"{where}: {col} file {_short(repr(val), 100)} not found (looked at {p})")
+            if not (p.is_file() or p.is_dir()):  # a folder is a DICOM series; a FIFO would hang the reader
+                raise DataError(f"{where}: {col} {_short(repr(val), 100)} is not a regular file (a FIFO, device or socket)")
             return str(p)
 
         image = path_of("image")
@@ -245,7 +264,7 @@ def read_manifest(csv_path: str | Path) -> list[Sample]:
         meta = {k: v for k, v in row.items() if k not in ("image", "mask", "fov", "split", "spacing", "id")}
         samples.append(Sample(
             id=sid, image=image, mask=path_of("mask"), fov=path_of("fov"),
-            split=SPLITS[split] if split else None, spacing=parse_spacing(row.get("spacing", ""), where),
+            split=SPLITS[split] if split else None, spacing=parse_spacing(row.get("spacing", ""), where, _spatial_dims(image)),
             extra={"meta": meta} if meta else {},
         ))
     return samples

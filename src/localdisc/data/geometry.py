@@ -65,6 +65,22 @@ def geometry_of(affine: np.ndarray, shape: tuple[int, ...]) -> Geometry:
     return Geometry(affine, tuple(int(s) for s in shape[:3]), io_orientation(affine))
 
 
+def check_affine(affine: np.ndarray, where: str | Path) -> None:
+    """Refuse a voxel -> world affine that no voxel grid has: NaN/Inf, a voxel axis of zero
+    length, or axes (nearly) parallel (a singular matrix): reorienting, spacing and writing
+    predictions back would all be garbage. One line naming ``where``; the matrix is not echoed."""
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4) or not np.isfinite(a).all():
+        raise DataError(f"{where}: voxel-to-world affine (sform/qform) holds NaN or infinite values; the file's geometry header is broken")
+    m = a[:3, :3]
+    norms = np.sqrt((m**2).sum(0))
+    if (norms <= 0).any():
+        axis = int(np.argmin(norms))
+        raise DataError(f"{where}: voxel-to-world affine gives voxel axis {axis} zero length (voxel size 0); the file's geometry header is broken")
+    if abs(np.linalg.det(m)) <= 1e-6 * float(norms.prod()):
+        raise DataError(f"{where}: voxel-to-world affine is singular (two voxel axes point the same way); the file's geometry header is broken")
+
+
 def to_localdisc(data: np.ndarray, geom: Geometry) -> np.ndarray:
     """File voxel array (i, j, k) -> localdisc (D, H, W) = (z, y, x) of the RAS-reoriented volume."""
     from nibabel.orientations import apply_orientation
@@ -101,17 +117,29 @@ def write_nifti(array: np.ndarray, geom: Geometry, path: str | Path, dtype=np.ui
 # ---------------------------------------------------------------- DICOM
 
 
-def dicom_series(folder: Path) -> dict[str, list[Path]]:
-    """SeriesInstanceUID -> its files, for every .dcm file of ``folder`` (headers only)."""
+def _dicom_header(f: Path):
+    """One file's header (pixel data not read); a FIFO or device named .dcm is refused unopened."""
     import pydicom
 
-    series: dict[str, list[Path]] = {}
+    from .io import _short, require_file
+
+    require_file(f, "a DICOM file")
+    try:
+        return pydicom.dcmread(str(f), stop_before_pixels=True)
+    except Exception as e:
+        raise DataError(f"{f}: unreadable DICOM file ({_short(e)})") from e
+
+
+def dicom_series(folder: Path) -> dict[str, list[Path]]:
+    """SeriesInstanceUID -> its files, for every .dcm file of ``folder`` (headers only)."""
+    return {uid: [f for f, _ in items] for uid, items in _series_headers(folder).items()}
+
+
+def _series_headers(folder: Path) -> dict[str, list[tuple[Path, object]]]:
+    series: dict[str, list[tuple[Path, object]]] = {}
     for f in sorted(folder.glob("*.dcm")):
-        try:
-            ds = pydicom.dcmread(str(f), stop_before_pixels=True)
-        except Exception as e:
-            raise DataError(f"{f}: unreadable DICOM file ({e})") from e
-        series.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append(f)
+        ds = _dicom_header(f)
+        series.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append((f, ds))
     return series
 
 
@@ -125,14 +153,15 @@ def split_series_path(path: str | Path) -> tuple[Path, str | None]:
     return Path(path), None
 
 
-def read_dicom(path: str | Path) -> tuple[np.ndarray, Geometry]:
-    """A DICOM series (a folder, ``FOLDER#SeriesInstanceUID``, or one file) -> (file-order
-    array (i=column, j=row, k=slice), geometry). A folder with several series must name one."""
-    import pydicom
-
+def dicom_headers(path: str | Path) -> list[tuple[Path, object]]:
+    """(file, header) of every slice of a DICOM series (a folder, ``FOLDER#SeriesInstanceUID``,
+    or one file), checked from the headers alone, before any pixel is decoded: one image size
+    for all slices, positive finite PixelSpacing, and Rows x Columns x NumberOfFrames (per file)
+    and slices x Rows x Columns (per series) within localdisc's pixel/voxel limits, so a 280 KB
+    compressed file promising 12000 x 12000 pixels is refused unread."""
     folder, uid = split_series_path(path)
     if folder.is_dir():
-        groups = dicom_series(folder)
+        groups = _series_headers(folder)
         if not groups:
             raise DataError(f"{folder}: folder holds no .dcm files")
         if uid is None and len(groups) > 1:
@@ -140,16 +169,76 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, Geometry]:
             raise DataError(f"{folder}: holds {len(groups)} DICOM series; name one as {folder}#SERIES_UID: {listing}")
         if uid is not None and uid not in groups:
             raise DataError(f"{folder}: no DICOM series {uid}; found {', '.join(groups)}")
-        files = groups[uid] if uid is not None else next(iter(groups.values()))
+        items = groups[uid] if uid is not None else next(iter(groups.values()))
     else:
-        files = [folder]
+        items = [(folder, _dicom_header(folder))]
+    _check_dicom_sizes(folder, items)
+    for f, ds in items:
+        _pixel_spacing(f, ds)
+    return items
+
+
+def _header_int(f: Path, ds, name: str, default: int) -> int:
+    try:
+        return int(getattr(ds, name, default) or default)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{f}: DICOM {name} is not a whole number") from e
+
+
+def _check_dicom_sizes(folder: Path, items: list[tuple[Path, object]]) -> None:
+    from . import io as dio
+
+    f0, ds0 = items[0]
+    size0 = (_header_int(f0, ds0, "Rows", 0), _header_int(f0, ds0, "Columns", 0))
+    for f, ds in items:
+        rows, cols, frames = _header_int(f, ds, "Rows", 0), _header_int(f, ds, "Columns", 0), _header_int(f, ds, "NumberOfFrames", 1)
+        if rows < 1 or cols < 1 or frames < 1:
+            raise DataError(f"{f}: DICOM header gives no image size (Rows {rows}, Columns {cols}, NumberOfFrames {frames})")
+        dio._check_size(f, (frames, rows, cols) if frames > 1 else (rows, cols), dio.MAX_PIXELS, "pixels")
+        if frames > 1:
+            raise DataError(f"{f}: multi-frame DICOM is not supported; export the series as one file per slice or as NIfTI")
+        if (rows, cols) != size0:
+            raise DataError(f"{f}: slice of {rows}x{cols} pixels in a series whose slices are {size0[0]}x{size0[1]} ({f0.name}); "
+                            "the series mixes images of different sizes (a scout or a second series?)")
+    dio._check_size(folder, (len(items), *size0), dio.MAX_VOXELS, "voxels")
+
+
+def _pixel_spacing(f: Path, ds) -> tuple[float, float]:
+    """(between rows, between columns) in mm; 1 mm when the header has none, refused when it
+    is zero, negative, NaN or not two numbers."""
+    raw = getattr(ds, "PixelSpacing", None)
+    if raw is None:
+        return 1.0, 1.0
+    single = isinstance(raw, (str, bytes)) or not hasattr(raw, "__iter__")
+    try:
+        vals = [float(v) for v in ([raw] if single else raw)]
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{f}: unreadable DICOM PixelSpacing") from e
+    if len(vals) != 2 or not all(np.isfinite(v) and v > 0 for v in vals):
+        from .io import _short
+
+        raise DataError(f"{f}: DICOM PixelSpacing {_short(vals, 60)} must be two positive numbers (mm between rows, columns)")
+    return vals[0], vals[1]
+
+
+def read_dicom(path: str | Path) -> tuple[np.ndarray, Geometry]:
+    """A DICOM series (a folder, ``FOLDER#SeriesInstanceUID``, or one file) -> (file-order
+    array (i=column, j=row, k=slice), geometry). A folder with several series must name one.
+    Headers are checked (:func:`dicom_headers`) before any pixel is decoded."""
+    import pydicom
+
+    from .io import _short
+
+    folder, _ = split_series_path(path)
+    items = dicom_headers(path)
+    files = [f for f, _ in items]
     slices = []
     for f in files:
         try:
             ds = pydicom.dcmread(str(f))
             arr = ds.pixel_array.astype(np.float32)
         except Exception as e:
-            raise DataError(f"{f}: unreadable DICOM file ({e})") from e
+            raise DataError(f"{f}: unreadable DICOM file ({_short(e)})") from e
         slope, inter = float(getattr(ds, "RescaleSlope", 1.0)), float(getattr(ds, "RescaleIntercept", 0.0))
         slices.append((ds, arr * slope + inter))
     ds0 = slices[0][0]
@@ -158,9 +247,10 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, Geometry]:
     normal = np.cross(row_cos, col_cos)
     pos = lambda ds: np.array([float(v) for v in getattr(ds, "ImagePositionPatient", [0, 0, float(getattr(ds, "InstanceNumber", 0))])])  # noqa: E731
     slices.sort(key=lambda s: float(pos(s[0]) @ normal))
-    if slices[0][1].ndim != 2:
-        raise DataError(f"{files[0]}: multi-frame DICOM is not supported; export the series as one file per slice or as NIfTI")
-    dr, dc = (float(v) for v in getattr(ds0, "PixelSpacing", [1.0, 1.0]))  # between rows, between columns
+    flat = [f for f, (_, a) in zip(files, slices) if a.ndim != 2]
+    if flat:
+        raise DataError(f"{flat[0]}: multi-frame or colour DICOM is not supported; export the series as one gray file per slice or as NIfTI")
+    dr, dc = _pixel_spacing(files[0], ds0)  # between rows, between columns
     if len(slices) > 1:
         steps = np.diff([float(pos(s[0]) @ normal) for s in slices])
         if (steps <= 0).any():
@@ -174,5 +264,6 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, Geometry]:
     lps[:3, 2] = step
     lps[:3, 3] = pos(slices[0][0])
     affine = LPS_TO_RAS @ lps
+    check_affine(affine, folder)
     data = np.stack([np.asarray(a).T for _, a in slices], axis=-1)  # (cols, rows, slices)
     return data, geometry_of(affine, data.shape)

@@ -1,10 +1,28 @@
 """Reading images, masks and volumes into numpy, with errors that name the file.
 
 Conventions used across localdisc:
-- images: float32 array (C, *spatial), intensities scaled to [0, 1] (8/16-bit integers by
-  their range; float volumes by 0.5/99.5 percentile clipping);
+- images: float32 array (C, *spatial), intensities scaled to [0, 1] by ONE rule (below);
 - masks: int64 array (*spatial) of class indices (0 = background);
 - 2D spatial = (H, W); 3D spatial = (D, H, W) in the file's voxel order.
+
+Intensity rule, the same for 2D images and volumes of every format:
+- 8-bit images (uint8; 1-bit images read as 0/255): value / 255, the dtype's range, so no
+  pixel can change another's value;
+- everything else (uint16 and other integers, floats; every NIfTI, DICOM and .npy volume):
+  clipped to the image's own 0.5th and 99.5th percentiles (all channels together, so colours
+  keep their balance), then mapped linearly to [0, 1]. One outlier pixel moves a percentile by
+  at most one step between neighbouring sorted values, so it cannot darken the rest of an
+  image of a few hundred pixels or more (scaling by the maximum or by "12-bit unless a pixel
+  exceeds 4095" made one pixel of 4096 darken a whole image 16x). The rule is scale-free: a
+  12-bit scan stored in uint16 keeps full contrast, and MRI files of one dataset whose maxima
+  range from 139 to 1.2e6 come out alike. A constant image reads as zeros; where the two
+  percentiles coincide but the image is not constant (a few bright pixels on a flat
+  background), its minimum and maximum are used instead.
+- values must be real, finite and within float32 range: complex, NaN, Inf or 1e300 values are
+  refused with the file named.
+
+Every reader checks its size limits from the file's header before decoding pixels, and opens
+only regular files (a FIFO, device or folder given as a file is refused, never read).
 """
 
 from __future__ import annotations
@@ -31,6 +49,50 @@ def _check_size(path: Path, shape, limit: int, what: str) -> None:
         env = "LOCALDISC_MAX_PIXELS" if what == "pixels" else "LOCALDISC_MAX_VOXELS"
         raise DataError(f"{path}: header promises {'x'.join(str(int(s)) for s in shape)} = {n:,} {what}, more than the limit of "
                         f"{limit:,} (refused before decoding; raise it with localdisc --max-{what} N or {env} if the file is genuine)")
+
+
+def _short(value, limit: int = 80) -> str:
+    """One line of at most ``limit`` characters: error messages never echo a huge value."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def require_file(path: str | Path, expected: str = "an image, mask or volume file") -> Path:
+    """``path`` when it is a regular file (symlinks followed), else one line naming it. Runs
+    before any open(): opening a FIFO blocks until something writes to it, a device may never
+    end, and a folder named like an image is a mistake, not data."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    kind = "a folder" if path.is_dir() else "not a regular file (a FIFO, device or socket)"
+    raise DataError(f"{path}: is {kind}; expected {expected}")
+
+
+_KIND_NAMES = {"c": "complex", "O": "Python object", "V": "structured", "U": "text", "S": "bytes", "M": "datetime", "m": "timedelta"}
+
+
+def _check_dtype(path: Path, dtype: np.dtype) -> None:
+    """Only real numbers are pixels: complex (the imaginary part would vanish silently), object
+    (unpickling runs code), text or record arrays are refused."""
+    if dtype.kind not in "biuf":
+        raise DataError(f"{path}: holds {_KIND_NAMES.get(dtype.kind, _short(dtype, 40))} values ({_short(dtype, 40)}); "
+                        "expected real numbers (an integer or float array)")
+
+
+def _check_values(path: Path, data: np.ndarray) -> None:
+    """Real, finite, and within float32's range (all of localdisc computes in float32: 1e300
+    would become Inf, and percentiles of Inf are NaN)."""
+    _check_dtype(path, data.dtype)
+    if data.dtype.kind != "f" or data.size == 0:
+        return
+    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise DataError(f"{path}: holds NaN or infinite values ({bad:,} of {data.size:,}); expected finite numbers")
+    top = float(np.abs(data).max())
+    if top > float(np.finfo(np.float32).max):
+        raise DataError(f"{path}: holds values up to {top:.3g}, beyond float32 range (3.4e38); expected plausible intensities or labels")
 
 
 def _gunzip(path: Path, limit_bytes: int) -> bytes:
@@ -81,10 +143,47 @@ def is_volume(path: str | Path) -> bool:
     return p.is_dir() or suffix_of(p) in VOLUME_SUFFIXES
 
 
-def _read_2d_raw(path: Path) -> np.ndarray:
+def _gray_palette(im) -> bool:
+    """Whether every palette entry the image uses is a gray level (R = G = B): such a palette
+    image is a gray picture (GIF stores every image with a palette, and may order the entries
+    white first), not a map of class indices."""
+    idx = np.asarray(im)[..., 0] if im.mode == "PA" else np.asarray(im)
+    pal = np.asarray(im.getpalette("RGB") or [0, 0, 0], np.uint8).reshape(-1, 3)
+    used = np.unique(idx)
+    rgb = pal[used[used < len(pal)]]
+    return bool((rgb == rgb[:, :1]).all())
+
+
+def _palette_pixels(im, labels: bool) -> np.ndarray:
+    """(H, W) class indices for a label map with a colour palette (a VOC-style mask whose
+    classes 1 and 2 are red and green would otherwise read as one class); else the colours:
+    (H, W) gray levels for a gray palette, (H, W, 3|4) RGB(A) for an image."""
+    if labels and not _gray_palette(im):
+        return np.asarray(im)[..., 0] if im.mode == "PA" else np.asarray(im)
+    if labels:
+        return np.asarray(im.convert("L"))
+    return np.asarray(im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB"))
+
+
+def _upright(path: Path, im):
+    """The image as a viewer shows it: its EXIF (or TIFF) orientation applied. Phones and
+    dermoscopes store the sensor's rotation in a tag; images and masks both pass here, so a
+    mask stays aligned with its image whichever of them carries the tag."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception as e:  # a malformed EXIF block: Pillow raises several kinds
+        raise DataError(f"{path}: unreadable EXIF orientation ({type(e).__name__}: {_short(e)})") from e
+
+
+def _read_2d_raw(path: Path, labels: bool = False) -> np.ndarray:
+    """2D image file -> (H, W) or (H, W, C) array, upright. ``labels``: a palette image is read
+    as its class indices (see :func:`_palette_pixels`)."""
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = None  # localdisc's own limit applies, from the header, with the file named
+    require_file(path)
     try:
         # gzip-compressed images (STARE ships im0001.ppm.gz): decompress in memory, capped.
         src: Path | io.BytesIO = path
@@ -95,12 +194,12 @@ def _read_2d_raw(path: Path) -> np.ndarray:
             if im.format == "TIFF":
                 _check_tiff_strips(path, im)
             im.load()
+            im = _upright(path, im)
             if im.mode in ("P", "PA"):
-                im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
-            elif im.mode in ("I;16", "I;16B", "I;16L"):
-                # keep uint16 so intensities scale by bit depth, not by percentiles
+                return _palette_pixels(im, labels)
+            if im.mode in ("I;16", "I;16B", "I;16L"):
                 return np.asarray(im).astype(np.uint16)
-            elif im.mode == "CMYK":
+            if im.mode == "CMYK":
                 im = im.convert("RGB")
             elif im.mode == "1":
                 im = im.convert("L")
@@ -108,7 +207,7 @@ def _read_2d_raw(path: Path) -> np.ndarray:
     except FileNotFoundError as e:
         raise DataError(f"{path}: file not found") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: unreadable or truncated image ({e})") from e
+        raise DataError(f"{path}: unreadable or truncated image ({_short(e, 160)})") from e
 
 
 def _read_volume_raw(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -119,42 +218,111 @@ def _read_volume_raw(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
 
 def read_volume(path: str | Path):
     """Volume -> ((D, H, W) array of the volume reoriented to RAS, :class:`~.geometry.Geometry`
-    of the source file, None for .npy arrays, which have no geometry)."""
-    from .geometry import geometry_of, read_dicom, split_series_path, to_localdisc
+    of the source file, None for .npy arrays, which have no geometry). Sizes are checked from
+    the header before any voxel is read; values must be real and finite (see module docstring)."""
+    from .geometry import read_dicom, split_series_path, to_localdisc
 
     folder, _ = split_series_path(path)
     suffix = suffix_of(folder)
     if suffix in (".nii", ".nii.gz"):
-        import nibabel as nib
-
-        try:
-            img = nib.load(str(path))
-            _check_size(Path(path), img.shape, MAX_VOXELS, "voxels")  # from the header, before the data are read
-            data = np.asanyarray(img.dataobj)
-            affine = img.affine
-        except FileNotFoundError as e:
-            raise DataError(f"{path}: file not found") from e
-        except DataError:
-            raise
-        except Exception as e:
-            raise DataError(f"{path}: unreadable NIfTI volume ({e})") from e
-        if data.ndim == 4 and data.shape[-1] == 1:
-            data = data[..., 0]
-        if data.ndim != 3:
-            raise DataError(f"{path}: expected a 3-D volume, got shape {data.shape}")
-        geom = geometry_of(affine, data.shape)
-        return to_localdisc(data, geom), geom
-    if suffix == ".npy":
-        try:
-            data = np.load(path, allow_pickle=False)
-        except Exception as e:
-            raise DataError(f"{path}: unreadable .npy array ({e})") from e
-        return data, None
-    if folder.is_dir() or suffix == ".dcm":
-        data, geom = read_dicom(path)
+        data, geom = _read_nifti(Path(path))
+    elif suffix == ".npy":
+        return _read_npy(Path(path)), None
+    elif folder.is_dir() or suffix == ".dcm":
+        data, geom = read_dicom(path)  # checks slice sizes and limits from the headers first
         _check_size(Path(folder), data.shape, MAX_VOXELS, "voxels")
-        return to_localdisc(data, geom), geom
-    raise DataError(f"{path}: unsupported volume format {suffix!r} (volumes: NIfTI .nii/.nii.gz, DICOM series, .npy)")
+    else:
+        raise DataError(f"{path}: unsupported volume format {suffix!r} (volumes: NIfTI .nii/.nii.gz, DICOM series, .npy)")
+    _check_values(Path(path), data)
+    return to_localdisc(data, geom), geom
+
+
+def _nifti_header(path: Path):
+    """nibabel image (header read, no voxel) and its validated :class:`~.geometry.Geometry`."""
+    import nibabel as nib
+
+    from .geometry import check_affine, geometry_of
+
+    require_file(path)
+    try:
+        img = nib.load(str(path))
+    except Exception as e:
+        raise DataError(f"{path}: unreadable NIfTI volume ({_short(e)})") from e
+    _check_pixdim(path, img)
+    check_affine(img.affine, path)
+    return img, geometry_of(img.affine, img.shape[:3])
+
+
+def _check_pixdim(path: Path, img) -> None:
+    """Voxel sizes in the raw header must be finite and non-zero: nibabel silently turns a zero
+    pixdim into 1 mm, so the header is read again without its fixes."""
+    from nibabel.openers import ImageOpener
+
+    try:
+        with ImageOpener(str(path)) as f:
+            raw = type(img.header).from_fileobj(f, check=False)
+        zooms = np.asarray(raw["pixdim"][1 : 1 + min(3, len(img.shape))], np.float64)
+    except Exception as e:
+        raise DataError(f"{path}: unreadable NIfTI header ({_short(e)})") from e
+    if not np.isfinite(zooms).all() or (zooms == 0).any():
+        raise DataError(f"{path}: NIfTI voxel size (pixdim) {_short(zooms.tolist())} must be finite and non-zero; the header is broken")
+
+
+def _read_nifti(path: Path):
+    """NIfTI -> (file-order (i, j, k) array, geometry); size and geometry checked from the header."""
+    img, geom = _nifti_header(path)
+    _check_size(path, img.shape, MAX_VOXELS, "voxels")  # from the header, before the data are read
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as e:
+        raise DataError(f"{path}: unreadable NIfTI volume ({_short(e)})") from e
+    if data.ndim == 4 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(f"{path}: expected a 3-D volume, got shape {data.shape}")
+    return data, geom
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of a .npy file from its header alone; no array data is read."""
+    fmt = np.lib.format
+    require_file(path)
+    try:
+        with open(path, "rb") as f:
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as e:  # numpy's header parser raises several kinds on garbage
+        raise DataError(f"{path}: unreadable .npy header ({_short(e)})") from e
+    return tuple(int(s) for s in shape), dtype
+
+
+def _read_npy_header_checked(path: Path) -> None:
+    """A .npy header's dtype, dimensions and size against the limits (2-D: pixels, 3-D: voxels)."""
+    shape, dtype = _npy_header(path)
+    _check_dtype(path, dtype)
+    if len(shape) not in (2, 3) or min(shape) < 1:
+        raise DataError(f"{path}: .npy array of shape {_short(shape, 60)}; expected a 2-D image (H, W) or a 3-D volume (D, H, W)")
+    if len(shape) == 2:
+        _check_size(path, shape, MAX_PIXELS, "pixels")
+    else:
+        _check_size(path, shape, MAX_VOXELS, "voxels")
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """.npy -> its (H, W) or (D, H, W) array; dtype, shape and size checked from the header
+    before loading, and never unpickled."""
+    _read_npy_header_checked(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise DataError(f"{path}: unreadable .npy array ({_short(e)})") from e
+    _check_values(path, data)
+    return data
 
 
 def read_geometry(path: str | Path):
@@ -163,15 +331,7 @@ def read_geometry(path: str | Path):
     if not is_volume(path):
         return None
     if suffix_of(Path(str(path))) in (".nii", ".nii.gz"):
-        import nibabel as nib
-
-        from .geometry import geometry_of
-
-        try:
-            img = nib.load(str(path))  # the header; no voxel is read
-        except Exception as e:
-            raise DataError(f"{path}: unreadable NIfTI volume ({e})") from e
-        return geometry_of(img.affine, img.shape[:3])
+        return _nifti_header(Path(path))[1]
     return read_volume(path)[1]
 
 
@@ -184,29 +344,30 @@ def check_header(path: str | Path) -> None:
     from .geometry import split_series_path
 
     p, uid = split_series_path(path)
-    if not p.exists():
-        raise DataError(f"{p}: file not found")
+    if not p.is_dir():
+        require_file(p)
     suffix = suffix_of(p)
     if p.name.lower().endswith(".gz") and suffix != ".nii.gz":
         _read_2d_raw(p)  # a compressed image has no header to peek at: decode it (capped)
         return
-    if p.is_dir() or suffix in (".dcm", ".npy"):
-        return  # DICOM series and .npy are checked when read
-    if suffix in (".nii", ".nii.gz"):
-        import nibabel as nib
+    if p.is_dir() or suffix == ".dcm":
+        from .geometry import dicom_headers
 
-        try:
-            shape = nib.load(str(p)).shape
-        except Exception as e:
-            raise DataError(f"{p}: unreadable NIfTI volume ({e})") from e
-        _check_size(p, shape[:3], MAX_VOXELS, "voxels")
+        dicom_headers(path)  # every slice's header: sizes, spacing and limits, no pixel decoded
+        return
+    if suffix == ".npy":
+        _read_npy_header_checked(p)
+        return
+    if suffix in (".nii", ".nii.gz"):
+        img, _ = _nifti_header(p)
+        _check_size(p, img.shape[:3], MAX_VOXELS, "voxels")
         return
     Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(p) as im:
             _check_size(p, im.size[::-1], MAX_PIXELS, "pixels")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        raise DataError(f"{p}: unreadable image ({e})") from e
+        raise DataError(f"{p}: unreadable image ({_short(e)})") from e
 
 
 def read_spacing(path: str | Path) -> tuple[float, ...] | None:
@@ -216,18 +377,29 @@ def read_spacing(path: str | Path) -> tuple[float, ...] | None:
 
 
 def _scale_intensity(arr: np.ndarray) -> np.ndarray:
+    """(C, *S) -> float32 (C, *S) in [0, 1] by the module's intensity rule: uint8 by 255,
+    everything else by its own 0.5/99.5 percentiles (min/max where those coincide)."""
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
-    if arr.dtype == np.uint16:
-        top = 65535.0 if arr.max() > 4095 else 4095.0
-        return arr.astype(np.float32) / top
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
-        raise ValueError("non-finite intensities")
-    lo, hi = np.percentile(arr, [0.5, 99.5])
-    if hi <= lo:
-        return np.zeros_like(arr)
-    return np.clip((arr - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)  # numpy 2: float64 percentiles would promote
+        raise ValueError("holds NaN or infinite intensities")
+    lo, hi = (float(v) for v in np.percentile(arr, [0.5, 99.5]))
+    if hi <= lo:  # a flat background with a few bright pixels: the percentiles miss them
+        lo, hi = float(arr.min()), float(arr.max())
+        if hi <= lo:
+            return np.zeros_like(arr)
+    return np.clip((arr - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def _is_volume_file(p: Path) -> bool:
+    """:func:`is_volume`, refusing a folder named like an image (``x.png/``) in one line
+    instead of reading it as a DICOM series without slices."""
+    if p.is_dir() and suffix_of(p) in IMAGE_SUFFIXES:
+        require_file(p)
+    return is_volume(p)
 
 
 def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
@@ -237,7 +409,7 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
     file has (alpha channels dropped). Other mismatches raise :class:`DataError`.
     """
     p = Path(path)
-    if is_volume(p):
+    if _is_volume_file(p):
         raw, _ = _read_volume_raw(p)
         arr = raw[None]
     else:
@@ -274,14 +446,41 @@ def read_mask(path: str | Path, values: str = "auto", num_classes: int | None = 
     """Label map -> int64 (*spatial).
 
     ``values``: "binary" (any non-zero is foreground), "index" (pixel value = class), or
-    "auto": {0, 255} or {0, 1} -> binary, else class indices. RGB masks are reduced by their
-    maximum over channels. With ``num_classes``, values outside 0..num_classes-1 raise.
+    "auto": {0, 255} or {0, 1} -> binary, else class indices. Palette images are read as their
+    indices (unless the palette is gray, see :func:`_palette_pixels`); RGB masks are reduced by
+    their maximum over channels. With ``num_classes``, values outside 0..num_classes-1 raise.
     """
+    return read_mask_values(path, values, num_classes)[0]
+
+
+def read_mask_values(path: str | Path, values: str = "auto", num_classes: int | None = None) -> tuple[np.ndarray, list[int]]:
+    """:func:`read_mask` and the file's own distinct values before any remapping (a 0/255
+    mask gives classes [0, 1] but values [0, 255]), so that messages quote what the file holds."""
     p = Path(path)
-    if is_volume(p):
+    raw = _mask_raw(p)
+    uniq = np.unique(raw)
+    file_values = uniq.tolist()
+    if (uniq < 0).any():
+        raise DataError(f"{p}: mask holds negative values {uniq[uniq < 0][:5].tolist()}")
+    binary = values == "binary" or (values == "auto" and (set(file_values) <= {0, 255} or set(file_values) <= {0, 1}))
+    arr = (raw > 0).astype(np.int64) if binary else raw
+    if not binary and values == "auto" and 255 in uniq and len(uniq) > 2:
+        # JPEG-like artifacts around a 0/255 mask: a lossy mask is a data problem.
+        mid = uniq[(uniq > 0) & (uniq < 255)]
+        if len(mid) > 0 and num_classes in (None, 2):
+            raise DataError(f"{p}: mask has unexpected values {mid[:5].tolist()} between 0 and 255 (lossy format?); expected 0/255 or class indices")
+    if num_classes is not None and arr.max() >= num_classes:
+        held = f" (the file holds values {_short(file_values[:8], 60)})" if binary else ""
+        raise DataError(f"{p}: mask holds class {int(arr.max())}{held}, but only {num_classes} classes (0..{num_classes - 1}) are configured")
+    return arr, [int(v) for v in file_values]
+
+
+def _mask_raw(p: Path) -> np.ndarray:
+    """The file's label values as int64 (*spatial): whole numbers only, within int32."""
+    if _is_volume_file(p):
         raw, _ = _read_volume_raw(p)
     else:
-        raw = _read_2d_raw(p)
+        raw = _read_2d_raw(p, labels=True)
         if raw.ndim == 3:
             raw = raw[..., :3].max(axis=-1) if raw.shape[-1] >= 3 else raw[..., 0]
     if np.issubdtype(raw.dtype, np.floating):
@@ -289,17 +488,6 @@ def read_mask(path: str | Path, values: str = "auto", num_classes: int | None = 
             raise DataError(f"{p}: mask contains NaN/Inf")
         if not np.allclose(raw, np.round(raw)):
             raise DataError(f"{p}: mask holds non-integer values; expected class indices")
-    arr = np.round(raw).astype(np.int64)
-    uniq = np.unique(arr)
-    if (uniq < 0).any():
-        raise DataError(f"{p}: mask holds negative values {uniq[uniq < 0][:5].tolist()}")
-    if values == "binary" or (values == "auto" and set(uniq.tolist()) <= {0, 255}) or (values == "auto" and set(uniq.tolist()) <= {0, 1}):
-        arr = (arr > 0).astype(np.int64)
-    elif values == "auto" and 255 in uniq and len(uniq) > 2:
-        # JPEG-like artifacts around a 0/255 mask: a lossy mask is a data problem.
-        mid = uniq[(uniq > 0) & (uniq < 255)]
-        if len(mid) > 0 and num_classes in (None, 2):
-            raise DataError(f"{p}: mask has unexpected values {mid[:5].tolist()} between 0 and 255 (lossy format?); expected 0/255 or class indices")
-    if num_classes is not None and arr.max() >= num_classes:
-        raise DataError(f"{p}: mask holds class {int(arr.max())}, but only {num_classes} classes (0..{num_classes - 1}) are configured")
-    return arr
+    if raw.size and float(np.abs(raw).max()) > 2**31 - 1:
+        raise DataError(f"{p}: mask holds values up to {float(np.abs(raw).max()):.3g}; expected class indices")
+    return np.round(raw).astype(np.int64)

@@ -47,6 +47,9 @@ def _dir(root: Path, *names: str) -> Path:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
+    from .io import require_file
+
+    require_file(path, "a CSV file")  # a FIFO named split.csv would block open() forever
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             return list(csv.DictReader(f))
@@ -147,6 +150,9 @@ def _compose_cxr(sample: Sample) -> np.ndarray:
         for sname, crop_path, t, l, cw, ch in sample.extra["crops"]:
             if sname != name:
                 continue
+            from .io import require_file
+
+            require_file(crop_path, "a mask crop image")
             try:
                 with Image.open(crop_path) as im:
                     crop = np.asarray(im.convert("RGB")).max(axis=-1) > 0

@@ -33,16 +33,24 @@ def load_sample_image(sample: Sample, channels: int | None = None) -> np.ndarray
 
 def load_sample_mask(sample: Sample, num_classes: int | None = None) -> np.ndarray | None:
     """Class-index mask (int64, *spatial) or None when the sample has no label."""
-    from .io import read_mask
+    return load_sample_mask_values(sample, num_classes)[0]
+
+
+def load_sample_mask_values(sample: Sample, num_classes: int | None = None) -> tuple[np.ndarray | None, list[int]]:
+    """(class-index mask or None, the values the mask file itself holds before remapping, for
+    messages: a 0/255 file gives classes [0, 1] and values [0, 255]; composed masks hold their
+    classes)."""
+    from .io import read_mask_values
 
     composer = sample.extra.get("mask_composer")
     if composer is not None:
         from .layouts import compose_mask
 
-        return compose_mask(sample, num_classes)
+        mask = compose_mask(sample, num_classes)
+        return mask, np.unique(mask).tolist()
     if sample.mask is None:
-        return None
-    return read_mask(sample.mask, values=sample.extra.get("mask_values", "auto"), num_classes=num_classes)
+        return None, []
+    return read_mask_values(sample.mask, values=sample.extra.get("mask_values", "auto"), num_classes=num_classes)
 
 
 def load_sample_fov(sample: Sample) -> np.ndarray | None:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from ..runtime.outputs import check_output_file, check_output_folder, claim, clear_owned
 
 FORMATS = ("torch-export", "onnx", "safetensors", "monai-bundle", "encoder")
 
@@ -54,11 +55,12 @@ def example_input(info: dict[str, Any], batch: int = 1, seed: int = 0, scale: in
     return torch.rand(batch, channels, *size, generator=torch.Generator().manual_seed(seed))
 
 
-def export_encoder(run_dir: str | Path, out: str | Path) -> Path:
+def export_encoder(run_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """``encoder.*`` weights -> OUT (.safetensors) + OUT with .json (UNetConfig, source run)."""
     from ..train.checkpoint import atomic_write_text, load_weights, save_weights
 
     run_dir, out = Path(run_dir), _with_suffix(out, ".safetensors")
+    _check_files(run_dir, [out, out.with_suffix(".json")], overwrite)
     if (run_dir / "backbone.json").is_file():
         from ..train.transfer import load_backbone_config
 
@@ -75,15 +77,22 @@ def export_encoder(run_dir: str | Path, out: str | Path) -> Path:
     return out
 
 
-def export_run(run_dir: str | Path, fmt: str, out: str | Path, which: str = "best", check: bool = True) -> Path:
-    """Write ``run_dir`` as ``fmt`` (one of :data:`FORMATS`) to ``out``; returns the written path."""
+def export_run(run_dir: str | Path, fmt: str, out: str | Path, which: str = "best", check: bool = True, overwrite: bool = False) -> Path:
+    """Write ``run_dir`` as ``fmt`` (one of :data:`FORMATS`) to ``out``; returns the written path.
+    ``out`` may not be a file of the run, and replaces an existing file or bundle only with
+    ``overwrite`` (:mod:`localdisc.runtime.outputs`)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run folder")
     if fmt == "encoder":
-        return export_encoder(run_dir, out)
+        return export_encoder(run_dir, out, overwrite)
+    if fmt == "monai-bundle":
+        check_output_folder(out, [run_dir], overwrite)
+    else:
+        main = _with_suffix(out, {"torch-export": ".pt2", "onnx": ".onnx", "safetensors": ".safetensors"}[fmt])
+        _check_files(run_dir, [main] + ([main.with_suffix(".json")] if fmt == "safetensors" else []), overwrite)
     model, info = load_segmenter(run_dir, which)
     if fmt == "torch-export":
         from .torch_export import to_torch_export
@@ -102,7 +111,15 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, which: str = "bes
         return path
     from .bundle import write_bundle
 
-    return write_bundle(model, info, Path(out), check=check)
+    clear_owned(Path(out))  # an earlier bundle of localdisc's: no stale file survives
+    written = write_bundle(model, info, Path(out), check=check)
+    claim(Path(out), "monai-bundle")
+    return written
+
+
+def _check_files(run_dir: Path, paths: list[Path], overwrite: bool) -> None:
+    for path in paths:
+        check_output_file(path, overwrite=overwrite, protected=[run_dir])
 
 
 def _with_suffix(out: str | Path, suffix: str) -> Path:

@@ -29,6 +29,7 @@ import yaml
 
 from ..config import build_config, to_dict
 from ..errors import ConfigError
+from ..runtime.outputs import claim
 from ..report.benchmark_report import aggregate, collect, result_rows, write_outputs
 from .benchmark_config import (FINETUNE_PROTOCOL, NOT_FINGERPRINTED, PRETRAIN_PROTOCOL, TOP_KEYS, BenchmarkConfig, MethodEntry,
                                _plain, _settings, budget_label, finetune_config, fingerprint, load_benchmark_config,
@@ -117,6 +118,8 @@ def _claim(run_dir: Path, settings: dict[str, Any]) -> None:
     if started.is_file():
         _check_marker(started, settings)
     else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        claim(run_dir, "benchmark-cell")  # the run that trains here finds a folder localdisc made
         atomic_write_text(started, json.dumps({"settings": _recorded(settings)}, indent=2, default=str))
 
 
@@ -182,7 +185,7 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell, result: BenchmarkResult) -> dict[
         finetune(replace(fcfg, resume=(cell.path / "config.yaml").is_file()))
         result.finetuned.append(str(cell.path))
     t1 = time.time()
-    summary = evaluate(cell.path, split="test", out=cell.path / "eval-test", checkpoint="best", device=cfg.device,
+    summary = evaluate(cell.path, split="test", out=cell.path / "eval-test", overwrite=True, checkpoint="best", device=cfg.device,
                        overlays=cfg.max_overlays > 0, max_overlays=cfg.max_overlays, save_predictions=True)  # the report compares methods on the same images
     result.evaluated.append(str(cell.path))
     info = json.loads((cell.path / "model.json").read_text())

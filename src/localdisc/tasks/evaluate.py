@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
+from ..runtime.outputs import check_not_inputs, check_output_folder, claim, clear_owned, data_inputs
 
 
 def _samples_for(run_cfg: dict[str, Any], data: str, split: str):
@@ -74,9 +75,11 @@ def predict_probs(unet, image: np.ndarray, info: dict[str, Any], device, sw_batc
 
 def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", out: str | Path | None = None,
              checkpoint: str = "best", device: str = "auto", overlays: bool = True, max_overlays: int = 100,
-             save_predictions: bool = True, max_images: int = 0, save_probabilities: bool = False) -> dict[str, Any]:
+             save_predictions: bool = True, max_images: int = 0, save_probabilities: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Score ``run_dir`` on ``split`` of ``data`` (default: the run's data); returns summary.json's content.
-    ``max_images`` > 0 scores only the first N images of the split (smoke tests)."""
+    ``max_images`` > 0 scores only the first N images of the split (smoke tests). An earlier
+    evaluation in ``out`` is replaced only with ``overwrite`` (and then wholly: no old prediction
+    stays beside the new ones)."""
     from ..data.io import convert_channels, read_geometry
     from ..data.records import load_sample_fov, load_sample_image, load_sample_mask
     from ..report.overlays import save_mask, save_overlay
@@ -96,7 +99,13 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     num_classes, class_names = int(info["num_classes"]), list(info["class_names"])
     vessel = any(s.extra.get("task") == "vessel" for s in samples[:1]) or info.get("task") == "vessel"
     out = Path(out) if out else run_dir / f"eval-{split}"
+    check_output_folder(out, data_inputs(data), overwrite)
+    check_not_inputs(out, (f for s in samples for f in (s.image, s.mask, s.fov)))
+    if out.resolve() == run_dir.resolve():
+        raise ConfigError(f"--out {out} is the run folder itself; evaluations go into a folder of their own (default RUN/eval-SPLIT)")
     out.mkdir(parents=True, exist_ok=True)
+    clear_owned(out)
+    claim(out, "evaluate")
     metrics = SegmentationMetrics(num_classes, class_names, vessel=vessel)
     file_name = SafeNames()  # ids come from user data: never a path
     warned = False
@@ -126,9 +135,6 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
             save_probabilities_file(probs.numpy(), out / "probabilities" / name, geometry)
     rows = metrics.rows()
     if overlays and max_overlays > 0:
-        import shutil
-
-        shutil.rmtree(out / "overlays", ignore_errors=True)  # an earlier evaluation's cases are not this one's
         cases = overlay_cases([float(r["dice_mean"]) for r in rows], max_overlays)
         names = SafeNames()
         listed = []

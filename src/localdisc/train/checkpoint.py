@@ -21,18 +21,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
+from ..runtime.outputs import atomic_write_bytes, default_dir_mode, default_file_mode
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(Path(path), text.encode())
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
@@ -42,8 +36,13 @@ def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    save_file(tensors, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, default_file_mode())  # like the rest of the run (umask), not mkstemp's 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -87,9 +86,19 @@ def save_checkpoint(
     final = run_dir / f"ckpt-{step:08d}"
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".ckpt-{step:08d}.", suffix=".tmp"))  # unique: two writers never share it
-    save_weights(model_state, tmp / "model.safetensors")
-    torch.save(train_state, tmp / "state.pt")
-    atomic_write_text(tmp / "meta.json", json.dumps({"step": step, **(meta or {})}, indent=2))
+    try:
+        os.chmod(tmp, default_dir_mode())  # mkdtemp makes it 0700
+        save_weights(model_state, tmp / "model.safetensors")
+        torch.save(train_state, tmp / "state.pt")
+        os.chmod(tmp / "state.pt", default_file_mode())
+        atomic_write_text(tmp / "meta.json", json.dumps({"step": step, **(meta or {})}, indent=2))
+    except (OSError, RuntimeError) as e:  # disk full: torch.save raises RuntimeError ("enforce fail"), the rest OSError
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = latest_checkpoint(run_dir)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0][:120]
+        raise TrainingError(f"{run_dir}: could not write the checkpoint of step {step} ({reason}); check free disk space. "
+                            + (f"The previous checkpoint {kept.name} is intact: continue with --resume." if kept else
+                               "No earlier checkpoint exists: start the run again.")) from None
     if final.exists():  # same step again (a resumed run): the old folder goes only once the new one is in place
         stale = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".ckpt-{step:08d}.", suffix=".old"))
         os.replace(final, stale / final.name)

@@ -21,14 +21,14 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..config import field, to_dict
-from ..data.datasets import ImageDataset, num_channels_of, stack_items
+from ..data.datasets import ImageDataset, num_channels_of, require_foreground, stack_items
 from ..errors import ConfigError, TrainingError
 from ..utils import pick_device, seed_everything
 from .augment import AugmentConfig, augment_batch
@@ -36,7 +36,8 @@ from .checkpoint import assert_finite_weights, atomic_write_text, latest_checkpo
 from .finetune_data import assigned_splits, finetune_samples, infer_num_classes, sample_patches
 from .finetune_model import Supervised, build_unet, evaluate_dataset, load_finetuned, predict_logits
 from .progress import TrainingLog, count_parameters, describe_threads
-from .run import Run
+from ..runtime.outputs import check_not_inputs, data_inputs
+from .run import Run, check_resume_options
 from .sampling import StepBatchSampler
 
 
@@ -144,8 +145,11 @@ def _validate(cfg: FinetuneConfig) -> None:
 def finetune(cfg: FinetuneConfig) -> Path:
     from . import distributed as dist
 
+    cfg = replace(cfg)  # automatic values are filled into a copy: the caller's config stays as given
     _validate(cfg)
     typed = to_dict(cfg)  # as given, before automatic values are filled in
+    if cfg.resume and (Path(cfg.out) / "config.yaml").is_file():
+        check_resume_options(Path(cfg.out), typed)  # before the data are read: a wrong resume fails at once
     env = dist.init(cfg.device)
     device = pick_device(cfg.device) if cfg.device != "auto" else env.device
     seed_everything(cfg.seed)
@@ -171,13 +175,16 @@ def finetune(cfg: FinetuneConfig) -> Path:
     for ds in (train_ds, val_ds, test_ds):
         for i in range(len(ds) if ds is not None else 0):
             ds[i]
+    require_foreground([d for d in (train_ds, val_ds) if d is not None])  # every mask empty: nothing to learn, say so
     num_classes = cfg.num_classes or infer_num_classes([d for d in (train_ds, val_ds) if d is not None], class_names)
     if not class_names or len(class_names) != num_classes:
         class_names = ["background"] + [f"class{c}" for c in range(1, num_classes)]
     flip_pairs = [tuple(p) for p in first.extra.get("flip_pairs", ())]
 
-    run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main)
-    try:  # the network and --init are validated before an existing run is touched
+    run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main,
+              inputs=[*data_inputs(cfg.data), cfg.init], options=typed)
+    try:
+        check_not_inputs(cfg.out, (f for part in parts.values() for s in part for f in (s.image, s.mask, s.fov)))  # the network and --init are validated before an existing run is touched
         unet = build_unet(cfg, channels, num_classes)
         transferred: list[str] = []
         if cfg.init:

@@ -10,7 +10,7 @@ the label budget (``labels``) picks a nested subset of the remaining training im
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -69,11 +69,22 @@ def infer_num_classes(datasets: Sequence[ImageDataset], class_names: list[str] |
     if values != expected:
         odd = [v for v in values if v >= len(values)]
         files = sorted({f for v in odd for f in found[v]})
-        raise DataError(f"{files[0]}: label values {sorted(v for v in values if files[0] in found[v])} do not fit the dataset's "
+        raw = _raw_values(datasets, files[0]) or sorted(v for v in values if files[0] in found[v])
+        raise DataError(f"{files[0]}: label values {raw} do not fit the dataset's "
                         f"label scheme (all masks together hold {values[:8]}{'...' if len(values) > 8 else ''}; classes must be 0..C-1)"
                         f"{f'; also in {len(files) - 1} other file(s)' if len(files) > 1 else ''}. Fix the mask, or pass --num-classes "
                         "if some classes are truly absent from the labeled images")
     return max(2, len(values))
+
+
+def _raw_values(datasets: list[Any], path: str) -> list:
+    """The values the mask file itself holds (e.g. 255), not the class indices they became."""
+    for ds in datasets:
+        raw = getattr(ds, "raw_mask_values", {})
+        for i, sample in enumerate(ds.samples):
+            if str(sample.mask or sample.image) == path and i in raw:
+                return [int(v) if float(v).is_integer() else float(v) for v in raw[i]][:8]
+    return []
 
 
 def sample_patches(images: torch.Tensor, labels: torch.Tensor, patch: Sequence[int], fg_prob: float) -> tuple[torch.Tensor, torch.Tensor]:

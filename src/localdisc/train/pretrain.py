@@ -9,7 +9,7 @@ and ends with the same weights as an uninterrupted run (batches depend only on s
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ..nets import UNet, UNetConfig
 from ..utils import seed_everything
 from .checkpoint import assert_finite_weights, latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .progress import TrainingLog, count_parameters, describe_threads
+from ..runtime.outputs import check_not_inputs, data_inputs
 from .run import Run
 from .sampling import StepBatchSampler
 from .transfer import save_backbone
@@ -94,18 +95,21 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
     ``name``: what progress lines call the run (default: the method's name)."""
     from . import distributed as dist
 
+    cfg = replace(cfg)  # automatic values are filled into a copy: the caller's config stays as given
     env = dist.init(cfg.device)
     seed_everything(cfg.seed + env.rank)
     device = env.device
     method_cls = get_method(cfg.method)
     method_cfg = method_cfg if method_cfg is not None else method_cls.Config()
     typed = typed or {**to_dict(cfg), "method_config": to_dict(method_cfg)}  # before automatic values are filled in
-    run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main)
+    run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main,
+              inputs=[*data_inputs(cfg.data), *data_inputs(cfg.probe_data), cfg.init], options=typed, may_differ=("steps",))
     dist.barrier(env)  # every rank has checked the folder before rank 0 writes into it
     try:  # validate data, network and --init before an existing run is touched
         if not env.is_main:
             dist.barrier(env)  # rank 0 builds any on-disk data cache first
         dataset = unlabeled_dataset(cfg)
+        check_not_inputs(cfg.out, (f for s in dataset.samples for f in (s.image, s.mask, s.fov)))
         if env.is_main:
             dist.barrier(env)
         in_ch = dataset.channels

@@ -18,12 +18,13 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
 from ..config import to_dict
 from ..errors import ConfigError, TrainingError
+from ..runtime.outputs import MARKER, check_target, claim, foreign_entries, is_marked, is_owned_name, remove_stale_temporaries
 from .checkpoint import atomic_write_text
 
 
@@ -58,18 +59,34 @@ class Run:
     ``.replaced/`` and :meth:`finish` deletes them once the new run has ended; a failed start
     leaves the old run as it was (and no new folder)."""
 
-    def __init__(self, path: str | Path, resume: bool = False, overwrite: bool = False, is_writer: bool = True):
+    def __init__(self, path: str | Path, resume: bool = False, overwrite: bool = False, is_writer: bool = True,
+                 inputs: Iterable[str | Path] = (), options: dict[str, Any] | None = None, may_differ: Iterable[str] = ()):
+        """``inputs``: data folders/files and input runs the folder may not overlap. ``options``:
+        the run's options as given; on --resume they must equal the saved ones, except the
+        names in ``may_differ`` (and settings that do not change results, :data:`RESUME_FREE`)."""
         self.path = Path(path)
         self.is_writer = is_writer
+        check_target(self.path, inputs)
         exists = (self.path / "config.yaml").exists()
+        if self.path.is_dir() and not is_marked(self.path):
+            legacy = resume and exists and _looks_like_run(self.path)  # a run made before runs carried a marker
+            foreign = foreign_entries(self.path)
+            if foreign and not legacy:
+                hint = " (--overwrite replaces only runs localdisc created)" if overwrite else ""
+                raise ConfigError(f"{self.path}: the folder holds files localdisc did not write ({_names(foreign)}); choose a new or empty folder for --out{hint}")
         if exists and not (resume or overwrite):
             raise ConfigError(f"{self.path}: a run already exists here; pass --resume to continue it or --overwrite to replace it")
+        if resume and exists and options is not None:
+            check_resume_options(self.path, options, may_differ)
+        self._resuming = resume and exists
         self._replace = exists and overwrite and not resume
         self._created = not self.path.exists()
         self._begun = False
         if is_writer:
             self.path.mkdir(parents=True, exist_ok=True)
             _lock(self.path)
+            if not self._created:
+                remove_stale_temporaries(self.path)
         self._rows: list[dict[str, Any]] = []
         self._columns: list[str] = []  # the header metrics.csv has on disk now ([] = rewrite it)
         self._tensorboard = None
@@ -85,6 +102,7 @@ class Run:
         if self.is_writer and not self._begun:
             if self._replace:
                 self._move_aside()
+            claim(self.path, "run")
             (self.path / "pictures").mkdir(exist_ok=True)
         self._begun = True
 
@@ -114,15 +132,15 @@ class Run:
 
     def _move_aside(self) -> None:
         """--overwrite: the old run's files go to .replaced/ (deleted by finish) so no stale
-        checkpoint, metric or picture survives; nested runs (sub-folders with their own
-        config.yaml, e.g. LD's stage1/) stay."""
+        checkpoint, metric or picture survives. Only names localdisc writes move (a user's file
+        in the run folder stays); nested runs (marked sub-folders, e.g. LD's stage1/) stay."""
         import shutil
 
         aside = self.path / ".replaced"
         shutil.rmtree(aside, ignore_errors=True)
         aside.mkdir()
         for p in self.path.iterdir():
-            if p.name in (".replaced", ".lock") or (p.is_dir() and (p / "config.yaml").exists()):
+            if p.name in (".replaced", ".lock", MARKER) or not is_owned_name(p.name) or (p.is_dir() and is_marked(p)):
                 continue
             os.replace(p, aside / p.name)
 
@@ -132,7 +150,7 @@ class Run:
         training actually used (automatic values filled in, a schedule's stage settings), which
         is what :func:`read_run_config` returns to the commands that load the run."""
         self.begin()
-        if self.is_writer:
+        if self.is_writer and not self._resuming:  # a resumed run keeps the config it was made with
             effective = {**to_dict(cfg), **{k: to_dict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in sections.items()}}
             top = typed if typed is not None else effective
             atomic_write_text(self.path / "config.yaml", yaml.safe_dump({**top, "effective": effective}, sort_keys=False))
@@ -198,6 +216,60 @@ class Run:
         return path
 
 
+# Options that may change on --resume: they do not change what the run computes.
+RESUME_FREE = ("out", "resume", "overwrite", "device", "workers", "log_every", "checkpoint_every", "checkpoint_minutes", "picture_every",
+               "tensorboard", "max_minutes", "dry_run")
+
+
+def check_resume_options(path: Path, options: dict[str, Any], may_differ: Iterable[str] = ()) -> None:
+    """--resume with other options than the run's: one line listing them (the run's config.yaml
+    is the truth; it is never rewritten on resume)."""
+    saved = {k: v for k, v in _read_yaml(path / "config.yaml").items() if k != "effective"}
+    free = set(RESUME_FREE) | set(may_differ)
+
+    def norm(v: Any) -> str:
+        return json.dumps(v, default=str, sort_keys=True).replace("[]", "null") if v not in ((), [], None) else "null"
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    a, b = flat(saved), flat(to_dict(options) if hasattr(options, "__dataclass_fields__") else options)
+    diff = [k for k in sorted(set(a) | set(b)) if k.split(".")[-1] not in free and k in a and k in b and norm(a[k]) != norm(b[k])]
+    if diff:
+        shown = ", ".join(f"{k} {_short(a.get(k))} -> {_short(b.get(k))}" for k in diff[:6]) + (f" and {len(diff) - 6} more" if len(diff) > 6 else "")
+        raise ConfigError(f"{path}: --resume with options that differ from the run's ({shown}); resume with the run's options "
+                          f"(--config {path / 'config.yaml'} --resume) or start a new run with another --out")
+
+
+def _short(v: Any) -> str:
+    text = " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _names(names: list[str], shown: int = 4) -> str:
+    return ", ".join(n[:60] for n in names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _looks_like_run(path: Path) -> bool:
+    return (path / "metrics.csv").is_file() and any((path / n).exists() for n in ("latest.json", "model.safetensors", "backbone.json"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise ConfigError(f"{path}: not a readable run config ({str(e).splitlines()[0][:100]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values, got {type(data).__name__}")
+    return data
+
+
 def _is_step(text: Any) -> bool:
     try:
         float(text)
@@ -211,13 +283,11 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a localdisc run (no config.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of option names to values")
-    return data.get("effective") or data
+    data = _read_yaml(path)
+    effective = data.get("effective")
+    if effective is not None and not isinstance(effective, dict):
+        raise ConfigError(f"{path}: 'effective' must be a mapping of option names to values")
+    return effective or data
 
 
-__all__ = ["Run", "read_run_config", "to_dict"]
+__all__ = ["Run", "read_run_config", "check_resume_options", "RESUME_FREE", "to_dict"]

@@ -1,0 +1,1 @@
+"""Runtime services below the methods and the training loop: where outputs may go and how they are written."""

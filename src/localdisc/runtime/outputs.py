@@ -104,7 +104,8 @@ def check_target(out: str | Path, inputs: Iterable[str | Path] = (), what: str =
         if _overlap(resolved, src):
             relation = "is" if resolved == src else "lies inside" if src in resolved.parents else "contains"
             raise ConfigError(f"{what} {path} {relation} the input {inp}; write outputs to a folder of their own")
-    ancestor = resolved if resolved.exists() else next((p for p in resolved.parents if p.exists()), Path("/"))
+    start = resolved if folder else resolved.parent
+    ancestor = start if start.exists() else next((p for p in start.parents if p.exists()), Path("/"))
     if ancestor.is_file() or not ancestor.is_dir():
         raise ConfigError(f"{what} {path}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
@@ -118,10 +119,10 @@ def check_output_folder(out: str | Path, inputs: Iterable[str | Path] = (), over
     user put there are never touched."""
     path = check_target(out, inputs, what)
     if path.is_dir():
-        foreign = foreign_entries(path)
+        foreign = [] if is_marked(path) else foreign_entries(path)  # in localdisc's own folder, a user's file is only kept
         if foreign:
             raise ConfigError(f"{what} {path}: the folder holds files localdisc did not write ({_names(foreign)}); choose a new or empty folder")
-        earlier = [e.name for e in path.iterdir() if e.name not in (MARKER, ".lock")]
+        earlier = [e.name for e in path.iterdir() if e.name not in (MARKER, ".lock") and is_owned_name(e.name)]
         if earlier and not overwrite:
             raise ConfigError(f"{what} {path}: holds earlier localdisc outputs ({_names(earlier)}); pass --overwrite to replace them or choose another folder")
     return path

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("localdisc.cli.demo", "the whole pipeline on built-in synthetic fundus images: pretrain, fine-tune with few labels, compare with random init"),
     "pretrain": ("localdisc.cli.pretrain", "self-supervised pretraining of the U-Net on unlabeled images"),
     "finetune": ("localdisc.cli.finetune", "supervised segmentation training (random init or --init a pretraining run), with label budgets"),
+    "predict": ("localdisc.cli.predict", "segment new images or volumes with a fine-tuned run: masks in the source's geometry, areas, overlays"),
     "evaluate": ("localdisc.cli.evaluate", "score a fine-tuned run (Dice, IoU, HD95; AUC/accuracy for vessels) and draw overlays"),
     "benchmark": ("localdisc.cli.benchmark", "pretraining methods against random init over label budgets and seeds, with statistics and a report"),
     "landmarks": ("localdisc.cli.landmarks", "one-shot landmark localization with a pretrained LD run"),

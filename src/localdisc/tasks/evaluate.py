@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
+from .predict import predict_probabilities
 from ..runtime.outputs import check_not_inputs, check_output_folder, claim, clear_owned, data_inputs
 
 
@@ -59,18 +59,9 @@ def _samples_for(run_cfg: dict[str, Any], data: str, split: str):
 
 @torch.no_grad()
 def predict_probs(unet, image: np.ndarray, info: dict[str, Any], device, sw_batch_size: int = 4, overlap: float = 0.25) -> torch.Tensor:
-    """image (C, *S_orig) in [0, 1] -> softmax probabilities (K, *S_orig) on the CPU."""
-    from ..data.datasets import resize_image
-    from ..train.finetune import predict_logits
-
-    size = tuple(info["image_size"])
-    x = resize_image(torch.from_numpy(image), size)[None].to(device)
-    probs = torch.softmax(predict_logits(unet, x, tuple(info.get("patch_size") or ()), sw_batch_size, overlap), dim=1)
-    orig = tuple(image.shape[1:])
-    if orig != size:
-        mode = "bilinear" if len(orig) == 2 else "trilinear"
-        probs = F.interpolate(probs, size=orig, mode=mode, align_corners=False)
-    return probs[0].cpu()
+    """image (C, *S_orig) in [0, 1] -> softmax probabilities (K, *S_orig) on the CPU (the same
+    path as ``localdisc predict``)."""
+    return predict_probabilities(unet, image, info, device, sw_batch_size=sw_batch_size, overlap=overlap)
 
 
 def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", out: str | Path | None = None,

@@ -28,5 +28,7 @@ def run(args: argparse.Namespace) -> int:
     require(args, load_config_file(config_file) if config_file else {}, "data", "out")
     cfg = config_from_args(FinetuneConfig, args, config_file)
     out = finetune(cfg)
+    if cfg.dry_run:
+        return 0
     print(f"fine-tuning finished: {out}  (evaluate with: localdisc evaluate {out})")
     return 0

@@ -30,6 +30,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors are one line naming the command and the problem (the usage text is what
+    ``--help`` is for), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows "(default: X)" only where it informs (not for flags, required or empty options),
     lists as typed (``256 256``)."""
@@ -65,7 +73,7 @@ CURRENT_ARGV: list[str] = []
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     CURRENT_ARGV[:] = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="localdisc",
         description="Label-efficient medical image segmentation: local-discrimination pretraining, transfer, landmarks, structure discovery.",
     )
@@ -96,8 +104,8 @@ def _set_limits(args: argparse.Namespace) -> None:
     for opt, env, attr in (("max_pixels", "LOCALDISC_MAX_PIXELS", "MAX_PIXELS"), ("max_voxels", "LOCALDISC_MAX_VOXELS", "MAX_VOXELS")):
         value = getattr(args, opt, None)
         if value is not None:
-            if value < 1:
-                raise SystemExit(f"localdisc: error: --{opt.replace('_', '-')} must be >= 1")
+            if not 1 <= value < 2**62:  # also NaN
+                raise ConfigError(f"--{opt.replace('_', '-')} must be a number >= 1, got {value}")
             setattr(io, attr, int(value))
             os.environ[env] = str(int(value))
 
@@ -112,6 +120,13 @@ def _one_line(e: Exception) -> str:
     return text
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """Allocation failures of torch (CPU and CUDA) and Python, told apart from other RuntimeErrors."""
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or any(
+        k in text for k in ("out of memory", "can't allocate memory", "cannot allocate memory", "defaultcpuallocator"))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:  # usage errors and --help end here with argparse's exit status (2 / 0), as a return value
@@ -122,11 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    _set_limits(args)
     try:
+        _set_limits(args)
         result = args.func(args)
     except LocaldiscError as e:
         print(f"localdisc {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        print(f"localdisc {args.command}: error: out of memory ({_one_line(e).splitlines()[0][:80]}); pass a smaller --batch-size, "
+              "--patch-size or --image-size (`--dry-run` shows the plan); the last checkpoint is kept (--resume)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)

@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     names = {f for f in method_cls.Config.__dataclass_fields__}
     mcfg = build_config(method_cls.Config, file_opts.get("method_config") or {}, {k: v for k, v in vars(args).items() if k in names})
     out = method_cls.run_schedule(cfg, mcfg)
+    if cfg.dry_run:
+        return 0
     print(f"pretraining finished: {out}")
     return 0
 

@@ -41,6 +41,7 @@ class PrepareContext:
 class PretrainMethod(nn.Module):
     name: ClassVar[str] = ""
     Config: ClassVar[type]  # method-specific dataclass, options become --flags of `pretrain`
+    images_per_sample: ClassVar[int] = 2  # network inputs per image in one step (memory planning: runtime/memory.py)
 
     def __init__(self, backbone: UNet, cfg: Any):
         super().__init__()

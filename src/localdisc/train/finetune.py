@@ -30,6 +30,9 @@ from torch.utils.data import DataLoader
 from ..config import field, to_dict
 from ..data.datasets import ImageDataset, num_channels_of, require_foreground, stack_items
 from ..errors import ConfigError, TrainingError
+from ..data.resolution import auto_image_size
+from ..nets import UNet, UNetConfig
+from ..runtime.memory import plan_patch
 from ..utils import pick_device, seed_everything
 from .augment import AugmentConfig, augment_batch
 from .checkpoint import assert_finite_weights, atomic_write_text, latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, save_weights, set_rng_state
@@ -81,6 +84,7 @@ class FinetuneConfig:
     checkpoint_every: int = field(100, "checkpoint every N steps")
     resume: bool = field(False, "continue the run in --out from its last checkpoint")
     overwrite: bool = field(False, "replace an existing run in --out")
+    dry_run: bool = field(False, "print the plan (resolution, patches, batch, memory, time per step) and exit without writing anything")
     pdcr: bool = field(False, "add the PDCR contrastive regularizer (patch-dragsaw contrastive regularizer of the decoder features)")
     pdcr_layers: tuple[str, ...] = field(("decoder.2", "decoder.3"), "feature maps PDCR samples from (encoder.i / decoder.j)")
     pdcr_vectors: int = field(64, "feature vectors sampled per image and layer")
@@ -110,16 +114,28 @@ def resolve_transfer_protocol(cfg: FinetuneConfig) -> None:
         cfg.pdcr_tau = 0.5 if len(cfg.image_size) == 3 else 1.0  # finetune() calls this once the image size is known
 
 
-def _init_encoder_channels(cfg: FinetuneConfig) -> tuple[int, ...] | None:
-    """The encoder widths of --init's network (they decide the U-Net's total stride)."""
-    if not cfg.init:
-        return None
-    from .transfer import load_backbone_config
+def _network_widths(cfg: FinetuneConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(encoder, decoder) widths of the network to train: --init's when given (they decide the
+    U-Net's total stride and its memory), else the options'."""
+    if cfg.init:
+        from .transfer import load_backbone_config
 
-    try:
-        return tuple(load_backbone_config(cfg.init)[0].encoder_channels)
-    except Exception:  # a broken --init is reported where it is loaded
-        return None
+        try:
+            unet = load_backbone_config(cfg.init)[0]
+            return tuple(unet.encoder_channels), tuple(unet.decoder_channels)
+        except Exception:  # a broken --init is reported where it is loaded
+            pass
+    return tuple(cfg.encoder_channels), tuple(cfg.decoder_channels)
+
+
+def _seconds_per_step(cfg: FinetuneConfig, enc: tuple[int, ...], dec: tuple[int, ...], device) -> str:
+    """One forward + backward of a batch at the training shape, timed (for --dry-run)."""
+    shape = tuple(cfg.patch_size or cfg.image_size)
+    unet = UNet(UNetConfig(spatial_dims=len(shape), in_channels=cfg.in_channels or 1, encoder_channels=enc, decoder_channels=dec, norm=cfg.norm), out_channels=2).to(device)
+    x = torch.rand(cfg.batch_size, cfg.in_channels or 1, *shape, device=device)
+    start = time.perf_counter()
+    unet(x).float().mean().backward()
+    return f"about {time.perf_counter() - start:.1f} s per step here"
 
 
 def _validate(cfg: FinetuneConfig) -> None:
@@ -155,13 +171,18 @@ def finetune(cfg: FinetuneConfig) -> Path:
     seed_everything(cfg.seed)
 
     # Data first: a bad file must fail before anything is written.
-    parts = finetune_samples(cfg)
-    if not cfg.image_size:
-        from ..data.resolution import auto_image_size
-
-        enc = _init_encoder_channels(cfg) or cfg.encoder_channels
-        cfg.image_size = auto_image_size([s.image for s in parts["train"] + parts["val"]], cfg.spacing, multiple=2 ** (len(enc) - 1))
+    everything: list = []
+    parts = finetune_samples(cfg, everything)
+    enc, dec = _network_widths(cfg)
+    automatic = not cfg.image_size and not cfg.patch_size
+    if not cfg.image_size:  # the dataset's resolution (all its images), the same at every label budget
+        cfg.image_size = auto_image_size([s.image for s in everything], cfg.spacing, multiple=2 ** (len(enc) - 1))
         _validate(cfg)  # the patch size against the size chosen
+    cfg.patch_size, plan = plan_patch(cfg.image_size, cfg.patch_size, automatic, 1, cfg.batch_size, enc, dec, device, 2 ** (len(enc) - 1))
+    if cfg.dry_run:
+        print(f"finetune plan: {len(parts['train'])} labeled training images, {len(parts['val'])} validation, {len(parts['test'])} test "
+              f"from {cfg.data}; {plan}; {cfg.steps} steps; {_seconds_per_step(cfg, enc, dec, device)} -> {cfg.out} (dry run: nothing written)")
+        return Path(cfg.out)
     resolve_transfer_protocol(cfg)
     first = parts["train"][0]
     class_names = first.extra.get("class_names")
@@ -224,6 +245,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     log.say(f"finetune: {len(parts['train'])} labeled training images, {len(parts['val'])} validation, {len(parts['test'])} test from {cfg.data}; "
             f"{num_classes} classes ({', '.join(class_names)}), {channels} channel(s), {'x'.join(map(str, cfg.image_size))}; {init}; "
             f"{count_parameters(unet)}; {describe_threads(device, env.world)}; {cfg.steps} steps of {cfg.batch_size} -> {run.path}")
+    log.say(f"plan: {plan}")
 
     start, best = 0, {"dice": -1.0, "step": 0}
     ckpt = latest_checkpoint(run.path) if cfg.resume else None

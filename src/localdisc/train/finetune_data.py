@@ -31,12 +31,16 @@ def assigned_splits(samples: list[Sample], split_seed: int, test_fraction: float
     return assign_splits(samples, seed=split_seed, val_fraction=0.0, test_fraction=test_fraction)
 
 
-def finetune_samples(cfg: FinetuneConfig) -> dict[str, list[Sample]]:
-    """{"train": labeled budget, "val": validation, "test": test} following the module rules."""
+def finetune_samples(cfg: FinetuneConfig, everything: list[Sample] | None = None) -> dict[str, list[Sample]]:
+    """{"train": labeled budget, "val": validation, "test": test} following the module rules.
+    ``everything``: a list that receives every sample of the dataset (the training resolution is
+    the dataset's, not the label subset's)."""
     from ..data.sources import resolve_source
     from ..data.splits import carve_validation, label_budget
 
     samples = assigned_splits(resolve_source(cfg.data, seed=cfg.split_seed), cfg.split_seed, cfg.test_fraction)
+    if everything is not None:
+        everything.extend(samples)
     train = [s for s in samples if s.split == "train"]
     val = [s for s in samples if s.split == "val"]
     test = [s for s in samples if s.split == "test"]

@@ -8,6 +8,7 @@ and ends with the same weights as an uninterrupted run (batches depend only on s
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..nets import UNet, UNetConfig
 from ..utils import seed_everything
 from .checkpoint import assert_finite_weights, latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .progress import TrainingLog, count_parameters, describe_threads
+from ..runtime.memory import plan_patch
 from ..runtime.outputs import check_not_inputs, data_inputs
 from .run import Run
 from .sampling import StepBatchSampler
@@ -64,6 +66,9 @@ class PretrainConfig:
     probe_every: int = field(0, "probe every N steps (0 = at every checkpoint and at the end)")
     resume: bool = field(False, "continue the run in --out from its last checkpoint")
     overwrite: bool = field(False, "replace an existing run in --out")
+    patch_size: tuple[int, ...] = field((), lengths=(0, 2, 3), help="train on patches of this size cut at the images' own scale (the method's --crop-size); "
+                                        "empty = whole images, or automatic patches for large images and when whole images do not fit in memory")
+    dry_run: bool = field(False, "print the plan (resolution, patches, batch, memory) and exit without writing anything")
 
 
 def build_backbone(cfg: PretrainConfig, in_channels: int) -> UNet:
@@ -73,7 +78,8 @@ def build_backbone(cfg: PretrainConfig, in_channels: int) -> UNet:
 def unlabeled_dataset(cfg: PretrainConfig) -> ImageDataset:
     from ..data.sources import resolve_source, select_split
 
-    samples = select_split(resolve_source(cfg.data, seed=cfg.seed), cfg.split)
+    everything = resolve_source(cfg.data, seed=cfg.seed)
+    samples = select_split(everything, cfg.split)
     if cfg.max_images:
         samples = samples[: cfg.max_images]
     from ..data.datasets import num_channels_of
@@ -84,9 +90,32 @@ def unlabeled_dataset(cfg: PretrainConfig) -> ImageDataset:
     if not cfg.image_size:
         from ..data.resolution import auto_image_size
 
-        cfg.image_size = auto_image_size([s.image for s in samples], cfg.spacing, multiple=2 ** (len(cfg.encoder_channels) - 1))
+        # the dataset's resolution (all its images): pretraining and fine-tuning of one dataset agree
+        cfg.image_size = auto_image_size([s.image for s in everything], cfg.spacing, multiple=2 ** (len(cfg.encoder_channels) - 1))
     channels = cfg.in_channels or num_channels_of(samples)
     return ImageDataset(samples, cfg.image_size, channels, with_masks=False)
+
+
+def plan_views(cfg: PretrainConfig, method_cls: Any, method_cfg: Any, automatic: bool, device) -> tuple[Any, str]:
+    """The training patch (``--patch-size``, the method's ``crop_size``) that fits in memory, and
+    the plan line. Large images train on patches by default; a patch cut at the images' own scale
+    (``crop_scale`` around the patch's share of the image, unless the method's crop_scale was set)."""
+    own = tuple(getattr(method_cfg, "crop_size", ()) or ())
+    if cfg.patch_size and own and tuple(own) != tuple(cfg.patch_size):
+        raise ConfigError(f"--patch-size {' '.join(map(str, cfg.patch_size))} and --crop-size {' '.join(map(str, own))} differ; give one")
+    asked = tuple(cfg.patch_size) or own
+    if asked and (len(asked) != len(cfg.image_size) or any(p > s for p, s in zip(asked, cfg.image_size))):
+        raise ConfigError(f"--patch-size {' '.join(map(str, asked))} must have as many numbers as the image size {' '.join(map(str, cfg.image_size))} and not exceed it")
+    patch, plan = plan_patch(cfg.image_size, asked, automatic and not asked, method_cls.images_per_sample, cfg.batch_size, cfg.encoder_channels,
+                             cfg.decoder_channels, device, 2 ** (len(cfg.encoder_channels) - 1))
+    if not patch or patch == own or not hasattr(method_cfg, "crop_size"):
+        return method_cfg, plan
+    changes: dict[str, Any] = {"crop_size": tuple(patch)}
+    default_scale = method_cls.Config.__dataclass_fields__["crop_scale"].default if "crop_scale" in method_cls.Config.__dataclass_fields__ else None
+    if default_scale is not None and tuple(method_cfg.crop_scale) == tuple(default_scale):
+        share = math.prod(patch) / math.prod(cfg.image_size)
+        changes["crop_scale"] = (max(0.01, round(share * 0.6, 4)), min(1.0, round(share * 1.4, 4)))
+    return replace(method_cfg, **changes), plan
 
 
 def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] | None = None, name: str = "") -> Path:
@@ -102,6 +131,11 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
     method_cls = get_method(cfg.method)
     method_cfg = method_cfg if method_cfg is not None else method_cls.Config()
     typed = typed or {**to_dict(cfg), "method_config": to_dict(method_cfg)}  # before automatic values are filled in
+    if cfg.dry_run:
+        dataset = unlabeled_dataset(cfg)
+        _, plan = plan_views(cfg, method_cls, method_cfg, not typed.get("image_size"), device)
+        print(f"{name or cfg.method} plan: {len(dataset)} unlabeled images from {cfg.data}; {plan}; {cfg.steps} steps -> {cfg.out} (dry run: nothing written)")
+        return Path(cfg.out)
     run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main,
               inputs=[*data_inputs(cfg.data), *data_inputs(cfg.probe_data), cfg.init], options=typed, may_differ=("steps",))
     dist.barrier(env)  # every rank has checked the folder before rank 0 writes into it
@@ -110,6 +144,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
             dist.barrier(env)  # rank 0 builds any on-disk data cache first
         dataset = unlabeled_dataset(cfg)
         check_not_inputs(cfg.out, (f for s in dataset.samples for f in (s.image, s.mask, s.fov)))
+        method_cfg, plan = plan_views(cfg, method_cls, method_cfg, not typed.get("image_size"), device)
         if env.is_main:
             dist.barrier(env)
         in_ch = dataset.channels
@@ -135,6 +170,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
     log = TrainingLog(run.path if env.is_main else None, name, cfg.steps)
     log.say(f"{name}: {len(dataset)} unlabeled images from {cfg.data}, {in_ch} channel(s), resized to {'x'.join(map(str, cfg.image_size))}; "
             f"{count_parameters(model)}; {describe_threads(device, env.world)}; {cfg.steps} steps of {cfg.batch_size} images -> {run.path}")
+    log.say(f"plan: {plan}")
     for event in events:
         log.say(event)
 

@@ -46,6 +46,7 @@ class GenesisConfig:
 
 class Genesis(PretrainMethod):
     name = "genesis"
+    images_per_sample = 1  # network inputs per image in one step
     Config = GenesisConfig
 
     def __init__(self, backbone, cfg: GenesisConfig | None = None):

@@ -76,6 +76,7 @@ class LDConfig:
 
 class LocalDiscrimination(PretrainMethod):
     name = "ld"
+    images_per_sample = 5  # network inputs per image in one step
     Config = LDConfig
 
     def __init__(self, backbone, cfg: LDConfig | None = None):
@@ -159,7 +160,7 @@ class LocalDiscrimination(PretrainMethod):
         from ...train.pretrain import pretrain
 
         mcfg = method_cfg or LDConfig()
-        if mcfg.stage != "both":
+        if mcfg.stage != "both" or cfg.dry_run:
             return pretrain(cfg, mcfg)
         n1 = mcfg.stage1_steps or max(1, cfg.steps // 5)
         if n1 >= cfg.steps:

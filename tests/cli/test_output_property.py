@@ -105,7 +105,7 @@ GLOBAL_OPTS = {"--max-pixels": (["1e8"], ["nan", "inf", "0", "-1", "1", "100"]),
 
 # output targets; {ws} is the example's workspace, {input} the input run (RUN of evaluate/export,
 # --init of training; the pretraining run when there is none), {run}/{other} export's run / another run
-FOLDER_TARGETS = ["{ws}/out", "{ws}/out", "{ws}/a/b/out", "rel-out", "{ws}/empty", "{ws}/userdir", "{ws}/data", "{ws}/data/sub",
+FOLDER_TARGETS = ["{ws}/out", "{ws}/a/b/out", "rel-out", "{ws}/empty", "{ws}/userdir", "{ws}/userdir2", "{ws}/hidden", "{ws}/data", "{ws}/data/sub",
                   "{ws}/data/images", "{ws}/datalink", "{ws}/datalink/sub", "{ws}/file.txt", "{ws}/dangling.safetensors", "{ws}/ft",
                   "{ws}/ft", "{ws}/pt", "{ws}/bench", "{ws}/bench/finetune-a", "{input}", "{input}/sub"]
 FILE_TARGETS = ["{ws}/exp.safetensors", "{ws}/exp", "{ws}/a/b/exp.safetensors", "{ws}/file.txt", "{ws}/userdir/keep.txt",
@@ -113,9 +113,9 @@ FILE_TARGETS = ["{ws}/exp.safetensors", "{ws}/exp", "{ws}/a/b/exp.safetensors", 
                 "{run}/model", "{run}/model.json", "{run}/config.yaml", "{run}/backbone.safetensors", "{run}/backbone",
                 "{run}/ckpt-00000002/model.safetensors", "{run}/exported.safetensors", "{other}/model.safetensors",
                 "{ws}/bench/finetune-a/model.safetensors", "{ws}/ftlink.safetensors", "{ws}/ptlink.safetensors"]
-FOREIGN_FOLDERS = ("userdir", "data", "data/images")  # existing folders holding files localdisc did not write
+FOREIGN_FOLDERS = ("userdir", "userdir2", "hidden", "data", "data/images")  # existing folders holding files localdisc did not write
 RUNS = ("ft", "pt", "bench/finetune-a", "bench/pretrain-a")
-USER_FILES = ("userdir/keep.txt", "ft/notes.txt", "pt/notes.txt", "bench/notes.txt", "file.txt")
+USER_FILES = ("userdir/keep.txt", "userdir2/photos/x.txt", "hidden/.keep", "ft/notes.txt", "pt/notes.txt", "bench/notes.txt", "file.txt")
 DIVERGED = re.compile(r"became (nan|-?inf) at step")
 
 
@@ -229,6 +229,10 @@ def workspace(root: Path, base: Path, n: int) -> Path:
         (ws / run / "notes.txt").write_text("the user's notes, dropped into the run folder\n")
     (ws / "userdir").mkdir()
     (ws / "userdir" / "keep.txt").write_text("the user's file\n")
+    (ws / "userdir2" / "photos").mkdir(parents=True)  # a user's folder holding only a folder
+    (ws / "userdir2" / "photos" / "x.txt").write_text("the user's file\n")
+    (ws / "hidden").mkdir()  # a user's folder holding only a hidden file
+    (ws / "hidden" / ".keep").write_text("")
     (ws / "empty").mkdir()
     (ws / "file.txt").write_text("an unrelated file of the user\n")
     (ws / "dangling.safetensors").symlink_to(ws / "nowhere")
@@ -287,35 +291,41 @@ def example(command: str, world, draw) -> list[str]:
 
 def _example(command: str, root: Path, ws: Path, draw) -> list[str]:
     fmt, data, init, run, default_out = None, None, None, None, False
+    # what is hostile in this example: the output target alone (everything else valid, so the
+    # command gets as far as writing), the option values alone, or anything
+    focus = draw(st.sampled_from(["target", "target", "options", "anything"]))
+    rate = {"target": 10**9, "options": 1, "anything": 2}[focus]  # 1/rate: the chance of a hostile value
     glob = {}
-    g = draw(st.sampled_from([None] * 8 + ["--max-pixels", "--max-voxels"]))
+    g = draw(st.sampled_from([None] * 8 + ["--max-pixels", "--max-voxels"])) if focus != "target" else None
     if g:
         valid, hostile = GLOBAL_OPTS[g]
         glob[g] = draw(st.sampled_from(hostile + valid))
     if command in ("finetune", "pretrain"):
         table, opts = (FT_OPTS, dict(FT_BASE)) if command == "finetune" else (PT_OPTS, dict(PT_BASE))
-        opts.update(_pick(draw, table))
-        data = draw(st.sampled_from(["{ws}/data"] * 5 + ["{ws}/datalink", "{ws}/empty", "{ws}/nope"]))
-        init = draw(st.sampled_from([None] * 4 + (["{ws}/pt", "{ws}/bench/pretrain-a", "{ws}/ft", "{ws}/nope"] if command == "finetune"
-                                                    else ["{ws}/pt", "{ws}/ft", "{ws}/nope"])))
-        target = draw(st.sampled_from(FOLDER_TARGETS))
+        opts.update(_pick(draw, table, rate))
+        hostile_data = ["{ws}/datalink", "{ws}/empty", "{ws}/nope"] if focus == "anything" else []
+        data = draw(st.sampled_from(["{ws}/data"] * 5 + hostile_data))
+        inits = ["{ws}/pt", "{ws}/bench/pretrain-a"] if command == "finetune" else ["{ws}/pt"]
+        init = draw(st.sampled_from([None] * 3 + inits + (["{ws}/ft", "{ws}/nope"] if focus == "anything" else [])))
+        target = draw(st.sampled_from(FOLDER_TARGETS if focus != "options" else FOLDER_TARGETS[:5]))
         mode = draw(st.sampled_from([[], [], ["--resume"], ["--overwrite"], ["--resume", "--overwrite"]]))
         input_run = init
         argv = [command, "--data", data, "--out", target, *(["--init", init] if init else []), *tokens(opts), *mode]
     else:
-        run = draw(st.sampled_from(["{ws}/ft"] * 4 + ["{ws}/bench/finetune-a", "{ws}/pt", "{ws}/nope", "{ws}/data"]))
+        runs = ["{ws}/ft"] * 3 + ["{ws}/bench/finetune-a"] + (["{ws}/pt", "{ws}/nope", "{ws}/data"] if focus == "anything" else [])
+        run = draw(st.sampled_from(runs))
         input_run = run
         mode = draw(st.sampled_from([[], ["--overwrite"]]))
         if command == "evaluate":
-            opts = {"--device": "cpu", **_pick(draw, EVAL_OPTS, hostile_rate=4)}
+            opts = {"--device": "cpu", **_pick(draw, EVAL_OPTS, 2 * rate)}
             if draw(st.booleans()):
                 opts["--save-probabilities"] = True
             default_out = draw(st.integers(0, 3)) == 0
-            target = None if default_out else draw(st.sampled_from(FOLDER_TARGETS))
+            target = None if default_out else draw(st.sampled_from(FOLDER_TARGETS if focus != "options" else FOLDER_TARGETS[:5]))
             argv = ["evaluate", run, *tokens(opts), *(["--out", target] if target else []), *mode]
         else:
             fmt = draw(st.sampled_from(["safetensors", "encoder", "monai-bundle", "torch-export"]))
-            opts = {"--checkpoint": draw(st.sampled_from(["best", "best", "last", "worst"]))}
+            opts = {"--checkpoint": draw(st.sampled_from(["best", "last"] + (["worst"] if focus != "target" else [])))}
             target = draw(st.sampled_from(FOLDER_TARGETS if fmt == "monai-bundle" else FILE_TARGETS))
             argv = ["export", run, "--format", fmt, "--out", target, *tokens(opts), *(["--no-check"] if fmt in ("monai-bundle", "torch-export") else []), *mode]
     argv = tokens(glob) + argv

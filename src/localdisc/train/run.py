@@ -81,6 +81,8 @@ class Run:
         self._resuming = resume and exists
         self._replace = exists and overwrite and not resume
         self._created = not self.path.exists()
+        # the highest folder this run creates (LD's OUT/stage1 also creates OUT): a failed start removes it
+        self._created_root = next((p for p in reversed([self.path, *self.path.parents]) if not p.exists()), self.path)
         self._begun = False
         if is_writer:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -111,7 +113,7 @@ class Run:
         if self.is_writer and not self._begun and self._created:
             import shutil
 
-            shutil.rmtree(self.path, ignore_errors=True)
+            shutil.rmtree(self._created_root, ignore_errors=True)
         self._release()
 
     def finish(self) -> None:

@@ -40,13 +40,39 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def progress(iterable=None, total: int | None = None, desc: str = "", disable: bool | None = None, **kw):
-    """tqdm that stays quiet when stderr is not a terminal (CI, logs) or on non-zero ranks."""
+def progress(iterable=None, total: int | None = None, desc: str = "", disable: bool | None = None, every: float = 30.0, **kw):
+    """A tqdm bar on a terminal; off a terminal (logs, CI, pipes) plain lines on stdout: the first
+    at once, then at most every ``every`` seconds, and the last. Quiet on non-zero ranks."""
     from tqdm.auto import tqdm
 
-    if disable is None:
-        disable = not sys.stderr.isatty() or int(os.environ.get("RANK", 0)) != 0
-    return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, **kw)
+    rank0 = int(os.environ.get("RANK", 0)) == 0
+    if disable is None and sys.stderr.isatty() and rank0:
+        return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, **kw)
+    if disable or not rank0 or iterable is None:
+        return tqdm(iterable, total=total, desc=desc, disable=True, **kw)
+    return _progress_lines(iterable, total, desc, every)
+
+
+def _progress_lines(iterable, total: int | None, desc: str, every: float):
+    import time
+
+    total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+    start = last = time.time()
+    done = 0
+    for item in iterable:
+        now = time.time()
+        if done == 0 or now - last >= every:
+            eta = f", ETA {_clock((now - start) / done * (total - done))}" if done and total else ""
+            print(f"{desc}: {done}/{total if total is not None else '?'}{eta}", flush=True)
+            last = now
+        yield item
+        done += 1
+    print(f"{desc}: {done}/{total if total is not None else done} done in {_clock(time.time() - start)}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
 
 
 def safe_name(sample_id: str) -> str:

@@ -19,7 +19,7 @@ import torch
 from ..data.records import Sample, load_sample_image
 from ..data.sources import resolve_source, select_split
 from ..errors import ConfigError, DataError
-from ..utils import safe_name
+from ..utils import progress, safe_name
 
 from ..runtime.outputs import check_not_inputs, data_inputs, prepare_output_folder
 from .main import add_command
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     axes = ["row", "col"] if len(model.size) == 2 else ["z", "row", "col"]
     rows, preds_json, errs, errs_mm = [], {}, {n: [] for n in names}, {n: [] for n in names}
-    for i in range(0, len(queries), args.batch_size):
+    for i in progress(range(0, len(queries), args.batch_size), desc=f"landmarks ({len(queries)} images, {args.batch_size} per batch)"):
         chunk = queries[i : i + args.batch_size]
         images = [load_sample_image(s, model.channels) for s in chunk]
         for j, (s, img, pred) in enumerate(zip(chunk, images, loc.predict([torch.from_numpy(x) for x in images]))):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..data.datasets import resize_image
 from ..data.records import Sample, load_sample_fov, load_sample_image, load_sample_mask
 from ..errors import ConfigError, DataError
-from ..utils import safe_name
+from ..utils import progress, safe_name
 from .hungarian import ClusterMatcher, one_hot_structures
 
 
@@ -157,7 +157,7 @@ def discover(
     if mode == "kmeans" and kmeans is None:
         raise ConfigError("discover: mode kmeans needs a fitted PixelKMeans")
     K = kmeans.num_clusters if mode == "kmeans" else int(getattr(model.method.cfg, "num_clusters", 0) or getattr(model.method.cfg, "K", 0) or 0)
-    for i, s in enumerate(samples):
+    for i, s in enumerate(progress(samples, desc=f"discover {mode}")):
         image = load_sample_image(s, model.channels)
         pred = kmeans.predict(image) if mode == "kmeans" else predict_maps(model, image, mode, rule)
         mask = fov = None

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..utils import progress
 
 FEATURE_PARTS = ("position", "intensity", "embedding", "deep")
 NEEDS_MODEL = ("embedding", "deep")
@@ -113,7 +114,7 @@ class PixelKMeans:
         rng = np.random.default_rng(self.seed)
         per_image = -(-self.max_pixels // max(1, count))
         kept = []
-        for image in images:
+        for image in progress(images, total=count, desc="k-means features"):
             f = self.features(image)
             kept.append(f[rng.permutation(len(f))[:per_image]])
         return self.fit(kept)

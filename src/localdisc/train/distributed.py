@@ -211,6 +211,14 @@ def broadcast_state(module: torch.nn.Module) -> None:
         tdist.broadcast(t, src=0)
 
 
+def minutes_passed(minutes: float, since: float) -> bool:
+    """``minutes`` (> 0) have passed since ``since``; rank 0's clock decides for every process
+    (a collective under DDP, so that all ranks checkpoint at the same step)."""
+    import time
+
+    return bool(minutes) and bool(gather_objects(time.time() - since >= minutes * 60)[0])
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's picklable ``obj`` (in rank order); ``[obj]`` for one process."""
     if not _active():

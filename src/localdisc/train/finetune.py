@@ -82,6 +82,7 @@ class FinetuneConfig:
     log_every: int = field(10, "add a row to metrics.csv and train.log every N steps (off a terminal, a progress line is printed at most every 30 s)")
     tensorboard: bool = field(False, "also write the logged values for TensorBoard into RUN/tensorboard/ (needs the tensorboard package)")
     checkpoint_every: int = field(100, "checkpoint every N steps")
+    checkpoint_minutes: float = field(10.0, "also checkpoint when this many minutes have passed since the last checkpoint (0 = by steps only)")
     resume: bool = field(False, "continue the run in --out from its last checkpoint")
     overwrite: bool = field(False, "replace an existing run in --out")
     dry_run: bool = field(False, "print the plan (resolution, patches, batch, memory, time per step) and exit without writing anything")
@@ -294,6 +295,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
     enter_train_mode(start)
     t0, seen, done = time.time(), 0, start
+    last_checkpoint = t0
     for step, batch in enumerate(loader, start=start):
         images = batch["image"].to(device, non_blocking=True)
         labels = batch["mask"].to(device, non_blocking=True)
@@ -331,8 +333,9 @@ def finetune(cfg: FinetuneConfig) -> Path:
         if row:
             run.log(done, **row)
         log.step(done, images.shape[0] * env.world, **{k: v for k, v in row.items() if k != "images_per_s"})
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time:
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time or dist.minutes_passed(cfg.checkpoint_minutes, last_checkpoint):
             checkpoint(done)
+            last_checkpoint = time.time()
         dist.barrier(env)
         if stop_after and done == stop_after:
             raise KeyboardInterrupt(f"LOCALDISC_STOP_AFTER_STEP={stop_after}")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
-from localdisc.tasks.stats import cluster_bootstrap_ci, holm, compare_to_reference, match_pairs, paired_test, sign_flip_pvalue
+from localdisc.tasks.stats import cluster_bootstrap, cluster_bootstrap_ci, holm, compare_to_reference, match_pairs, paired_test, sign_flip_pvalue
 
 
 def _slow_sign_flip(d):
@@ -92,7 +92,7 @@ def test_compare_to_reference_per_method_and_budget():
     (c,) = out
     assert c["method"] == "ld" and c["budget"] == "2" and c["n_pairs"] == 8 and c["n_images"] == 8
     assert c["mean_diff"] == pytest.approx(0.1 + 0.001 * np.mean([i % 3 for i in range(8)]))
-    assert c["test"] == "wilcoxon" and c["p_value"] < 0.05 and c["p_holm"] == c["p_value"]  # one row: nothing to correct
+    assert c["rank_test"] == "wilcoxon" and c["p_rank_test"] < 0.05 and c["p_value"] < 0.05 and c["p_holm"] == c["p_value"]  # one row: nothing to correct
     assert c["ci_low"] < c["mean_diff"] < c["ci_high"] and c["ci_low"] > 0
 
 
@@ -106,7 +106,7 @@ def test_images_not_pairs_are_the_unit():
             rows.append({"method": "ld", "budget": "1", "seed": s, "id": f"i{i}", "d": 0.5 + (0.1 if i < 4 else -0.05)})
     (c,) = compare_to_reference(rows, ["d"])
     assert c["n_images"] == 6 and c["n_seeds"] == 3 and c["n_pairs"] == 18
-    assert c["test"] == "wilcoxon" and c["p_value"] == pytest.approx(wilcoxon([0.1] * 4 + [-0.05] * 2).pvalue)
+    assert c["rank_test"] == "wilcoxon" and c["p_rank_test"] == pytest.approx(wilcoxon([0.1] * 4 + [-0.05] * 2).pvalue)
 
 
 def test_cluster_bootstrap_against_a_loop_reference():
@@ -121,7 +121,11 @@ def test_cluster_bootstrap_against_a_loop_reference():
         imgs, seeds = g.integers(0, 7, 7), g.integers(0, 3, 3)
         vals = [d[i, s] for i in imgs for s in seeds if np.isfinite(d[i, s])]
         means.append(sum(vals) / len(vals))
-    assert (lo, hi) == pytest.approx((np.quantile(means, 0.025), np.quantile(means, 0.975)))
+    # percentile order statistics: the 13th smallest and the 13th largest of 500 (ceil(0.025 * 500) - 1 = 12, 0-based)
+    srt = np.sort(means)
+    assert (lo, hi) == pytest.approx((srt[12], srt[-13]))
+    _, _, p = cluster_bootstrap(d, samples=500, seed=3)
+    assert p == pytest.approx(min(1.0, 2 * min(np.mean(srt <= 0), np.mean(srt >= 0))))
     # clusters are wider than pooling 21 pairs as independent would be
     flat = d[np.isfinite(d)]
     assert hi - lo > 2 * 1.96 * flat.std(ddof=1) / np.sqrt(flat.size) * 0.9

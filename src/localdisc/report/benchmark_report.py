@@ -104,6 +104,29 @@ def mean_ci(per_image: list[dict[str, Any]], column: str) -> dict[tuple[str, str
     return out
 
 
+def verdict_lines(comparisons: list[dict[str, Any]], methods: list[str], budgets: list[str], seeds: list[int], shared_pretraining: bool) -> list[str]:
+    """The report's first lines: per method and budget, whether pretraining helped (mean Dice vs
+    random init: helps / hurts / cannot tell from the 95% CI), and warnings that say what the
+    comparison cannot show."""
+    by = {(c["method"], c["budget"]): c for c in comparisons if c["metric"] == "dice_mean"}
+    lines = []
+    for m in methods:
+        cells = [by[(m, b)] for b in budgets if (m, b) in by]
+        if cells:
+            lines.append(f"- **{m}** vs random init: " + "; ".join(
+                f"{c['verdict']} at {c['budget']} labels ({c['mean_diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}])" for c in cells))
+    if not lines:
+        return []
+    head = ["**Verdict** (mean Dice difference vs random init on the test images, 95% CI over test images and seeds; "
+            "helps = CI above 0, hurts = CI below 0):"] + lines
+    if len(seeds) < 2:
+        head.append("**Warning: one seed.** The CI covers only the variation between test images, not another labeled subset or "
+                    "initialization; a gain may not survive a second seed. Run at least 3 seeds before trusting it.")
+    if shared_pretraining:
+        head.append("**Note:** every comparison rests on one pretraining run per method; another pretraining seed may differ.")
+    return head
+
+
 def settings_text(settings: dict[str, Any]) -> str:
     """{"steps": 1200, "image_size": [256, 256]} -> "`steps 1200`, `image_size 256 256`" (defaults when empty)."""
     if not settings:
@@ -166,25 +189,28 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
              "Dice tables: mean ± std over test images pooled over seeds; best per column in bold. Comparisons with random init "
              "match (test image, seed); test images are the independent unit (see the note under each comparison table). "
              "Checkpoints are selected on validation images carved from the labeled training images, never on test."]
+    intro = verdict_lines(comparisons, methods, budgets, seeds, cfg.pretrain_seed is not None) + intro
     if cfg.pretrain_seed is not None:
         intro.append(f"One pretraining run per method (seed {cfg.pretrain_seed}) is shared by every fine-tuning seed: the seeds vary "
                      "the label subset and the fine-tuning, not the pretraining.")
     prov = provenance(cfg.device or "cpu")
+    earlier = json.loads((out / "provenance.json").read_text()) if (out / "provenance.json").is_file() else {}
+    invocations = list(earlier.get("invocations") or [])
     if " --report-only" in prov["command"]:
-        # the cells were computed by the same command without --report-only; record that one,
-        # and the wall time of the invocation that computed them when it is known
+        # the cells were computed by the same command without --report-only; record that one
         prov["command"] = prov["command"].replace(" --report-only", "") + "  (report rebuilt from the finished cells)"
-        earlier = json.loads((out / "provenance.json").read_text()) if (out / "provenance.json").is_file() else {}
-        wall_seconds = earlier.get("wall_seconds_last_invocation")
-        if wall_seconds is not None:
+        if earlier:
             prov["cells_computed_by"] = {k: v for k, v in earlier.items() if k in ("command", "commit", "date")}
+    elif wall_seconds is not None:
+        invocations.append({"date": prov["date"], "commit": prov["commit"], "wall_seconds": round(wall_seconds, 1)})
+    wall_seconds = sum(float(i["wall_seconds"]) for i in invocations) if invocations else wall_seconds
     train_s = sum(float(r.get("train_seconds") or 0) + float(r.get("eval_seconds") or 0) for r in records)
     pre_s = 0.0
     for d in {c.pretrain_dir for c in cells if c.pretrain_dir is not None}:
         done = d / "pretrain_done.json"
         pre_s += float(json.loads(done.read_text()).get("seconds") or 0) if done.is_file() else 0.0
-    intro += provenance_markdown(prov, wall_seconds) + [f"Compute summed over runs: pretraining {pre_s / 60:.1f} min, fine-tuning + evaluation {train_s / 60:.1f} min."]
-    atomic_write_text(out / "provenance.json", json.dumps({**prov, "wall_seconds_last_invocation": wall_seconds}, indent=2))
+    intro += provenance_markdown(prov, wall_seconds, len(invocations)) + [f"Compute summed over runs: pretraining {pre_s / 60:.1f} min, fine-tuning + evaluation {train_s / 60:.1f} min."]
+    atomic_write_text(out / "provenance.json", json.dumps({**prov, "wall_seconds": wall_seconds, "invocations": invocations}, indent=2))
     md = results_markdown(f"Benchmark: {cfg.name}", intro, tables)
     atomic_write_text(out / "results.md", md)
 

@@ -53,7 +53,7 @@ def provenance(device: str = "cpu", argv: list[str] | None = None) -> dict[str, 
     return {"command": command, "commit": git_commit(), "machine": machine(device), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-def provenance_markdown(prov: dict[str, Any], wall_seconds: float | None = None) -> list[str]:
+def provenance_markdown(prov: dict[str, Any], wall_seconds: float | None = None, invocations: int = 1) -> list[str]:
     m = prov["machine"]
     lines = [
         f"Command: `{prov['command']}`",
@@ -61,5 +61,5 @@ def provenance_markdown(prov: dict[str, Any], wall_seconds: float | None = None)
         f"Machine: {m['platform']}, {m['cpu_count']} CPUs ({m['torch_threads']} torch threads), Python {m['python']}, torch {m['torch']}, device {m['device']}" + (f" ({m['gpu']})" if m.get("gpu") else ""),
     ]
     if wall_seconds is not None:
-        lines.append(f"Wall time: {wall_seconds / 60:.1f} min")
+        lines.append(f"Wall time: {wall_seconds / 60:.1f} min" + (f", summed over the {invocations} invocations that computed the cells" if invocations > 1 else ""))
     return lines

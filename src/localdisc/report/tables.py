@@ -75,7 +75,7 @@ def comparison_table(comparisons: Sequence[dict[str, Any]], methods: Sequence[st
                      title: str, digits: int = 3) -> Table:
     """Cells '+0.031 [+0.012, +0.050] d=0.45 p=0.02': mean paired difference vs the reference,
     its 95% cluster-bootstrap CI, the standardized effect size d (mean / std of the per-image
-    differences) and the Holm-corrected p-value (test images as the unit). Better (CI above 0)
+    differences) and the p-value of the same bootstrap (so CI and p never disagree). Better (CI above 0)
     is bold and shaded green, worse (CI below 0) shaded red. The reference row is omitted."""
     by = {(str(c["method"]), str(c["budget"])): c for c in comparisons if c["metric"] == metric}
     rows, bold, shade = [], set(), {}
@@ -89,7 +89,7 @@ def comparison_table(comparisons: Sequence[dict[str, Any]], methods: Sequence[st
             if e is None or not e["n_pairs"]:
                 row.append("")
                 continue
-            p = format_p(e["p_holm"])
+            p = format_p(e["p_value"])
             d = e.get("effect_size")
             d = f" d={float(d):+.2f}" if d not in (None, "") and math.isfinite(float(d)) else ""
             row.append(f"{e['mean_diff']:+.{digits}f} [{e['ci_low']:+.{digits}f}, {e['ci_high']:+.{digits}f}]{d} p{'' if p.startswith('<') else '='}{p}")
@@ -101,8 +101,9 @@ def comparison_table(comparisons: Sequence[dict[str, Any]], methods: Sequence[st
         rows.append(row)
     note = (f"Mean difference over matched (test image, seed) pairs [95% bootstrap CI, test images and seeds resampled as "
             f"clusters]; d: effect size, the mean per-image difference over its standard deviation (0.2 small, 0.5 medium, 0.8 large); "
-            f"p: paired test on per-image differences averaged over seeds ({'/'.join(map(str, n_images))} test images), "
-            f"Holm-corrected over all rows and budgets of this metric. Bold: better than random init (CI above 0); "
+            f"p: two-sided, from the same bootstrap as the CI ({'/'.join(map(str, n_images))} test images), so p < 0.05 exactly when "
+            f"the CI excludes 0; comparisons.csv adds the Holm-corrected p and a Wilcoxon test on per-image means. "
+            f"Bold: better than random init (CI above 0); "
             f"in the HTML report better cells are green and worse ones (CI below 0) red.")
     return Table(title, ["method vs random"] + [f"labels: {b}" for b in budgets], rows, bold, note if rows else "", shade)
 

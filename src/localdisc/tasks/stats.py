@@ -88,22 +88,44 @@ def paired_test(a: Sequence[float], b: Sequence[float], min_wilcoxon: int = 6, e
     return PairedResult(int(d.size), mean, std, sign_flip_pvalue(d, exact_max), "permutation", dropped)
 
 
-def cluster_bootstrap_ci(diffs: np.ndarray, level: float = 0.95, samples: int = 4000, seed: int = 0) -> tuple[float, float]:
-    """Percentile CI of the mean of ``diffs`` (n_images, n_seeds; NaN = missing) under a two-way
-    bootstrap: each resample draws images AND seeds with replacement (whole rows and columns),
-    so both the test-image and the seed (label subset, initialization) variation enter the CI."""
+def cluster_bootstrap(diffs: np.ndarray, level: float = 0.95, samples: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    """(CI low, CI high, p) of the mean of ``diffs`` (n_images, n_seeds; NaN = missing) under a
+    two-way bootstrap: each resample draws images AND seeds with replacement (whole rows and
+    columns), so both the test-image and the seed (label subset, initialization) variation enter.
+    The CI is the percentile interval; p is two-sided from the same resamples, 2 min(P(mean* <= 0),
+    P(mean* >= 0)): the CI excludes 0 exactly when p < 1 - level, so the two never disagree."""
     d = np.asarray(diffs, dtype=np.float64)
     if d.ndim != 2 or not np.isfinite(d).any():
-        return math.nan, math.nan
+        return math.nan, math.nan, math.nan
     rng = np.random.default_rng(seed)
     n_img, n_seed = d.shape
     means = np.empty(samples)
     for b in range(samples):
         sub = d[rng.integers(0, n_img, n_img)][:, rng.integers(0, n_seed, n_seed)]
         means[b] = np.nanmean(sub) if np.isfinite(sub).any() else np.nan
-    means = means[np.isfinite(means)]
+    means = np.sort(means[np.isfinite(means)])
     alpha = (1 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    n = means.size
+    # order statistics that match the p-value's counting: lo > 0 iff fewer than alpha*n resamples are <= 0
+    m = min(n - 1, max(0, math.ceil(alpha * n - 1e-9) - 1))
+    lo, hi = means[m], means[n - 1 - m]
+    p = min(1.0, 2 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0))))
+    return float(lo), float(hi), p
+
+
+def cluster_bootstrap_ci(diffs: np.ndarray, level: float = 0.95, samples: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """The CI of :func:`cluster_bootstrap`."""
+    lo, hi, _ = cluster_bootstrap(diffs, level, samples, seed)
+    return lo, hi
+
+
+def verdict(ci_low: float, ci_high: float) -> str:
+    """helps (CI above 0) / hurts (CI below 0) / cannot tell."""
+    if math.isfinite(ci_low) and ci_low > 0:
+        return "helps"
+    if math.isfinite(ci_high) and ci_high < 0:
+        return "hurts"
+    return "cannot tell"
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -165,9 +187,11 @@ def compare_to_reference(per_image: Sequence[dict[str, Any]], metrics: Sequence[
                          method_key: str = "method", group_key: str = "budget") -> list[dict[str, Any]]:
     """For every method != reference, every group (budget) and metric: rows {method, budget,
     metric, n_images, n_seeds, n_pairs, mean_diff, std_diff, ci_low, ci_high, p_value, p_holm,
-    test, n_dropped}. mean_diff is over matched (image, seed) pairs; the test and the Holm
-    correction (over all rows of one metric) use per-image means over seeds (images are the
-    independent unit); the CI is :func:`cluster_bootstrap_ci`."""
+    verdict, p_rank_test, rank_test, n_dropped}. mean_diff is over matched (image, seed) pairs;
+    the CI and ``p_value`` come from the same two-way bootstrap (:func:`cluster_bootstrap`, so they
+    agree), ``p_holm`` is that p Holm-corrected over all rows of one metric, ``verdict`` reads the
+    CI; ``p_rank_test`` is a Wilcoxon/permutation test on per-image means over seeds (images as
+    the unit), kept as a second opinion."""
     by: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in per_image:
         by.setdefault((str(r[method_key]), str(r[group_key])), []).append(r)
@@ -186,12 +210,13 @@ def compare_to_reference(per_image: Sequence[dict[str, Any]], metrics: Sequence[
                 finite = d[np.isfinite(d)]
                 per_img = np.array([np.nanmean(r) for r in d if np.isfinite(r).any()])
                 res = paired_test(per_img, np.zeros_like(per_img))
-                lo, hi = cluster_bootstrap_ci(d)
+                lo, hi, p_boot = cluster_bootstrap(d)
                 out.append({method_key: m, group_key: g, "metric": metric, "n_images": int(per_img.size), "n_seeds": int(d.shape[1]),
                             "n_pairs": int(finite.size), "mean_diff": float(finite.mean()) if finite.size else math.nan,
                             "std_diff": float(finite.std(ddof=1)) if finite.size > 1 else math.nan, "ci_low": lo, "ci_high": hi,
                             "effect_size": float(per_img.mean() / per_img.std(ddof=1)) if per_img.size > 1 and per_img.std(ddof=1) > 0 else math.nan,
-                            "p_value": res.p_value, "test": res.test, "n_dropped": int(d.size - finite.size)})
+                            "p_value": p_boot, "p_rank_test": res.p_value, "rank_test": res.test, "verdict": verdict(lo, hi),
+                            "n_dropped": int(d.size - finite.size)})
     for metric in metrics:
         rows = [r for r in out if r["metric"] == metric]
         for r, p in zip(rows, holm([r["p_value"] for r in rows])):
@@ -199,5 +224,6 @@ def compare_to_reference(per_image: Sequence[dict[str, Any]], metrics: Sequence[
     return out
 
 
-__all__ = ["PairedResult", "paired_test", "sign_flip_pvalue", "match_pairs", "compare_to_reference", "cluster_bootstrap_ci", "holm",
+__all__ = ["PairedResult", "paired_test", "sign_flip_pvalue", "match_pairs", "compare_to_reference", "cluster_bootstrap", "cluster_bootstrap_ci",
+           "verdict", "holm",
            "difference_matrix"]

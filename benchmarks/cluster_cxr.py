@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from localdisc.report.provenance import provenance, provenance_markdown
+from localdisc.runtime.provenance import provenance, provenance_markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _pretrain import add_pretrain_args, pretrain_config, usable_cpus  # noqa: E402

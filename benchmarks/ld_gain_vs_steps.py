@@ -57,7 +57,7 @@ def main() -> int:
 
     import yaml
 
-    from localdisc.report.provenance import provenance
+    from localdisc.runtime.provenance import provenance
     from localdisc.tasks.benchmark import finetune_config, load_benchmark_config, plan
     from localdisc.tasks.evaluate import evaluate
     from localdisc.tasks.stats import compare_to_reference

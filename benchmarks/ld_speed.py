@@ -155,7 +155,7 @@ def main() -> int:
         })
         print(json.dumps(rows[-1]), flush=True)
 
-    from localdisc.report.provenance import provenance, provenance_markdown
+    from localdisc.runtime.provenance import provenance, provenance_markdown
 
     prov = provenance(args.device)
     meta = {

@@ -113,7 +113,7 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    from localdisc.report.provenance import provenance, provenance_markdown
+    from localdisc.runtime.provenance import provenance, provenance_markdown
     from localdisc.utils import pick_device
 
     prov = provenance(str(pick_device(args.device)))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from localdisc.data.records import load_sample_mask
 from localdisc.data.sources import resolve_source
-from localdisc.report.provenance import provenance
+from localdisc.runtime.provenance import provenance
 from localdisc.tasks.landmarks import mask_landmarks
 
 STRUCTURES = {"Left Lung": "left_lung", "Right Lung": "right_lung", "Cardiomediastinum": "heart"}

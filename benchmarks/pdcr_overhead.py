@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from localdisc.report.provenance import provenance, provenance_markdown
+from localdisc.runtime.provenance import provenance, provenance_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("plain", "pdcr", "pdcr+uafs")

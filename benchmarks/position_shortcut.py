@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from localdisc.report.provenance import provenance, provenance_markdown
+from localdisc.runtime.provenance import provenance, provenance_markdown
 
 
 def translate(x: torch.Tensor, t: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from localdisc.report.provenance import provenance, provenance_markdown
+from localdisc.runtime.provenance import provenance, provenance_markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _pretrain import images_own_size, usable_cpus  # noqa: E402

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from localdisc.report.provenance import provenance, provenance_markdown
+from localdisc.runtime.provenance import provenance, provenance_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = {

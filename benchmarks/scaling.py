@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from localdisc.report.provenance import provenance, provenance_markdown
+from localdisc.runtime.provenance import provenance, provenance_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 METHOD_ARGS = {"ld": ["--stage", "2"], "simclr": []}

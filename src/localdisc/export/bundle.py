@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from ..runtime.model_card import card_fields, model_card_markdown
+
 
 EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -143,6 +145,7 @@ def metadata(info: dict[str, Any]) -> dict[str, Any]:
             "inputs": {"image": {"type": "image", "format": "magnitude", "modality": "any", "num_channels": channels, "spatial_shape": list(info["image_size"]), "dtype": "float32", "value_range": [0, 1], "is_patch_data": False, "channel_def": {str(i): f"channel {i}" for i in range(channels)}}},
             "outputs": {"pred": {"type": "image", "format": "segmentation", "num_channels": k, "spatial_shape": list(info["image_size"]), "dtype": "float32", "value_range": [], "is_patch_data": False, "channel_def": {str(i): n for i, n in enumerate(names)}}},
         },
+        "localdisc_model_card": card_fields(info),  # data, classes, intensity rule, label budget, init, scores
     }
 
 
@@ -158,5 +161,5 @@ def write_bundle(model: torch.nn.Module, info: dict[str, Any], folder: Path, che
     atomic_write_text(folder / "configs" / "inference.json", json.dumps(inference_config(info), indent=2))
     atomic_write_text(folder / "configs" / "metadata.json", json.dumps(metadata(info), indent=2))
     readme = "Run: python -m monai.bundle run --config_file configs/inference.json --meta_file configs/metadata.json --bundle_root . --dataset_dir IMAGES --output_dir OUT\n"
-    atomic_write_text(folder / "docs" / "README.md", readme)
+    atomic_write_text(folder / "docs" / "README.md", readme + "\n" + model_card_markdown(info))
     return folder

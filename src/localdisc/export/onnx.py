@@ -36,6 +36,7 @@ def to_onnx(model: torch.nn.Module, info: dict[str, Any], path: Path, check: boo
     model = model.eval().requires_grad_(False)
     torch.onnx.export(model, (example,), str(tmp), dynamo=True, verbose=False, input_names=["image"], output_names=["logits"],
                       dynamic_shapes=dynamic_shapes(example), opset_version=OPSET, external_data=False)
+    _describe(tmp, info)
     if check:
         for x in (example_input(info, batch=3, seed=1), example_input(info, batch=1, seed=2, scale=2)):
             got = run_onnx(tmp, x)
@@ -43,6 +44,32 @@ def to_onnx(model: torch.nn.Module, info: dict[str, Any], path: Path, check: boo
                 check_close(str(path), torch.from_numpy(got), model(x))
     tmp.replace(path)
     return path
+
+
+def _describe(path: Path, info: dict[str, Any]) -> None:
+    """The model card as ONNX metadata_props, and readable names for the dynamic axes
+    (batch, depth, height, width) instead of the exporter's s77."""
+    import onnx
+
+    from ..runtime.model_card import card_fields
+
+    model = onnx.load(str(path))
+    axes = ["batch", "channels", *(["depth"] if len(info["image_size"]) == 3 else []), "height", "width"]
+    renamed = {}
+    for value in [*model.graph.input, *model.graph.output]:
+        for i, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.dim_param:
+                renamed[dim.dim_param] = axes[i]
+                dim.dim_param = axes[i]
+    for value in model.graph.value_info:  # intermediate shapes use the same symbols
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in renamed:
+                dim.dim_param = renamed[dim.dim_param]
+    del model.metadata_props[:]
+    for key, text in {**card_fields(info), "input": "image: float32 (batch, channels, *spatial) in [0, 1]", "output": "logits: (batch, classes, *spatial)"}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, text
+    onnx.save(model, str(path))
 
 
 def run_onnx(path: str | Path, x: torch.Tensor) -> np.ndarray:

@@ -142,7 +142,7 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
     from .comparison import cases_by_method, same_images_figure
     from .html import write_html_report
     from .plots import dice_vs_labels
-    from .provenance import provenance, provenance_markdown
+    from ..runtime.provenance import provenance, provenance_markdown
     from .tables import comparison_table, label_savings, metric_table, results_markdown, savings_table
 
     if not cells:

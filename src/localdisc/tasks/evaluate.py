@@ -146,8 +146,26 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     summary = {"run": str(run_dir), "data": str(data), "split": split, "checkpoint": checkpoint, "n_images": len(rows),
                "class_names": class_names, "metrics": metrics.summary()}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+    if split == "test" and str(data) == str(run_cfg.get("data")) and not max_images:
+        _record_test_score(run_dir, summary)
     summary["out"] = str(out)
     return summary
+
+
+def _record_test_score(run_dir: Path, summary: dict[str, Any]) -> None:
+    """The run's model card gets its test Dice (model.json and MODEL.md, localdisc's own files)."""
+    from ..runtime.model_card import model_card_markdown
+    from ..train.checkpoint import atomic_write_text
+
+    path = run_dir / "model.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    dice = summary["metrics"].get("dice_mean", {}).get("mean")
+    info.update(test_dice=dice if dice is None or math.isfinite(dice) else None, test_images=summary["n_images"])
+    atomic_write_text(path, json.dumps(info, indent=2))
+    atomic_write_text(run_dir / "MODEL.md", model_card_markdown(info))
 
 
 def save_probabilities_file(probs: np.ndarray, stem: Path, geometry=None) -> Path:

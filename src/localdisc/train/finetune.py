@@ -32,7 +32,10 @@ from ..data.datasets import ImageDataset, num_channels_of, require_foreground, s
 from ..errors import ConfigError, TrainingError
 from ..data.resolution import auto_image_size
 from ..nets import UNet, UNetConfig
+from .. import __version__
 from ..runtime.memory import plan_patch
+from ..runtime.model_card import INTENSITY_RULE, model_card_markdown
+from ..runtime.provenance import git_commit
 from ..utils import pick_device, seed_everything
 from .augment import AugmentConfig, augment_batch
 from .checkpoint import assert_finite_weights, atomic_write_text, latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, save_weights, set_rng_state
@@ -350,8 +353,10 @@ def finetune(cfg: FinetuneConfig) -> Path:
             save_weights(unet.state_dict(), run.path / "best.safetensors", metadata={"step": str(done)})
             best.update(step=done)
         info.update(steps_done=done, best_step=best["step"], best_val_dice=best["dice"] if val_ds is not None else None,
-                    n_train=len(parts["train"]), n_val=len(parts["val"]), n_test=len(parts["test"]))
+                    n_train=len(parts["train"]), n_val=len(parts["val"]), n_test=len(parts["test"]), run_name=run.path.name,
+                    localdisc_version=__version__, commit=git_commit(), data=str(cfg.data), labels=cfg.labels, intensity=INTENSITY_RULE)
         atomic_write_text(run.path / "model.json", json.dumps(info, indent=2))
+        atomic_write_text(run.path / "MODEL.md", model_card_markdown(info))
         chosen = f"best validation Dice {best['dice']:.4f} at step {best['step']}" if val_ds is not None and best["dice"] >= 0 else "no validation: the last step is kept"
         log.say(f"finetune: finished {done} steps in {(time.time() - t0) / 60:.1f} min; {chosen}")
     dist.barrier(env)

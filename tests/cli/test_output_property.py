@@ -108,6 +108,7 @@ GLOBAL_OPTS = {"--max-pixels": (["1e8"], ["nan", "inf", "0", "-1", "1", "100"]),
 FOLDER_TARGETS = ["{ws}/out", "{ws}/a/b/out", "rel-out", "{ws}/empty", "{ws}/userdir", "{ws}/userdir2", "{ws}/hidden", "{ws}/data", "{ws}/data/sub",
                   "{ws}/data/images", "{ws}/datalink", "{ws}/datalink/sub", "{ws}/file.txt", "{ws}/dangling.safetensors", "{ws}/ft",
                   "{ws}/ft", "{ws}/pt", "{ws}/bench", "{ws}/bench/finetune-a", "{input}", "{input}/sub"]
+REPLACE_TARGETS = ["{ws}/ft", "{ws}/pt", "{ws}/bench", "{ws}/bench/finetune-a", "{ws}/ft/eval-test", "{input}"]
 FILE_TARGETS = ["{ws}/exp.safetensors", "{ws}/exp", "{ws}/a/b/exp.safetensors", "{ws}/file.txt", "{ws}/userdir/keep.txt",
                 "{ws}/dangling.safetensors", "{ws}/empty", "{ws}/datalink", "{run}/best.safetensors", "{run}/model.safetensors",
                 "{run}/model", "{run}/model.json", "{run}/config.yaml", "{run}/backbone.safetensors", "{run}/backbone",
@@ -115,7 +116,7 @@ FILE_TARGETS = ["{ws}/exp.safetensors", "{ws}/exp", "{ws}/a/b/exp.safetensors", 
                 "{ws}/bench/finetune-a/model.safetensors", "{ws}/ftlink.safetensors", "{ws}/ptlink.safetensors"]
 FOREIGN_FOLDERS = ("userdir", "userdir2", "hidden", "data", "data/images")  # existing folders holding files localdisc did not write
 RUNS = ("ft", "pt", "bench/finetune-a", "bench/pretrain-a")
-USER_FILES = ("userdir/keep.txt", "userdir2/photos/x.txt", "hidden/.keep", "ft/notes.txt", "pt/notes.txt", "bench/notes.txt", "file.txt")
+USER_FILES = ("ft/eval-test/my-notes.txt", "userdir/keep.txt", "userdir2/photos/x.txt", "hidden/.keep", "ft/notes.txt", "pt/notes.txt", "bench/notes.txt", "file.txt")
 DIVERGED = re.compile(r"became (nan|-?inf) at step")
 
 
@@ -227,6 +228,7 @@ def workspace(root: Path, base: Path, n: int) -> Path:
 
         cfg.write_text(yaml.safe_dump(moved(data), sort_keys=False))
         (ws / run / "notes.txt").write_text("the user's notes, dropped into the run folder\n")
+    (ws / "ft" / "eval-test" / "my-notes.txt").write_text("the user's notes on the evaluation\n")
     (ws / "userdir").mkdir()
     (ws / "userdir" / "keep.txt").write_text("the user's file\n")
     (ws / "userdir2" / "photos").mkdir(parents=True)  # a user's folder holding only a folder
@@ -250,13 +252,13 @@ def workspace(root: Path, base: Path, n: int) -> Path:
     return ws
 
 
-def _pick(draw, table: dict, hostile_rate: int = 2, sizes=(0, 0, 1, 1, 2, 3)) -> dict:
-    """Up to 3 options of ``table``, each hostile with probability 1/hostile_rate."""
+def _pick(draw, table: dict, hostile_rate: int | None = 2, sizes=(0, 0, 1, 1, 2, 3)) -> dict:
+    """Up to 3 options of ``table``, each hostile with probability about 1/hostile_rate (None: never)."""
     chosen = draw(st.lists(st.sampled_from(sorted(table)), min_size=draw(st.sampled_from(sizes)), max_size=3, unique=True))
     picked = {}
     for flag in chosen:
         valid, hostile = table[flag]
-        pool = hostile if hostile and draw(st.integers(1, hostile_rate)) == 1 else valid
+        pool = hostile if hostile and hostile_rate and draw(st.sampled_from([False] * (hostile_rate - 1) + [True])) else valid
         picked[flag] = draw(st.sampled_from(pool))
     return picked
 
@@ -292,11 +294,12 @@ def example(command: str, world, draw) -> list[str]:
 def _example(command: str, root: Path, ws: Path, draw) -> list[str]:
     fmt, data, init, run, default_out = None, None, None, None, False
     # what is hostile in this example: the output target alone (everything else valid, so the
-    # command gets as far as writing), the option values alone, or anything
-    focus = draw(st.sampled_from(["target", "target", "options", "anything"]))
-    rate = {"target": 10**9, "options": 1, "anything": 2}[focus]  # 1/rate: the chance of a hostile value
+    # command gets as far as writing), replacing an earlier output (--overwrite/--resume into a
+    # marked folder), the option values alone, or anything
+    focus = draw(st.sampled_from(["target", "target", "replace", "options", "anything"]))
+    rate = {"target": None, "replace": None, "options": 1, "anything": 2}[focus]  # 1/rate: the chance of a hostile value
     glob = {}
-    g = draw(st.sampled_from([None] * 8 + ["--max-pixels", "--max-voxels"])) if focus != "target" else None
+    g = draw(st.sampled_from([None] * 8 + ["--max-pixels", "--max-voxels"])) if focus in ("options", "anything") else None
     if g:
         valid, hostile = GLOBAL_OPTS[g]
         glob[g] = draw(st.sampled_from(hostile + valid))
@@ -307,26 +310,29 @@ def _example(command: str, root: Path, ws: Path, draw) -> list[str]:
         data = draw(st.sampled_from(["{ws}/data"] * 5 + hostile_data))
         inits = ["{ws}/pt", "{ws}/bench/pretrain-a"] if command == "finetune" else ["{ws}/pt"]
         init = draw(st.sampled_from([None] * 3 + inits + (["{ws}/ft", "{ws}/nope"] if focus == "anything" else [])))
-        target = draw(st.sampled_from(FOLDER_TARGETS if focus != "options" else FOLDER_TARGETS[:5]))
-        mode = draw(st.sampled_from([[], [], ["--resume"], ["--overwrite"], ["--resume", "--overwrite"]]))
+        target = draw(st.sampled_from(REPLACE_TARGETS if focus == "replace" else FOLDER_TARGETS if focus != "options" else FOLDER_TARGETS[:5]))
+        mode = draw(st.sampled_from([["--overwrite"], ["--overwrite"], ["--resume"]] if focus == "replace"
+                                    else [[], [], ["--resume"], ["--overwrite"], ["--resume", "--overwrite"]]))
         input_run = init
         argv = [command, "--data", data, "--out", target, *(["--init", init] if init else []), *tokens(opts), *mode]
     else:
         runs = ["{ws}/ft"] * 3 + ["{ws}/bench/finetune-a"] + (["{ws}/pt", "{ws}/nope", "{ws}/data"] if focus == "anything" else [])
         run = draw(st.sampled_from(runs))
         input_run = run
-        mode = draw(st.sampled_from([[], ["--overwrite"]]))
+        mode = ["--overwrite"] if focus == "replace" else draw(st.sampled_from([[], ["--overwrite"]]))
         if command == "evaluate":
-            opts = {"--device": "cpu", **_pick(draw, EVAL_OPTS, 2 * rate)}
+            opts = {"--device": "cpu", **_pick(draw, EVAL_OPTS, rate and 2 * rate)}
             if draw(st.booleans()):
                 opts["--save-probabilities"] = True
-            default_out = draw(st.integers(0, 3)) == 0
-            target = None if default_out else draw(st.sampled_from(FOLDER_TARGETS if focus != "options" else FOLDER_TARGETS[:5]))
+            default_out = draw(st.integers(0, 3 if focus != "replace" else 1)) == 0
+            target = None if default_out else draw(st.sampled_from(REPLACE_TARGETS if focus == "replace" else FOLDER_TARGETS if focus != "options"
+                                                                   else FOLDER_TARGETS[:5]))
             argv = ["evaluate", run, *tokens(opts), *(["--out", target] if target else []), *mode]
         else:
             fmt = draw(st.sampled_from(["safetensors", "encoder", "monai-bundle", "torch-export"]))
             opts = {"--checkpoint": draw(st.sampled_from(["best", "last"] + (["worst"] if focus != "target" else [])))}
-            target = draw(st.sampled_from(FOLDER_TARGETS if fmt == "monai-bundle" else FILE_TARGETS))
+            folders = REPLACE_TARGETS if focus == "replace" else FOLDER_TARGETS
+            target = draw(st.sampled_from(folders if fmt == "monai-bundle" else FILE_TARGETS))
             argv = ["export", run, "--format", fmt, "--out", target, *tokens(opts), *(["--no-check"] if fmt in ("monai-bundle", "torch-export") else []), *mode]
     argv = tokens(glob) + argv
     other = "{ws}/pt" if run in ("{ws}/ft", "{ws}/bench/finetune-a") else "{ws}/ft"

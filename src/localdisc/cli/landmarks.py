@@ -19,6 +19,7 @@ import torch
 from ..data.records import Sample, load_sample_image
 from ..data.sources import resolve_source, select_split
 from ..errors import ConfigError, DataError
+from ..report.annotated import save_landmark_figure
 from ..utils import progress, safe_name
 
 from ..runtime.outputs import check_not_inputs, data_inputs, prepare_output_folder
@@ -107,9 +108,15 @@ def read_truth(path: str | Path) -> dict[str, dict[str, tuple[float, ...]]]:
     return {str(i): {str(k): tuple(map(float, v)) for k, v in d.items()} for i, d in data.items() if isinstance(d, dict)}
 
 
-def draw_overlay(image: np.ndarray, pred: dict[str, np.ndarray], truth: dict[str, tuple] | None, path: Path) -> None:
-    """Predictions as red crosses, truth as green circles (3D: the slice through the first prediction)."""
+def draw_overlay(image: np.ndarray, pred: dict[str, np.ndarray], truth: dict[str, tuple] | None, path: Path,
+                 support: tuple[np.ndarray, dict[str, tuple]] | None = None, title: str = "") -> None:
+    """2D: the annotated support beside the query, every landmark named (report.annotated). 3D:
+    predictions as red crosses, truth as green circles on the slice through the first prediction."""
     from PIL import Image, ImageDraw
+
+    if image.ndim == 3 and support is not None:
+        save_landmark_figure(support[0], support[1], image, pred, truth, path, title)
+        return
 
     from ..tasks.discover import to_rgb
 
@@ -165,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         return model.method.embed(x.to(model.device)).float().cpu()
 
     locators = []
+    first_support = load_sample_image(support, model.channels)
     for sup, pts in zip(supports, support_points):
         if set(pts) != set(names):
             raise DataError(f"support {sup.id}: landmarks {sorted(pts)} differ from the first support's {sorted(names)}")
@@ -199,7 +207,8 @@ def run(args: argparse.Namespace) -> int:
                         errs_mm[n].append(em)
                 rows.append(row)
             if i + j < args.max_overlays:
-                draw_overlay(img, {n: pred.points[k] for k, n in enumerate(names)}, t, out / "overlays" / f"{i + j:04d}_{safe_name(s.id)}.png")
+                draw_overlay(img, {n: pred.points[k] for k, n in enumerate(names)}, t, out / "overlays" / f"{i + j:04d}_{safe_name(s.id)}.png",
+                             (first_support, points), title=f"{s.id}: landmarks from support {support.id}")
 
     keys: list[str] = []
     for r in rows:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ..data.datasets import resize_image
 from ..data.records import Sample, load_sample_fov, load_sample_image, load_sample_mask
 from ..errors import ConfigError, DataError
+from ..report.annotated import save_cluster_legend_figure
 from ..utils import progress, safe_name
 from .hungarian import ClusterMatcher, one_hot_structures
 
@@ -157,6 +158,7 @@ def discover(
     if mode == "kmeans" and kmeans is None:
         raise ConfigError("discover: mode kmeans needs a fitted PixelKMeans")
     K = kmeans.num_clusters if mode == "kmeans" else int(getattr(model.method.cfg, "num_clusters", 0) or getattr(model.method.cfg, "K", 0) or 0)
+    legend_later: list = []
     for i, s in enumerate(progress(samples, desc=f"discover {mode}")):
         image = load_sample_image(s, model.channels)
         pred = kmeans.predict(image) if mode == "kmeans" else predict_maps(model, image, mode, rule)
@@ -174,6 +176,7 @@ def discover(
             np.save(out / "maps" / f"{stem}.npy", pred.astype(np.uint8))
             if i < max_pictures:
                 save_cluster_pictures(image, pred, K, out / "overlays", stem)
+                legend_later.append((image, pred, stem, s.id))
             if mask is not None:
                 names = _class_names(s, mask)
                 if matcher is None:
@@ -189,6 +192,13 @@ def discover(
                 save_mask_overlay(image, binary, out / "overlays" / f"{stem}_overlay.png", (mask > 0) if mask is not None else None)
             if mask is not None:
                 per_image.append({"id": s.id, **binary_scores(binary, mask > 0, pred, fov)})
+    names = {}
+    if mode in ("clusters", "kmeans") and matcher is not None:
+        names = {k: name for name, k in matcher.compute(mapping)["mapping"].items()}
+    for image, pred, stem, sid in legend_later:  # with the structures' names once the clusters are matched
+        shown = {k: f"cluster {k} = {names[k]}" if k in names else f"cluster {k}" for k in range(K)}
+        save_cluster_legend_figure(_middle_slice(image, pred.ndim), _middle_slice(pred, pred.ndim), palette(K), shown,
+                                   out / "overlays" / f"{stem}_legend.png", title=f"{sid}: {mode}" + (" (matched to the labels)" if names else ""))
     if not with_masks:
         return {"num_images": len(samples), "mode": mode}
     if mode in ("clusters", "kmeans"):

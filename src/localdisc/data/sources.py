@@ -1,6 +1,6 @@
 """Turn a data spec string into a list of :class:`Sample`.
 
-Spec forms (``localdisc ... --data SPEC``):
+Spec forms (``localdisc ... --data docs/method.md``):
 - ``/path/to/folder``: images in the folder (unlabeled), or an image/mask folder pair when the
   folder holds ``images/`` and ``masks/`` (see :mod:`localdisc.data.folders`);
 - ``/path/to/manifest.csv``: columns image, mask, fov, split, spacing (paths relative to the CSV);

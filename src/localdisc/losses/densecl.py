@@ -1,4 +1,4 @@
-"""Dense InfoNCE (DenseCL-style, SPEC 7) between two views' dense projections.
+"""Dense InfoNCE (DenseCL-style, docs/method.md 7) between two views' dense projections.
 
 q, k: (B, D, L) dense projections of view 1 and view 2 at L locations (a pooled grid),
 normalized here. ``match`` (B, L) gives, for every query location l of image b, the location

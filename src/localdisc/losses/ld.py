@@ -1,4 +1,4 @@
-"""Local Discrimination losses (SPEC section 2) as pure functions.
+"""Local Discrimination losses (docs/method.md) as pure functions.
 
 Symbols: n views, D embedding size, K clusters, P = G^d grid cells, N pixels (voxels),
 tau temperature, norm = L2 normalization. Pixel embeddings v (n, D, *S) are unit vectors,

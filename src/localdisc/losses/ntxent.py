@@ -1,4 +1,4 @@
-"""NT-Xent (SimCLR) and its pseudo-class-masked variant (cluster-guided contrast, SPEC 5).
+"""NT-Xent (SimCLR) and its pseudo-class-masked variant (cluster-guided contrast, docs/method.md 5).
 
 Two views per image, z1, z2: (n, D). Anchors are the 2n local embeddings; keys are the 2N
 embeddings of the whole (possibly all-gathered) batch. With s_ij = cos(a_i, k_j) / tau:

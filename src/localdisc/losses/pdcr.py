@@ -1,4 +1,4 @@
-"""Patch-dragsaw contrastive regularization (PDCR), SPEC section 6 / seed 004.
+"""Patch-dragsaw contrastive regularization (PDCR), docs/method.md / seed 004.
 
 A supervised add-on: feature vectors z_i sampled from chosen U-Net layers are pulled
 together or pushed apart by a continuous label affinity a_ij of the image regions they see.
@@ -29,7 +29,7 @@ Choices (documented defaults):
   sums, any box per sample, one gather: no loop over positions, no host sync). Pixels whose
   label is outside [0, num_classes) count as pixels but not as any class (ignore labels).
 - The loss is averaged over window sizes and summed over layers (the finetune weight
-  0.01..0.1 applies per layer, SPEC); ``cross_layer`` adds, for each consecutive pair of chosen
+  0.01..0.1 applies per layer, docs/method.md); ``cross_layer`` adds, for each consecutive pair of chosen
   layers with equal channel counts, the mean of both directions (anchors in one layer,
   candidates in the other).
 """

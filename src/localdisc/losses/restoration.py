@@ -1,4 +1,4 @@
-"""Restoration loss for the Models-Genesis-style baseline (SPEC 7).
+"""Restoration loss for the Models-Genesis-style baseline (docs/method.md).
 
 pred, target: (B, C, *S). Models Genesis regresses the original image from its distorted
 version with the mean squared error, L = mean_{b,c,p} (pred - target)^2; an optional

@@ -1,4 +1,4 @@
-"""Shape-guided Local Discrimination (SPEC section 4b, seed 002): discover one structure with
+"""Shape-guided Local Discrimination (docs/method.mdb, seed 002): discover one structure with
 an unpaired shape prior.
 
 LD (K=8 by default) plus a small mask discriminator D (:class:`MaskDiscriminator`) that tells

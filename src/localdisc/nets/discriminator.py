@@ -1,4 +1,4 @@
-"""A small PatchGAN-style mask discriminator for shape-guided discovery (SPEC section 4b).
+"""A small PatchGAN-style mask discriminator for shape-guided discovery (docs/method.mdb).
 
 Strided convolutions (kernel 4, stride 2) with LeakyReLU(0.2), then a 3x3 conv to one logit per
 patch. The reference uses ``nn.LeakyReLU(True)``, which sets negative_slope=1.0 (a linear

@@ -1,4 +1,4 @@
-"""Receptive fields of every U-Net layer, computed from the architecture (SPEC section 6).
+"""Receptive fields of every U-Net layer, computed from the architecture (docs/method.md).
 
 PDCR maps each sampled feature vector to the center of its receptive field in input
 coordinates. The U-Net is separable per axis (conv3 padding 1, max-pool 2 with ceil_mode,

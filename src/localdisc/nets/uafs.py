@@ -1,4 +1,4 @@
-"""Uncertainty-aware feature selection (UAFS), SPEC section 6 / seed 004.
+"""Uncertainty-aware feature selection (UAFS), docs/method.md / seed 004.
 
 After a decoder stage: a head conv3-BN-ReLU-conv1 to M=2 channels, softmax, the normalized
 entropy H in [0, 1] (entropy / log M), and f' = f + f * (1 - H) = f * (2 - H). No extra loss:

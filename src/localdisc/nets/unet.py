@@ -1,4 +1,4 @@
-"""Dimension-agnostic U-Net backbone (SPEC section 1).
+"""Dimension-agnostic U-Net backbone (docs/method.md).
 
 ``UNet(UNetConfig(spatial_dims=2|3, in_channels=...))`` returns, from ``forward_features``,
 the encoder feature map at every scale and the decoder maps down to the full-resolution

@@ -1,4 +1,4 @@
-"""Transfer benchmark (SPEC sections 7 and 8): methods x label budgets x seeds, honestly.
+"""Transfer benchmark (docs/method.md): methods x label budgets x seeds, honestly.
 
 ``run_benchmark(cfg, out)`` runs, for every seed:
   1. pretraining once per (pretraining method, seed) on the TRAIN split images only, cached in

@@ -1,4 +1,4 @@
-"""Benchmark configuration (SPEC section 8): the YAML schema, profiles, label budgets, and the
+"""Benchmark configuration (docs/method.md): the YAML schema, profiles, label budgets, and the
 per-run configs and fingerprints that give every method the same protocol.
 
 :func:`load_benchmark_config` reads a benchmark YAML (commented example: ``configs/synthetic.yaml``)

@@ -1,4 +1,4 @@
-"""Structures without labels (SPEC section 4): cluster maps and shape-guided discovery.
+"""Structures without labels (docs/method.md): cluster maps and shape-guided discovery.
 
 (a) ``mode="clusters"``: the argmax over K of the LD clustering head is an unsupervised
     segmentation. With labels, clusters are matched to structures once over the dataset

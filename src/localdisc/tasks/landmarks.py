@@ -1,4 +1,4 @@
-"""One-shot landmark localization with center-sensitive pooling (SPEC section 3, seed 002).
+"""One-shot landmark localization with center-sensitive pooling (docs/method.md, seed 002).
 
 From ONE annotated support image, every landmark is found in each query image:
 

@@ -1,4 +1,4 @@
-"""Per-image segmentation metrics (SPEC section 8) and a MONAI-style accumulator.
+"""Per-image segmentation metrics (docs/method.md) and a MONAI-style accumulator.
 
 All functions take ONE image: ``pred`` and ``target`` are integer class maps (*S) (numpy or
 torch), ``num_classes`` includes the background (class 0). Scores are reported for the

@@ -1,4 +1,4 @@
-"""Paired comparisons for benchmarks (SPEC section 8): method vs reference on matched pairs.
+"""Paired comparisons for benchmarks (docs/method.md): method vs reference on matched pairs.
 
 Two methods fine-tuned with the same seed, split and label budget are scored on the same
 test images, so their per-image scores pair up by ``(image id, seed)``. The comparison is

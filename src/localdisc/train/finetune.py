@@ -1,4 +1,4 @@
-"""Supervised fine-tuning of the U-Net (SPEC sections 1, 6, 8): one readable loop.
+"""Supervised fine-tuning of the U-Net (docs/method.md): one readable loop.
 
 ``finetune(cfg) -> run_dir``: labeled images -> (optionally) weights transferred from a
 pretraining run -> foreground-biased random patches + augmentation -> DiceCE (+ PDCR) ->

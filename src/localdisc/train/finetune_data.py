@@ -1,4 +1,4 @@
-"""Data for supervised fine-tuning (SPEC section 8): honest splits, label budgets, patches.
+"""Data for supervised fine-tuning (docs/method.md): honest splits, label budgets, patches.
 
 Splits (honest protocol): the data's own split (layout, manifest) is kept; images without
 one are assigned train/test by ``split_seed``. Validation is carved from TRAIN only

@@ -1,4 +1,4 @@
-"""The fine-tuned network (SPEC sections 1, 6): building it, the training module, prediction.
+"""The fine-tuned network (docs/method.md): building it, the training module, prediction.
 
 ``build_unet`` makes the U-Net (from a pretraining run's backbone config with ``--init``),
 ``Supervised`` wraps it with DiceCE (+ PDCR) so that DDP's forward runs the whole step,

@@ -1,4 +1,4 @@
-"""Cluster-guided contrastive pretraining (SPEC 5): autoencoder, pseudo-classes, method."""
+"""Cluster-guided contrastive pretraining (docs/method.md): autoencoder, pseudo-classes, method."""
 
 from .autoencoder import ConvAutoencoder, pool_features, train_autoencoder
 from .method import ClusterContrast, ClusterContrastConfig

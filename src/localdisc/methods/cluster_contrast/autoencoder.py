@@ -1,4 +1,4 @@
-"""Small dimension-agnostic convolutional autoencoder for pseudo-class features (SPEC 5).
+"""Small dimension-agnostic convolutional autoencoder for pseudo-class features (docs/method.md).
 
 Encoder: per width c, conv3 stride 2 - ReLU - conv3 - ReLU (halves every spatial side);
 decoder: mirrored nearest-upsampling + conv3 - ReLU, a last conv3 + sigmoid to the input

@@ -1,4 +1,4 @@
-"""Cluster-guided contrastive pretraining (SPEC 5).
+"""Cluster-guided contrastive pretraining (docs/method.md).
 
 ``prepare`` (before training): train a small convolutional autoencoder on the unlabeled set,
 embed every image (pooled bottleneck), Ward-cluster the embeddings into P pseudo-classes

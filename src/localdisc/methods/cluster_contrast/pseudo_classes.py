@@ -1,4 +1,4 @@
-"""Pseudo-classes for cluster-guided contrast (SPEC 5): features -> Ward clusters -> files.
+"""Pseudo-classes for cluster-guided contrast (docs/method.md): features -> Ward clusters -> files.
 
 - :func:`extract_features`: streams a dataset through a feature function in batches -> (n, d).
 - :func:`cluster_features`: standardize, then agglomerative Ward clustering into P classes (or

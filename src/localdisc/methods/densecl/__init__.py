@@ -1,4 +1,4 @@
-"""DenseCL-style dense contrast baseline (SPEC 7): views with known correspondence, dense head, method."""
+"""DenseCL-style dense contrast baseline (docs/method.md): views with known correspondence, dense head, method."""
 
 from .head import DenseProjectionHead
 from .method import DenseCL, DenseCLConfig

@@ -1,4 +1,4 @@
-"""DenseCL-style dense contrast (SPEC 7 baseline): a global and a dense InfoNCE term.
+"""DenseCL-style dense contrast (docs/method.md, Baselines): a global and a dense InfoNCE term.
 
 One step: two views per image (``views.py``) -> one U-Net pass over both ->
 - global: pooled deepest encoder map -> MLP head -> NT-Xent (tau_global);

@@ -1,4 +1,4 @@
-"""DenseCL views (SPEC 7) with known pixel correspondence, built on device in one batch.
+"""DenseCL views (docs/method.md) with known pixel correspondence, built on device in one batch.
 
 ``match="geometric"`` (default): both views share ONE random affine crop and differ by
 photometric jitter; view 2 also gets a random exact rot90/flip (``ops``) that

@@ -1,4 +1,4 @@
-"""Models-Genesis-style restoration baseline (SPEC 7): distortions and method."""
+"""Models-Genesis-style restoration baseline (docs/method.md): distortions and method."""
 
 from .distortions import bezier_intensity, box_mask, distort, local_pixel_shuffle, paint
 from .method import Genesis, GenesisConfig

@@ -1,4 +1,4 @@
-"""Models-Genesis image distortions (SPEC 7), batched and dimension-agnostic: (n, C, *S) in [0, 1].
+"""Models-Genesis image distortions (docs/method.md), batched and dimension-agnostic: (n, C, *S) in [0, 1].
 
 Each is applied per sample with its own probability (reference rates: local shuffle 0.5,
 non-linear 0.9, painting 0.9 with in-painting 0.2 / out-painting 0.8), in the reference

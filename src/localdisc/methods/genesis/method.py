@@ -1,4 +1,4 @@
-"""Restoration pretraining in the spirit of Models Genesis (SPEC 7 baseline).
+"""Restoration pretraining in the spirit of Models Genesis (docs/method.md, Baselines).
 
 One step: a random crop (shared by input and target) -> Models-Genesis distortions
 (``distortions.py``) -> U-Net trunk -> 1x1 conv + sigmoid -> restored image; loss = MSE to the

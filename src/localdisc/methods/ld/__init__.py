@@ -1,4 +1,4 @@
-"""Local Discrimination (LD) pretraining: heads, views, method (SPEC section 2)."""
+"""Local Discrimination (LD) pretraining: heads, views, method (docs/method.md)."""
 
 from .heads import ClusterHead, EmbeddingHead
 from .method import LDConfig, LocalDiscrimination

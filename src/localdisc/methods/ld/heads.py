@@ -1,4 +1,4 @@
-"""LD heads on the U-Net decoder trunk (SPEC section 2), dimension-agnostic.
+"""LD heads on the U-Net decoder trunk (docs/method.md), dimension-agnostic.
 
 - :class:`EmbeddingHead`: conv3-BN-ReLU-conv3 to D, then L2 norm per pixel: v (B, D, *S).
 - :class:`ClusterHead`: conv3-BN-ReLU-conv3 to K, sigmoid, then divided by the sum over K

@@ -1,4 +1,4 @@
-"""Local Discrimination pretraining (SPEC section 2): the method module and its schedule.
+"""Local Discrimination pretraining (docs/method.md): the method module and its schedule.
 
 One step: 5B views (``views.py``) -> one U-Net forward -> embedding head v (and clustering
 head a in stage 2) -> view b's rot90/flip undone -> loss terms (``losses/ld.py``):

@@ -1,4 +1,4 @@
-"""The five LD views of a step (SPEC section 2), built on device in one batch.
+"""The five LD views of a step (docs/method.md), built on device in one batch.
 
 Pairing: the loop's batch of N images is split in halves, x1 = images[:N/2] and
 x2 = images[N/2:], so B = N/2 samples, each with two DIFFERENT images (no image is its own

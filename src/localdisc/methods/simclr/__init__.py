@@ -1,4 +1,4 @@
-"""SimCLR-style global instance discrimination baseline (SPEC 7): views, head, method."""
+"""SimCLR-style global instance discrimination baseline (docs/method.md): views, head, method."""
 
 from .head import ProjectionHead, encode, pooled
 from .method import SimCLR, SimCLRConfig

@@ -1,4 +1,4 @@
-"""SimCLR-style global instance discrimination (SPEC 7 baseline).
+"""SimCLR-style global instance discrimination (docs/method.md, Baselines).
 
 One step: two random views per image (``views.py``) -> U-Net encoder only -> global average of
 the deepest map h (B, C_last) -> MLP projection z = g(h) -> NT-Xent (tau = 0.1) over the 2B

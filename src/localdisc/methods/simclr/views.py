@@ -1,4 +1,4 @@
-"""SimCLR views (SPEC 7): two independent random views per image, built on device in one batch.
+"""SimCLR views (docs/method.md): two independent random views per image, built on device in one batch.
 
 Each view draws its own geometry (random resized crop + flips + rotation via one affine grid
 per sample, :mod:`localdisc.methods.augment`) and its own photometric jitter, then is clamped

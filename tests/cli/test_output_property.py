@@ -1,4 +1,4 @@
-"""Output safety as a property of the CLI (README "What localdisc promises about your files").
+"""Output safety as a property of the CLI (README and docs/usage.md, "What localdisc promises about your files").
 
 ``finetune``, ``pretrain`` (genesis), ``evaluate`` and ``export`` get random option values (valid
 ones and hostile ones: nan, inf, -1, 0, 1e300, huge ints, empty lists, wrong counts) and random

@@ -230,6 +230,7 @@ POSITIVE_ITEMS = {"image_size", "patch_size", "crop_size", "spacing", "encoder_c
 UNIT_INTERVAL_SUFFIXES = ("_prob", "_fraction")
 FRACTION_OR_COUNT = {"val_fraction"}  # below 1 a fraction, from 1 a number of images
 MAX_INT = 2**31 - 1
+FLOAT32_MAX = 3.0e38
 
 
 def _check_range(f: dataclasses.Field, flag: str, v: Any) -> None:
@@ -238,6 +239,8 @@ def _check_range(f: dataclasses.Field, flag: str, v: Any) -> None:
     for x in numbers:
         if isinstance(x, float) and not math.isfinite(x):
             raise ConfigError(f"{flag}: {x} is not a finite number")
+        if isinstance(x, float) and abs(x) > FLOAT32_MAX:
+            raise ConfigError(f"{flag}: {_short(x)} is out of range (the network computes in float32)")
         if isinstance(x, int) and abs(x) > MAX_INT:
             raise ConfigError(f"{flag}: {_short(x)} is out of range (at most {MAX_INT})")
     if not numbers:

@@ -335,6 +335,10 @@ def _example(command: str, root: Path, ws: Path, draw) -> list[str]:
             target = draw(st.sampled_from(folders if fmt == "monai-bundle" else FILE_TARGETS))
             argv = ["export", run, "--format", fmt, "--out", target, *tokens(opts), *(["--no-check"] if fmt in ("monai-bundle", "torch-export") else []), *mode]
     argv = tokens(glob) + argv
+    # a number that is not finite (or, for the training options, beyond their range) is refused
+    # before anything is written: no diverged run may result from it
+    values = [x for v in [*opts.values(), *glob.values()] if v is not True for x in (v if isinstance(v, list) else [v])]
+    invalid = [x for x in values if re.fullmatch(r"-?(nan|inf)", x) or (x == BIG and command in ("finetune", "pretrain"))]
     other = "{ws}/pt" if run in ("{ws}/ft", "{ws}/bench/finetune-a") else "{ws}/ft"
     fill = {"{input}": input_run or "{ws}/pt", "{run}": run or "", "{other}": other}
     for key, value in fill.items():
@@ -415,7 +419,7 @@ def _example(command: str, root: Path, ws: Path, draw) -> list[str]:
     zone_rel = [rel(z) for z in zone if z is not None and _inside(z, root)]
     in_zone = lambda r: any(r == z or r.startswith(z + "/") for z in zone_rel)  # noqa: E731
     changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
-    diverged = rc == 2 and bool(DIVERGED.search(err)) and command in ("finetune", "pretrain")
+    diverged = rc == 2 and bool(DIVERGED.search(err)) and command in ("finetune", "pretrain") and not invalid
     if rc == 2 and not diverged:
         if changed:
             new_dirs = [p for p in changed if after.get(p) == ("dir",) and p not in before]
@@ -451,6 +455,8 @@ def _example(command: str, root: Path, ws: Path, draw) -> list[str]:
     if lost:
         bad("data, user file or input run changed", str(lost[:5]))
 
+    if invalid:
+        refuse.append(f"the option value(s) {' '.join(invalid)} are not finite or out of range")
     if rc == 0 and refuse:
         bad("unsafe target accepted", "; ".join(refuse))
     if rc == 0 and folder_output:
@@ -628,3 +634,19 @@ def test_values_beyond_float32_are_refused_before_the_run_folder(world, command,
     (a traceback and a partial run folder: config.yaml, train.log)."""
     args = FT_ARGS if command == "finetune" else PT_ARGS
     refused_cleanly(scenario(world, [command, "--data", "WS/data", "--out", "WS/o", *args, option]), command)
+
+
+@pytest.mark.parametrize("argv,kept", [
+    (["evaluate", "WS/ft", "--out", "WS/bench", "--overwrite", "--device", "cpu"], ("bench/finetune-a", "bench/pretrain-a")),
+    (["export", "WS/ft", "--format", "monai-bundle", "--no-check", "--out", "WS/bench", "--overwrite"], ("bench/finetune-a", "bench/pretrain-a")),
+    (["evaluate", "WS/bench/finetune-a", "--out", "WS/ft", "--overwrite", "--device", "cpu"], ("ft/eval-test/my-notes.txt",)),
+], ids=["evaluate-bench", "export-monai-bundle-bench", "evaluate-user-file-in-nested-evaluation"])
+def test_overwrite_never_deletes_what_is_nested_in_the_output(world, argv, kept):
+    """BUG (data loss): clear_owned() removes every entry with an owned name from a marked
+    --out, marked sub-folders included: `--out BENCH --overwrite` deletes the runs BENCH/finetune-a
+    and BENCH/pretrain-a (Run._move_aside keeps nested runs; clear_owned does not), and
+    `--out RUN --overwrite` deletes RUN/eval-test with the user's file in it."""
+    rc, err, escaped, changed = scenario(world, argv)
+    assert escaped is None and rc in (0, 2), (rc, escaped, err)
+    lost = [p for p in changed if p.startswith(kept)]
+    assert not lost, f"rc={rc}: what --out holds changed: {lost[:6]}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from localdisc.errors import ConfigError
 import torch
 
 from localdisc.nets import UNet, UNetConfig
@@ -48,7 +50,7 @@ def test_input_errors():
         net(torch.rand(1, 3, 8, 8, 8))
     with pytest.raises(ValueError, match="spatial_dims"):
         UNetConfig(spatial_dims=4)
-    with pytest.raises(ValueError, match="decoder stage"):
+    with pytest.raises(ConfigError, match="exactly one fewer"):  # a user's option: one line, not a ValueError
         UNetConfig(encoder_channels=(4, 8), decoder_channels=(4, 4))
     with pytest.raises(ValueError, match="uafs_stages"):
         UNetConfig(uafs_stages=(4,))

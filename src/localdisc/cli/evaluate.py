@@ -25,7 +25,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from ..tasks.evaluate import evaluate, format_summary
+
+    if args.max_overlays < 0:
+        raise ConfigError(f"--max-overlays must be >= 0, got {args.max_overlays}")
 
     summary = evaluate(args.run_dir, args.data, args.split, args.out, args.checkpoint, args.device,
                        overlays=args.max_overlays > 0, max_overlays=args.max_overlays, save_probabilities=args.save_probabilities, overwrite=args.overwrite)

@@ -46,6 +46,15 @@ def image_shape(path: str | Path) -> tuple[tuple[int, ...], tuple[float, ...] | 
     return tuple(read_volume(path)[0].shape), None  # .npy
 
 
+def check_image_size(image_size: Sequence[int], path: str, what: str = "--image-size") -> None:
+    """``image_size`` has one number per spatial axis of the data (2 for images, 3 for volumes)."""
+    from ..errors import ConfigError
+
+    dims = len(image_shape(path)[0])
+    if image_size and len(image_size) != dims:
+        raise ConfigError(f"{what} {' '.join(map(str, image_size))} has {len(image_size)} numbers, but {path} is {dims}-D: give {dims}")
+
+
 def auto_image_size(images: Sequence[str], spacing: Sequence[float] = (), multiple: int = 16) -> tuple[int, ...]:
     """The training size for these image files (see the module doc)."""
     if not images:

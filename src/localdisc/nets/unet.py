@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import field
+from ..errors import ConfigError
 
 
 def conv_nd(spatial_dims: int, cin: int, cout: int, kernel_size: int = 3, bias: bool = True) -> nn.Module:
@@ -51,6 +52,14 @@ class ConvBlock(nn.Sequential):
         )
 
 
+def check_widths(encoder_channels, decoder_channels) -> None:
+    """One decoder width per encoder scale below the deepest; a one-line ConfigError otherwise."""
+    enc, dec = list(encoder_channels), list(decoder_channels)
+    if len(enc) < 2 or len(dec) != len(enc) - 1:
+        raise ConfigError(f"--encoder-channels ({len(enc)} widths) needs at least 2 widths and --decoder-channels exactly one fewer "
+                          f"(got {len(dec)}): e.g. --encoder-channels 16 32 64 --decoder-channels 32 16")
+
+
 @dataclass
 class UNetConfig:
     spatial_dims: int = field(2, "2 for images, 3 for volumes")
@@ -61,6 +70,7 @@ class UNetConfig:
     uafs_stages: tuple[int, ...] = field((), "decoder stages (0 = deepest) followed by a UAFS block")
 
     def __post_init__(self) -> None:
+        check_widths(self.encoder_channels, self.decoder_channels)
         self.encoder_channels = tuple(int(c) for c in self.encoder_channels)
         self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
         self.uafs_stages = tuple(int(s) for s in self.uafs_stages)

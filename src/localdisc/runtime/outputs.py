@@ -76,12 +76,13 @@ def _overlap(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-def check_target(out: str | Path, inputs: Iterable[str | Path] = (), what: str = "--out", folder: bool = True) -> Path:
+def check_target(out: str | Path, inputs: Iterable[str | Path] = (), what: str = "--out", folder: bool = True, nested_runs: bool = False) -> Path:
     """Refuse an output path that is unusable or touches the inputs, before anything is written.
 
     ``folder``: the output is a folder (a file there is an error) or a single file (a folder there
     is an error). ``inputs``: data folders and files, input runs; the output may not equal, contain
-    or lie inside any of them. Returns the path."""
+    or lie inside any of them (``nested_runs``: except a localdisc run inside the output, LD's
+    stage1/ that initializes stage 2). Returns the path."""
     path = Path(out)
     if str(out).strip() == "":
         raise ConfigError(f"{what} is empty")
@@ -99,7 +100,7 @@ def check_target(out: str | Path, inputs: Iterable[str | Path] = (), what: str =
         if inp is None or str(inp) == "":
             continue
         src = Path(inp).resolve()
-        if resolved in src.parents and is_marked(src):
+        if nested_runs and resolved in src.parents and is_marked(src):
             continue  # a run nested in this one (LD's stage1/ initializes stage 2): localdisc's own
         if _overlap(resolved, src):
             relation = "is" if resolved == src else "lies inside" if src in resolved.parents else "contains"
@@ -113,11 +114,33 @@ def check_target(out: str | Path, inputs: Iterable[str | Path] = (), what: str =
     return path
 
 
-def check_output_folder(out: str | Path, inputs: Iterable[str | Path] = (), overwrite: bool = False, what: str = "--out") -> Path:
+RUN_KINDS = ("run", "benchmark-cell", "demo")  # folders whose contents are training runs: never another command's output
+
+
+def marker_kind(folder: Path) -> str:
+    try:
+        return str(json.loads((Path(folder) / MARKER).read_text()).get("kind", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def inside_run(path: Path) -> Path | None:
+    """The localdisc run folder that holds ``path`` (or is it), if any."""
+    resolved = Path(path).resolve()
+    for folder in [resolved, *resolved.parents]:
+        if is_marked(folder) and marker_kind(folder) in RUN_KINDS:
+            return folder
+    return None
+
+
+def check_output_folder(out: str | Path, inputs: Iterable[str | Path] = (), overwrite: bool = False, what: str = "--out",
+                        kind: str = "output") -> Path:
     """An output folder for results (evaluate, predict, embed, discover, landmarks, bundles):
-    new or empty, or an earlier localdisc output that ``overwrite`` allows to replace. Files the
-    user put there are never touched."""
+    new or empty, or an earlier localdisc output of the same kind that ``overwrite`` allows to
+    replace; never a training run's folder. Files the user put there are never touched."""
     path = check_target(out, inputs, what)
+    if path.is_dir() and is_marked(path) and marker_kind(path) not in ("", kind):
+        raise ConfigError(f"{what} {path}: holds a localdisc {marker_kind(path)}, not {kind} outputs; choose a folder of its own")
     if path.is_dir():
         foreign = [] if is_marked(path) else foreign_entries(path)  # in localdisc's own folder, a user's file is only kept
         if foreign:
@@ -136,8 +159,10 @@ def clear_owned(folder: Path) -> None:
     if not is_marked(folder):
         return
     for entry in folder.iterdir():
-        if entry.name in (MARKER, ".lock") or not is_owned_name(entry.name):
+        if entry.name in (MARKER, ".lock") or not is_owned_name(entry.name) or entry.name.startswith(".staging-"):
             continue
+        if entry.is_dir() and not entry.is_symlink() and is_marked(entry):
+            continue  # another localdisc folder nested here (a run, an evaluation): its own owner
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
@@ -150,6 +175,9 @@ def check_output_file(out: str | Path, inputs: Iterable[str | Path] = (), overwr
     files may never be replaced), and an existing file only with ``overwrite``."""
     path = check_target(out, inputs, what, folder=False)
     resolved = path.resolve()
+    holder = inside_run(resolved.parent)
+    if holder is not None:
+        raise ConfigError(f"{what} {path}: lies inside the localdisc run {holder}; write the export outside run folders")
     for folder in protected:
         root = Path(folder).resolve()
         if root in resolved.parents and (resolved.exists() or is_owned_name(resolved.relative_to(root).parts[0])):
@@ -159,10 +187,40 @@ def check_output_file(out: str | Path, inputs: Iterable[str | Path] = (), overwr
     return path
 
 
+class StagedOutput:
+    """An output folder filled only when the command succeeds: results are written into a hidden
+    staging folder inside it; :meth:`commit` replaces localdisc's earlier outputs there with them,
+    :meth:`abandon` (a failure) removes the staging folder, and the output folder too when this
+    command created it. A failed command leaves earlier results as they were."""
+
+    def __init__(self, out: str | Path, inputs: Iterable[str | Path] = (), overwrite: bool = False, kind: str = "output"):
+        self.final = check_output_folder(out, inputs, overwrite, kind=kind)
+        self.kind = kind
+        resolved = self.final.resolve()
+        self._created_root = next((p for p in reversed([resolved, *resolved.parents]) if not p.exists()), None)
+        self.final.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(dir=self.final, prefix=".staging-", suffix=".tmp"))
+
+    def commit(self) -> Path:
+        clear_owned(self.final)
+        for entry in self.path.iterdir():
+            os.replace(entry, self.final / entry.name)
+        self.path.rmdir()
+        claim(self.final, self.kind)
+        return self.final
+
+    def abandon(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._created_root is not None:
+            shutil.rmtree(self._created_root, ignore_errors=True)
+
+
 def prepare_output_folder(out: str | Path, inputs: Iterable[str | Path] = (), overwrite: bool = False, kind: str = "output") -> Path:
     """Check an output folder (:func:`check_output_folder`), then create it, remove localdisc's
     earlier outputs from it (only with ``overwrite``, which the check requires) and mark it."""
-    path = check_output_folder(out, inputs, overwrite)
+    path = check_output_folder(out, inputs, overwrite, kind=kind)
     path.mkdir(parents=True, exist_ok=True)
     clear_owned(path)
     claim(path, kind)
@@ -226,7 +284,7 @@ def _names(names: list[str], shown: int = 4) -> str:
 
 
 __all__ = ["MARKER", "OWNED", "is_owned_name", "is_marked", "claim", "foreign_entries", "check_target", "check_output_folder",
-           "clear_owned", "prepare_output_folder", "check_output_file", "data_inputs", "check_not_inputs", "atomic_write_bytes", "default_file_mode", "default_dir_mode", "remove_stale_temporaries"]
+           "clear_owned", "prepare_output_folder", "StagedOutput", "inside_run", "marker_kind", "check_output_file", "data_inputs", "check_not_inputs", "atomic_write_bytes", "default_file_mode", "default_dir_mode", "remove_stale_temporaries"]
 
 
 def data_inputs(spec: str | None) -> list[Path]:

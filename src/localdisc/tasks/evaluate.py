@@ -33,7 +33,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .predict import predict_probabilities
-from ..runtime.outputs import check_not_inputs, check_output_folder, claim, clear_owned, data_inputs
+from ..runtime.outputs import StagedOutput, check_not_inputs, data_inputs
 
 
 def _samples_for(run_cfg: dict[str, Any], data: str, split: str):
@@ -90,62 +90,65 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     num_classes, class_names = int(info["num_classes"]), list(info["class_names"])
     vessel = any(s.extra.get("task") == "vessel" for s in samples[:1]) or info.get("task") == "vessel"
     out = Path(out) if out else run_dir / f"eval-{split}"
-    check_output_folder(out, data_inputs(data), overwrite)
     check_not_inputs(out, (f for s in samples for f in (s.image, s.mask, s.fov)))
     if out.resolve() == run_dir.resolve():
         raise ConfigError(f"--out {out} is the run folder itself; evaluations go into a folder of their own (default RUN/eval-SPLIT)")
-    out.mkdir(parents=True, exist_ok=True)
-    clear_owned(out)
-    claim(out, "evaluate")
-    metrics = SegmentationMetrics(num_classes, class_names, vessel=vessel)
-    file_name = SafeNames()  # ids come from user data: never a path
-    warned = False
-    for i, s in enumerate(progress(samples, desc=f"evaluate {split}")):
-        image = load_sample_image(s)
-        declared = int(s.extra.get("channels") or 0)  # a layout that defines its channel count (chest X-rays: gray) converts by design
-        if image.shape[0] != int(info["in_channels"]) and declared != int(info["in_channels"]) and not warned:
-            warned = True  # once: the same conversion applies to every image of the data
-            print(f"warning: {s.image} has {image.shape[0]} channel(s) and the model {info['in_channels']}: images are converted "
-                  f"({'gray repeated to RGB' if image.shape[0] == 1 else 'RGB to luminance'}); was the model trained on this kind of image?")
-        image = convert_channels(image, int(info["in_channels"]), s.image)
-        target = load_sample_mask(s, num_classes)
-        if target is None:
-            raise DataError(f"{s.image}: no mask to evaluate against")
-        if tuple(target.shape) != tuple(image.shape[1:]):
-            raise DataError(f"{s.mask or s.image}: mask size {tuple(target.shape)} differs from image size {tuple(image.shape[1:])}")
-        fov = load_sample_fov(s) if vessel else None
-        probs = predict_probs(unet, image, info, dev)
-        pred = probs.argmax(0).numpy()
-        metrics.update(pred, target, probs.numpy() if vessel else None, fov, spacing=s.spacing, id=s.id)
-        suffix = ".nii.gz" if pred.ndim == 3 else ".png"
-        name = file_name(s.id)
-        geometry = read_geometry(s.image) if pred.ndim == 3 and (save_predictions or save_probabilities) else None
-        if save_predictions:
-            save_mask(pred, out / "predictions" / f"{name}{suffix}", num_classes, s.spacing, geometry=geometry)
-        if save_probabilities:
-            save_probabilities_file(probs.numpy(), out / "probabilities" / name, geometry)
-    rows = metrics.rows()
-    if overlays and max_overlays > 0:
-        cases = overlay_cases([float(r["dice_mean"]) for r in rows], max_overlays)
-        names = SafeNames()
-        listed = []
-        for i, case in cases:
-            s = samples[i]
-            image = convert_channels(load_sample_image(s), int(info["in_channels"]), s.image)
-            pred = predict_probs(unet, image, info, dev).argmax(0).numpy()
-            d = float(rows[i]["dice_mean"])
-            path = out / "overlays" / f"{case}_{names(s.id)}.png"
-            save_overlay(image, pred, load_sample_mask(s, num_classes), path, class_names, title=f"{case}: {s.id}, Dice {d:.3f}")
-            listed.append({"case": case, "id": s.id, "dice_mean": d, "file": path.name})
-        atomic_write_text(out / "overlays" / "cases.json", json.dumps(listed, indent=2))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows([{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
-    atomic_write_text(out / "per_image.csv", buf.getvalue())
-    summary = {"run": str(run_dir), "data": str(data), "split": split, "checkpoint": checkpoint, "n_images": len(rows),
-               "class_names": class_names, "metrics": metrics.summary()}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+    staged = StagedOutput(out, data_inputs(data), overwrite, "evaluate")  # earlier results stay until this one succeeds
+    out = staged.path
+    try:
+        metrics = SegmentationMetrics(num_classes, class_names, vessel=vessel)
+        file_name = SafeNames()  # ids come from user data: never a path
+        warned = False
+        for i, s in enumerate(progress(samples, desc=f"evaluate {split}")):
+            image = load_sample_image(s)
+            declared = int(s.extra.get("channels") or 0)  # a layout that defines its channel count (chest X-rays: gray) converts by design
+            if image.shape[0] != int(info["in_channels"]) and declared != int(info["in_channels"]) and not warned:
+                warned = True  # once: the same conversion applies to every image of the data
+                print(f"warning: {s.image} has {image.shape[0]} channel(s) and the model {info['in_channels']}: images are converted "
+                      f"({'gray repeated to RGB' if image.shape[0] == 1 else 'RGB to luminance'}); was the model trained on this kind of image?")
+            image = convert_channels(image, int(info["in_channels"]), s.image)
+            target = load_sample_mask(s, num_classes)
+            if target is None:
+                raise DataError(f"{s.image}: no mask to evaluate against")
+            if tuple(target.shape) != tuple(image.shape[1:]):
+                raise DataError(f"{s.mask or s.image}: mask size {tuple(target.shape)} differs from image size {tuple(image.shape[1:])}")
+            fov = load_sample_fov(s) if vessel else None
+            probs = predict_probs(unet, image, info, dev)
+            pred = probs.argmax(0).numpy()
+            metrics.update(pred, target, probs.numpy() if vessel else None, fov, spacing=s.spacing, id=s.id)
+            suffix = ".nii.gz" if pred.ndim == 3 else ".png"
+            name = file_name(s.id)
+            geometry = read_geometry(s.image) if pred.ndim == 3 and (save_predictions or save_probabilities) else None
+            if save_predictions:
+                save_mask(pred, out / "predictions" / f"{name}{suffix}", num_classes, s.spacing, geometry=geometry)
+            if save_probabilities:
+                save_probabilities_file(probs.numpy(), out / "probabilities" / name, geometry)
+        rows = metrics.rows()
+        if overlays and max_overlays > 0:
+            cases = overlay_cases([float(r["dice_mean"]) for r in rows], max_overlays)
+            names = SafeNames()
+            listed = []
+            for i, case in cases:
+                s = samples[i]
+                image = convert_channels(load_sample_image(s), int(info["in_channels"]), s.image)
+                pred = predict_probs(unet, image, info, dev).argmax(0).numpy()
+                d = float(rows[i]["dice_mean"])
+                path = out / "overlays" / f"{case}_{names(s.id)}.png"
+                save_overlay(image, pred, load_sample_mask(s, num_classes), path, class_names, title=f"{case}: {s.id}, Dice {d:.3f}")
+                listed.append({"case": case, "id": s.id, "dice_mean": d, "file": path.name})
+            atomic_write_text(out / "overlays" / "cases.json", json.dumps(listed, indent=2))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
+        atomic_write_text(out / "per_image.csv", buf.getvalue())
+        summary = {"run": str(run_dir), "data": str(data), "split": split, "checkpoint": checkpoint, "n_images": len(rows),
+                   "class_names": class_names, "metrics": metrics.summary()}
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+    except BaseException:
+        staged.abandon()
+        raise
+    out = staged.commit()
     if split == "test" and str(data) == str(run_cfg.get("data")) and not max_images:
         _record_test_score(run_dir, summary)
     summary["out"] = str(out)

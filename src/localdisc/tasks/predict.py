@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
-from ..runtime.outputs import atomic_write_bytes, check_not_inputs, data_inputs, prepare_output_folder
+from ..runtime.outputs import StagedOutput, atomic_write_bytes, check_not_inputs, data_inputs
 
 
 def load_model(model: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -111,35 +111,43 @@ def predict(model: str | Path, data: str, out: str | Path, checkpoint: str = "be
         raise DataError(f"{data}: no images found")
     inputs = [*data_inputs(data), model]
     check_not_inputs(out, (f for s in samples for f in (s.image, s.mask, s.fov)))
-    out = prepare_output_folder(out, inputs, overwrite, "predict")
-    num_classes, class_names = int(info["num_classes"]), list(info["class_names"])
-    channels = int(info["in_channels"])
-    names, rows, started, noted = SafeNames(), [], time.time(), False
-    log(f"predict: {len(samples)} images of {data} with {model} ({', '.join(class_names[1:])}; {'x'.join(map(str, info['image_size']))}"
-        f"{', patches ' + 'x'.join(map(str, info['patch_size'])) if info.get('patch_size') else ''}{', flip TTA' if tta else ''}) -> {out}")
-    for i, s in enumerate(progress(samples, desc="predict")):
-        image = load_sample_image(s)
-        if image.ndim - 1 != len(info["image_size"]):
-            raise DataError(f"{s.image}: a {image.ndim - 1}-D image, but the model segments {len(info['image_size'])}-D ones")
-        if image.shape[0] != channels and not noted:
-            noted = True
-            log(f"note: {s.image} has {image.shape[0]} channel(s) and the model {channels}; every such image is converted "
-                f"({'gray repeated to RGB' if image.shape[0] == 1 else 'RGB to luminance'})")
-        image = convert_channels(image, channels, s.image)
-        probs = predict_probabilities(unet, image, info, dev, tta)
-        pred = probs.argmax(0).numpy()
-        name = names(s.id)
-        geometry = read_geometry(s.image) if pred.ndim == 3 else None
-        mask_path = save_mask(pred, out / "predictions" / f"{name}{'.nii.gz' if pred.ndim == 3 else '.png'}", num_classes, s.spacing, geometry=geometry)
-        if save_probabilities:
-            save_probabilities_file(probs.numpy(), out / "probabilities" / name, geometry)
-        if i < max_overlays:
-            save_overlay(image, pred, None, out / "overlays" / f"{name}.png", class_names, title=f"{s.id}: predicted")
-        rows.append(_row(s, name, mask_path, pred, class_names, _area_unit(pred.ndim, s.spacing or (geometry.spacing if geometry is not None else None))))
-    _write_csv(out / "predictions.csv", rows)
-    summary = {"model": str(model), "checkpoint": checkpoint, "data": str(data), "n_images": len(samples), "tta": tta,
-               "class_names": class_names, "seconds": round(time.time() - started, 1), "out": str(out)}
-    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+    final = Path(out)
+    staged = StagedOutput(final, inputs, overwrite, "predict")  # earlier results stay until this one succeeds
+    out = staged.path
+    try:
+        num_classes, class_names = int(info["num_classes"]), list(info["class_names"])
+        channels = int(info["in_channels"])
+        names, rows, started, noted = SafeNames(), [], time.time(), False
+        log(f"predict: {len(samples)} images of {data} with {model} ({', '.join(class_names[1:])}; {'x'.join(map(str, info['image_size']))}"
+            f"{', patches ' + 'x'.join(map(str, info['patch_size'])) if info.get('patch_size') else ''}{', flip TTA' if tta else ''}) -> {final}")
+        for i, s in enumerate(progress(samples, desc="predict")):
+            image = load_sample_image(s)
+            if image.ndim - 1 != len(info["image_size"]):
+                raise DataError(f"{s.image}: a {image.ndim - 1}-D image, but the model segments {len(info['image_size'])}-D ones")
+            if image.shape[0] != channels and not noted:
+                noted = True
+                log(f"note: {s.image} has {image.shape[0]} channel(s) and the model {channels}; every such image is converted "
+                    f"({'gray repeated to RGB' if image.shape[0] == 1 else 'RGB to luminance'})")
+            image = convert_channels(image, channels, s.image)
+            probs = predict_probabilities(unet, image, info, dev, tta)
+            pred = probs.argmax(0).numpy()
+            name = names(s.id)
+            geometry = read_geometry(s.image) if pred.ndim == 3 else None
+            mask_path = save_mask(pred, out / "predictions" / f"{name}{'.nii.gz' if pred.ndim == 3 else '.png'}", num_classes, s.spacing, geometry=geometry)
+            if save_probabilities:
+                save_probabilities_file(probs.numpy(), out / "probabilities" / name, geometry)
+            if i < max_overlays:
+                save_overlay(image, pred, None, out / "overlays" / f"{name}.png", class_names, title=f"{s.id}: predicted")
+            rows.append(_row(s, name, mask_path, pred, class_names, _area_unit(pred.ndim, s.spacing or (geometry.spacing if geometry is not None else None))))
+        _write_csv(out / "predictions.csv", rows)
+        summary = {"model": str(model), "checkpoint": checkpoint, "data": str(data), "n_images": len(samples), "tta": tta,
+                   "class_names": class_names, "seconds": round(time.time() - started, 1), "out": str(final)}
+        atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+    except BaseException:
+        staged.abandon()
+        raise
+    out = staged.commit()
+    summary["out"] = str(out)
     log(f"predict: {len(samples)} masks in {out / 'predictions'} ({summary['seconds']:.0f} s); per-image areas in {out / 'predictions.csv'}")
     return summary
 

@@ -30,8 +30,9 @@ from torch.utils.data import DataLoader
 from ..config import field, to_dict
 from ..data.datasets import ImageDataset, num_channels_of, require_foreground, stack_items
 from ..errors import ConfigError, TrainingError
-from ..data.resolution import auto_image_size
+from ..data.resolution import auto_image_size, check_image_size
 from ..nets import UNet, UNetConfig
+from ..nets.unet import check_widths
 from .. import __version__
 from ..runtime.memory import plan_patch
 from ..runtime.model_card import INTENSITY_RULE, model_card_markdown
@@ -178,6 +179,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
     everything: list = []
     parts = finetune_samples(cfg, everything)
     enc, dec = _network_widths(cfg)
+    check_widths(enc, dec)
+    check_image_size(cfg.image_size, everything[0].image)
     automatic = not cfg.image_size and not cfg.patch_size
     if not cfg.image_size:  # the dataset's resolution (all its images), the same at every label budget
         cfg.image_size = auto_image_size([s.image for s in everything], cfg.spacing, multiple=2 ** (len(enc) - 1))

@@ -22,6 +22,7 @@ from ..data.datasets import ImageDataset, stack_items
 from ..errors import ConfigError, TrainingError
 from ..methods import METHODS, PrepareContext, get_method
 from ..nets import UNet, UNetConfig
+from ..nets.unet import check_widths
 from ..utils import seed_everything
 from .checkpoint import assert_finite_weights, latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .progress import TrainingLog, count_parameters, describe_threads
@@ -88,6 +89,10 @@ def unlabeled_dataset(cfg: PretrainConfig) -> ImageDataset:
 
     for s in samples:  # every file's header now: a bad 10th image must not end the run hours later
         check_header(s.image)
+    if samples:
+        from ..data.resolution import check_image_size
+
+        check_image_size(cfg.image_size, samples[0].image)
     if not cfg.image_size:
         from ..data.resolution import auto_image_size
 
@@ -126,6 +131,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
     from . import distributed as dist
 
     cfg = replace(cfg)  # automatic values are filled into a copy: the caller's config stays as given
+    check_widths(cfg.encoder_channels, cfg.decoder_channels)
     env = dist.init(cfg.device)
     seed_everything(cfg.seed + env.rank)
     device = env.device

@@ -66,7 +66,7 @@ class Run:
         names in ``may_differ`` (and settings that do not change results, :data:`RESUME_FREE`)."""
         self.path = Path(path)
         self.is_writer = is_writer
-        check_target(self.path, inputs)
+        check_target(self.path, inputs, nested_runs=True)
         exists = (self.path / "config.yaml").exists()
         if self.path.is_dir() and not is_marked(self.path):
             legacy = resume and exists and _looks_like_run(self.path)  # a run made before runs carried a marker
@@ -84,6 +84,7 @@ class Run:
         # the highest folder this run creates (LD's OUT/stage1 also creates OUT): a failed start removes it
         self._created_root = next((p for p in reversed([self.path, *self.path.parents]) if not p.exists()), self.path)
         self._begun = False
+        self._lock_was_there = (self.path / ".lock").exists()
         if is_writer:
             self.path.mkdir(parents=True, exist_ok=True)
             _lock(self.path)
@@ -115,6 +116,8 @@ class Run:
 
             shutil.rmtree(self._created_root, ignore_errors=True)
         self._release()
+        if self.is_writer and not self._begun and not self._created and not self._lock_was_there:
+            (self.path / ".lock").unlink(missing_ok=True)  # a failed start in an existing folder leaves it as it was
 
     def finish(self) -> None:
         """The run ended: delete the replaced run's files, release the folder."""

@@ -99,3 +99,16 @@ def test_tensorboard_scalars(tmp_path):
     acc.Reload()
     assert {"loss", "lr"} <= set(acc.Tags()["scalars"])
     assert [e.step for e in acc.Scalars("loss")] == [1, 2]
+
+
+def test_first_progress_line_comes_at_step_one_even_between_logged_steps(tmp_path, capsys, monkeypatch):
+    """A slow machine with --log-every 50 still hears from the run at step 1 and at most every
+    min_interval seconds after, not only at step 50."""
+    now = [0.0]
+    monkeypatch.setattr("localdisc.train.progress.time.time", lambda: now[0])
+    log = TrainingLog(tmp_path, "stage", 100, min_interval=30.0, tty=False)
+    for step in range(1, 8):  # a step every 10 s, no logged values: heartbeats only
+        log.step(step, 4)
+        now[0] += 10.0
+    lines = [x.split(" (")[0] for x in capsys.readouterr().out.splitlines() if x.startswith("[stage]")]
+    assert lines == ["[stage] step 1/100", "[stage] step 4/100", "[stage] step 7/100"], lines

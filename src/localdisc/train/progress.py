@@ -92,7 +92,11 @@ class TrainingLog:
             if values:
                 shown = {k: f"{v:.4g}" for k, v in values.items() if k != "lr"}
                 self._bar.set_postfix({**shown, "img/s": f"{rate:.2f}"}, refresh=False)
-        if not values:
+        if not values:  # between logged steps: still a heartbeat, the first step at once, then at most every min_interval
+            now = time.time()
+            if self._bar is None and (self._last_print < -1e17 or now - self._last_print >= self.min_interval):
+                print(self.format(done, rate, {}), flush=True)
+                self._last_print = now
             return
         line = self.format(done, rate, values)
         self._write(line)
@@ -105,7 +109,7 @@ class TrainingLog:
     def format(self, done: int, rate: float, values: dict[str, float]) -> str:
         elapsed = time.time() - self._t0
         left = (self.total - done) * elapsed / max(done - self.start, 1)
-        terms = " ".join(f"{k} {v:.4f}" for k, v in values.items() if k != "lr" and isinstance(v, float))
+        terms = " ".join(f"{k} {v:.4f}" for k, v in values.items() if k != "lr" and isinstance(v, float)) or "(losses at the next logged step)"
         lr = f" | lr {values['lr']:.1e}" if "lr" in values else ""
         return f"[{self.stage}] step {done}/{self.total} ({100 * done / max(self.total, 1):.0f}%) | {terms}{lr} | {rate:.2f} img/s | ETA {_duration(left)}"
 

@@ -143,7 +143,8 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
         writer.writerows([{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
         atomic_write_text(out / "per_image.csv", buf.getvalue())
         summary = {"run": str(run_dir), "data": str(data), "split": split, "checkpoint": checkpoint, "n_images": len(rows),
-                   "class_names": class_names, "metrics": metrics.summary()}
+                   "class_names": class_names, "metrics": metrics.summary(),
+                   "hd95_unit": "mm" if any(s.spacing for s in samples) else "pixels"}
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
     except BaseException:
         staged.abandon()
@@ -218,7 +219,8 @@ def _json_default(v: Any) -> Any:
 def format_summary(summary: dict[str, Any], keys: tuple[str, ...] = ("dice", "hd95")) -> str:
     """Short text table: one line per foreground class, mean +- std of each metric kind."""
     m = summary["metrics"]
-    lines = [f"{'class':<22}" + "".join(f"{k:>18}" for k in keys)]
+    unit = {"hd95": f"hd95 ({summary.get('hd95_unit', 'pixels')})"}
+    lines = [f"{'class':<22}" + "".join(f"{unit.get(k, k):>18}" for k in keys)]
     for name in summary["class_names"][1:]:
         cells = []
         for k in keys:

@@ -31,7 +31,7 @@ def test_verdict_first_and_one_seed_warning():
     (c,) = comps
     assert c["verdict"] == "helps" and c["ci_low"] > 0 and c["p_value"] < 0.05
     lines = verdict_lines(comps, ["random", "ld"], ["2"], [0], shared_pretraining=True)
-    assert lines[0].startswith("**Verdict**") and "helps at 2 labels" in lines[1]
+    assert lines[0].startswith("**Verdict**") and lines[1].startswith("**ld** vs random init") and "helps at 2 labels" in lines[1]
     assert any("one seed" in x for x in lines) and any("one pretraining run" in x for x in lines)
     three = verdict_lines(compare_to_reference(_per_image(-0.05, [0, 1, 2]), ["dice_mean"]), ["random", "ld"], ["2"], [0, 1, 2], False)
     assert "hurts at 2 labels" in three[1] and not any("one seed" in x for x in three)

@@ -113,7 +113,7 @@ def verdict_lines(comparisons: list[dict[str, Any]], methods: list[str], budgets
     for m in methods:
         cells = [by[(m, b)] for b in budgets if (m, b) in by]
         if cells:
-            lines.append(f"- **{m}** vs random init: " + "; ".join(
+            lines.append(f"**{m}** vs random init: " + "; ".join(
                 f"{c['verdict']} at {c['budget']} labels ({c['mean_diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}])" for c in cells))
     if not lines:
         return []
@@ -201,6 +201,7 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
         prov["command"] = prov["command"].replace(" --report-only", "") + "  (report rebuilt from the finished cells)"
         if earlier:
             prov["cells_computed_by"] = {k: v for k, v in earlier.items() if k in ("command", "commit", "date")}
+        wall_seconds = None  # rebuilding the report is not the cells' wall time
     elif wall_seconds is not None:
         invocations.append({"date": prov["date"], "commit": prov["commit"], "wall_seconds": round(wall_seconds, 1)})
     wall_seconds = sum(float(i["wall_seconds"]) for i in invocations) if invocations else wall_seconds

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("localdisc.cli.predict", "segment new images or volumes with a fine-tuned run: masks in the source's geometry, areas, overlays"),
     "evaluate": ("localdisc.cli.evaluate", "score a fine-tuned run (Dice, IoU, HD95; AUC/accuracy for vessels) and draw overlays"),
     "benchmark": ("localdisc.cli.benchmark", "pretraining methods against random init over label budgets and seeds, with statistics and a report"),
+    "verdict": ("localdisc.cli.verdict", "does a pretrained run help on your own few labeled images? cross-validated, paired, with a CI"),
     "landmarks": ("localdisc.cli.landmarks", "one-shot landmark localization with a pretrained LD run"),
     "discover": ("localdisc.cli.discover", "structures without labels: cluster maps, shape-guided discovery"),
     "embed": ("localdisc.cli.embed", "write a pretraining run's pixel embeddings and cluster maps (.npy / NIfTI with the source geometry)"),

@@ -1,0 +1,60 @@
+"""verdict: repeated k-fold over the user's labeled images, random vs pretrained on the same folds,
+paired per (image, repetition), one line per pretrained run."""
+
+import csv
+import json
+
+import numpy as np
+from PIL import Image
+
+from localdisc.cli.main import main
+from localdisc.tasks.stats import cluster_bootstrap
+from localdisc.tasks.verdict import summarize
+
+TINY = ["--encoder-channels", "4", "8", "8", "--decoder-channels", "8", "8", "--image-size", "24", "24", "--batch-size", "2"]
+
+
+def pairs(root, n=6, size=(24, 24)):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        m = np.zeros(size, np.uint8)
+        m[4 + i % 3: 14, 6:16 + i % 4] = 255
+        Image.fromarray((rng.integers(0, 80, size) + (m > 0) * 150).astype(np.uint8)).save(root / "images" / f"p{i}.png")
+        Image.fromarray(m).save(root / "masks" / f"p{i}.png")
+    return root
+
+
+def test_verdict_end_to_end(tmp_path, capsys):
+    data = pairs(tmp_path / "labeled")
+    assert main(["pretrain", "--method", "genesis", "--data", str(data / "images"), "--out", str(tmp_path / "pre"), "--steps", "2", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["verdict", "--data", str(data), "--init", str(tmp_path / "pre"), "--out", str(tmp_path / "v"), "--folds", "3",
+                 "--repeats", "2", "--steps", "2", "--image-size", "24", "24", "--batch-size", "2"]) == 0
+    printed = capsys.readouterr().out
+    line = [x for x in printed.splitlines() if x.startswith("verdict: pre ")]
+    assert len(line) == 1 and any(w in line[0] for w in ("helps", "hurts", "cannot tell")) and "6 images x 2 repetition" in line[0]
+    rows = list(csv.DictReader((tmp_path / "v" / "per_image.csv").open()))
+    # every image scored once per repetition by each init, on the same folds
+    for init in ("random", "pre"):
+        got = sorted((r["id"], r["repetition"]) for r in rows if r["init"] == init)
+        assert got == sorted((f"p{i}", str(r)) for i in range(6) for r in range(2))
+    folds = {(r["id"], r["repetition"]): r["fold"] for r in rows if r["init"] == "random"}
+    assert all(folds[(r["id"], r["repetition"])] == r["fold"] for r in rows)
+    # the CI is the benchmark's bootstrap applied to the per-image differences
+    result = json.loads((tmp_path / "v" / "verdict.json").read_text())["comparisons"]["pre"]
+    dice = {(r["init"], r["id"], int(r["repetition"])): float(r["dice"]) for r in rows}
+    d = np.array([[dice[("pre", f"p{i}", r)] - dice[("random", f"p{i}", r)] for r in range(2)] for i in range(6)])
+    lo, hi, p = cluster_bootstrap(d)
+    assert (result["ci_low"], result["ci_high"], result["p_value"]) == (lo, hi, p)
+    assert (tmp_path / "v" / "verdict.md").is_file() and (tmp_path / "v" / ".localdisc").is_file()
+
+
+def test_summary_reads_the_ci():
+    scores = [{"id": f"i{i}", "repetition": r, "init": init, "dice": 0.5 + (0.1 if init == "ld" else 0) + 0.01 * i}
+              for i in range(8) for r in range(2) for init in ("random", "ld")]
+    out = summarize(scores, ["random", "ld"], [0, 1], 60)
+    assert out["comparisons"]["ld"]["verdict"] == "helps" and "use ld" in out["lines"][0]
+    worse = [{**s, "dice": s["dice"] - (0.2 if s["init"] == "ld" else 0)} for s in scores]
+    assert "use random init" in summarize(worse, ["random", "ld"], [0, 1], 60)["lines"][0]

@@ -161,6 +161,14 @@ def test_bad_numbers_are_refused_before_any_folder_exists(tmp_path, data, capsys
 
 def test_failed_start_leaves_no_folder_and_the_retry_works(tmp_path, data, capsys):
     out = tmp_path / "run"
+    # LD needs an even batch: refused before stage 1's folder exists, so the corrected retry is not refused
+    ld = ["pretrain", "--method", "ld", "--data", str(data / "images"), "--out", str(out), "--encoder-channels", "4", "8", "8",
+          "--decoder-channels", "8", "8", "--image-size", "16", "16", "--steps", "2", "--grid", "4"]
+    assert main([*ld, "--batch-size", "1"]) == 2
+    one_line(capsys, "--batch-size")
+    assert not out.exists()
+    assert main([*ld, "--batch-size", "2"]) == 0
+    out = tmp_path / "run2"
     assert main(["pretrain", "--method", "genesis", "--data", str(data / "images"), "--out", str(out), "--encoder-channels", "4", "8", "8",
                  "--decoder-channels", "8", "8", "--image-size", "16", "16", "--steps", "1", "--batch-size", "0"]) == 2
     one_line(capsys)

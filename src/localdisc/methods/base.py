@@ -23,6 +23,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..nets import UNet
 
 
@@ -42,6 +43,15 @@ class PretrainMethod(nn.Module):
     name: ClassVar[str] = ""
     Config: ClassVar[type]  # method-specific dataclass, options become --flags of `pretrain`
     images_per_sample: ClassVar[int] = 2  # network inputs per image in one step (memory planning: runtime/memory.py)
+    min_batch: ClassVar[int] = 1  # images per process a step needs (contrast within the batch needs 2)
+    even_batch: ClassVar[bool] = False  # the method pairs images within the batch
+
+    @classmethod
+    def check_batch(cls, batch_size: int) -> None:
+        """Refuse a batch the step cannot use, before any folder exists (not at step 1)."""
+        if batch_size < cls.min_batch or (cls.even_batch and batch_size % 2):
+            need = "an even number of at least 2" if cls.even_batch else f"at least {cls.min_batch}"
+            raise ConfigError(f"--batch-size {batch_size}: {cls.name} needs {need} images per process")
 
     def __init__(self, backbone: UNet, cfg: Any):
         super().__init__()

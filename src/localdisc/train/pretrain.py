@@ -136,6 +136,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
     seed_everything(cfg.seed + env.rank)
     device = env.device
     method_cls = get_method(cfg.method)
+    method_cls.check_batch(cfg.batch_size)
     method_cfg = method_cfg if method_cfg is not None else method_cls.Config()
     typed = typed or {**to_dict(cfg), "method_config": to_dict(method_cfg)}  # before automatic values are filled in
     if cfg.dry_run:

@@ -52,6 +52,7 @@ class DenseCLConfig(SimCLRConfig):
 
 class DenseCL(PretrainMethod):
     name = "densecl"
+    min_batch = 2  # negatives come from the other images of the batch
     Config = DenseCLConfig
 
     def __init__(self, backbone, cfg: DenseCLConfig | None = None):

@@ -76,6 +76,8 @@ class LDConfig:
 
 class LocalDiscrimination(PretrainMethod):
     name = "ld"
+    min_batch = 2
+    even_batch = True  # x1 and x2 of a sample are paired
     images_per_sample = 5  # network inputs per image in one step
     Config = LDConfig
 

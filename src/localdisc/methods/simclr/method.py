@@ -56,6 +56,7 @@ class SimCLRConfig:
 
 class SimCLR(PretrainMethod):
     name = "simclr"
+    min_batch = 2  # negatives come from the other images of the batch
     Config = SimCLRConfig
 
     def __init__(self, backbone, cfg: SimCLRConfig | None = None):

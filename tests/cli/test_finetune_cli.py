@@ -50,3 +50,9 @@ def _demo_quick(tmp_path, capsys):
     text = (tmp_path / "demo" / "summary.md").read_text()
     assert "| random |" in text
     assert str(tmp_path / "demo") in capsys.readouterr().out
+    # the demo replaces its own earlier results (the README's command run twice), never a user's folder
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    assert main(["demo", "--quick", "--out", str(tmp_path / "mine")]) == 2
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     s = SETTINGS["quick" if args.quick else "full"]
     out = Path(args.out)
-    check_output_folder(out, overwrite=True)  # the demo replaces its own earlier results, never a user's folder
+    check_output_folder(out, overwrite=True, kind="demo")  # the demo replaces its own earlier results, never a user's folder
     out.mkdir(parents=True, exist_ok=True)
     claim(out, "demo")
     data = f"synthetic-fundus:{s['images']}:{s['size']}x{s['size']}"

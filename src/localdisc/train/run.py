@@ -24,7 +24,7 @@ import yaml
 
 from ..config import to_dict
 from ..errors import ConfigError, TrainingError
-from ..runtime.outputs import MARKER, check_target, claim, foreign_entries, is_marked, is_owned_name, remove_stale_temporaries
+from ..runtime.outputs import MARKER, check_target, claim, foreign_entries, is_marked, is_owned_name, marker_kind, remove_stale_temporaries
 from .checkpoint import atomic_write_text
 
 
@@ -68,6 +68,8 @@ class Run:
         self.is_writer = is_writer
         check_target(self.path, inputs, nested_runs=True)
         exists = (self.path / "config.yaml").exists()
+        if self.path.is_dir() and is_marked(self.path) and marker_kind(self.path) not in ("", "run", "benchmark-cell"):
+            raise ConfigError(f"{self.path}: holds localdisc {marker_kind(self.path)} outputs, not a run; choose another folder for --out")
         if self.path.is_dir() and not is_marked(self.path):
             legacy = resume and exists and _looks_like_run(self.path)  # a run made before runs carried a marker
             foreign = foreign_entries(self.path)

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from .predict import predict_probabilities
 from ..runtime.outputs import StagedOutput, check_not_inputs, data_inputs
+from .predict import predict_probabilities
 
 
 def _samples_for(run_cfg: dict[str, Any], data: str, split: str):

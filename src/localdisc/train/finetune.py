@@ -27,15 +27,16 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from .. import __version__
 from ..config import field, to_dict
 from ..data.datasets import ImageDataset, num_channels_of, require_foreground, stack_items
-from ..errors import ConfigError, TrainingError
 from ..data.resolution import auto_image_size, check_image_size
+from ..errors import ConfigError, TrainingError
 from ..nets import UNet, UNetConfig
 from ..nets.unet import check_widths
-from .. import __version__
 from ..runtime.memory import plan_patch
 from ..runtime.model_card import INTENSITY_RULE, model_card_markdown
+from ..runtime.outputs import check_not_inputs, data_inputs
 from ..runtime.provenance import git_commit
 from ..utils import pick_device, seed_everything
 from .augment import AugmentConfig, augment_batch
@@ -43,7 +44,6 @@ from .checkpoint import assert_finite_weights, atomic_write_text, latest_checkpo
 from .finetune_data import assigned_splits, finetune_samples, infer_num_classes, sample_patches
 from .finetune_model import Supervised, build_unet, evaluate_dataset, load_finetuned, predict_logits
 from .progress import TrainingLog, count_parameters, describe_threads
-from ..runtime.outputs import check_not_inputs, data_inputs
 from .run import Run, check_resume_options
 from .sampling import StepBatchSampler
 
@@ -211,8 +211,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
     run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main,
               inputs=[*data_inputs(cfg.data), cfg.init], options=typed)
-    try:
-        check_not_inputs(cfg.out, (f for part in parts.values() for s in part for f in (s.image, s.mask, s.fov)))  # the network and --init are validated before an existing run is touched
+    try:  # outputs, the network and --init are validated before an existing run is touched
+        check_not_inputs(cfg.out, (f for part in parts.values() for s in part for f in (s.image, s.mask, s.fov)))
         unet = build_unet(cfg, channels, num_classes)
         transferred: list[str] = []
         if cfg.init:

@@ -23,11 +23,11 @@ from ..errors import ConfigError, TrainingError
 from ..methods import METHODS, PrepareContext, get_method
 from ..nets import UNet, UNetConfig
 from ..nets.unet import check_widths
+from ..runtime.memory import plan_patch
+from ..runtime.outputs import check_not_inputs, data_inputs
 from ..utils import seed_everything
 from .checkpoint import assert_finite_weights, latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .progress import TrainingLog, count_parameters, describe_threads
-from ..runtime.memory import plan_patch
-from ..runtime.outputs import check_not_inputs, data_inputs
 from .run import Run
 from .sampling import StepBatchSampler
 from .transfer import save_backbone

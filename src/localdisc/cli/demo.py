@@ -127,7 +127,7 @@ def _real_benchmark() -> str:
     if not lines:
         return "The multi-seed benchmarks on real data: benchmarks/results/ of the source repository (README, Results)."
     return ("What the real benchmark found (LD minus random init, mean test Dice, 95% CI over test images and 3 label "
-            "subsets; benchmarks/results/*_cpu). On held-out ultrasound sets it did not help: check your own data with a benchmark "
+            "subsets; benchmarks/results/*_cpu). On held-out ultrasound sets it did not help: ask your own data with `localdisc verdict` "
             "before relying on it.\n" + "\n".join(lines))
 
 

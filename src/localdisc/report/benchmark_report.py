@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..runtime.outputs import atomic_write_csv
 from ..tasks.benchmark_config import BenchmarkConfig, budget_label
 
 if TYPE_CHECKING:
@@ -38,21 +39,6 @@ def collect(cells: list[Cell]) -> tuple[list[dict[str, Any]], list[dict[str, Any
             for row in csv.DictReader(f):
                 per_image.append({"method": rec["method"], "budget": rec["budget"], "seed": rec["seed"], "n_labels": rec["n_labels"], **row})
     return records, per_image
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    import io
-
-    from ..train.checkpoint import atomic_write_text
-
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys or ["method"])
-    w.writeheader()
-    w.writerows([{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
-    atomic_write_text(path, buf.getvalue())
 
 
 def result_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -154,12 +140,12 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
     vessel = "auc" in records[0]["metrics"]
     methods = [m.name for m in cfg.methods if any(r["method"] == m.name for r in records)]
     budgets = [budget_label(b) for b in cfg.budgets if any(r["budget"] == budget_label(b) for r in records)]
-    _write_csv(out / "results.csv", result_rows(records))
-    _write_csv(out / "per_image.csv", per_image)
+    atomic_write_csv(out / "results.csv", result_rows(records), float_format=".6g", empty_header=("method",))
+    atomic_write_csv(out / "per_image.csv", per_image, float_format=".6g", empty_header=("method",))
     panels = [(f"dice_{c}", c) for c in fg] + ([("dice_mean", "mean over classes")] if len(fg) > 1 else [])
     metrics = [k for k, _ in panels] + (["dice_mean"] if len(fg) == 1 else []) + [f"hd95_{c}" for c in fg]
     comparisons = compare_to_reference(per_image, metrics)  # a dice_mean row for every dataset
-    _write_csv(out / "comparisons.csv", comparisons)
+    atomic_write_csv(out / "comparisons.csv", comparisons, float_format=".6g", empty_header=("method",))
 
     tables = []
     for key, label in panels:

@@ -144,10 +144,10 @@ def check_output_folder(out: str | Path, inputs: Iterable[str | Path] = (), over
     if path.is_dir():
         foreign = [] if is_marked(path) else foreign_entries(path)  # in localdisc's own folder, a user's file is only kept
         if foreign:
-            raise ConfigError(f"{what} {path}: the folder holds files localdisc did not write ({_names(foreign)}); choose a new or empty folder")
+            raise ConfigError(f"{what} {path}: the folder holds files localdisc did not write ({name_list(foreign)}); choose a new or empty folder")
         earlier = [e.name for e in path.iterdir() if e.name not in (MARKER, ".lock") and is_owned_name(e.name)]
         if earlier and not overwrite:
-            raise ConfigError(f"{what} {path}: holds earlier localdisc outputs ({_names(earlier)}); pass --overwrite to replace them or choose another folder")
+            raise ConfigError(f"{what} {path}: holds earlier localdisc outputs ({name_list(earlier)}); pass --overwrite to replace them or choose another folder")
     return path
 
 
@@ -227,6 +227,23 @@ def prepare_output_folder(out: str | Path, inputs: Iterable[str | Path] = (), ov
     return path
 
 
+def atomic_write_csv(path: Path, rows: Iterable[dict], float_format: str | None = None, empty_header: tuple[str, ...] = ()) -> None:
+    """Rows (dicts; the header is every key in first-seen order) as a CSV file, written atomically;
+    ``float_format`` (e.g. ``.6g``) formats float values; ``empty_header``: the header when there are no rows."""
+    import csv
+    import io
+
+    rows = list(rows)
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys or list(empty_header))
+    writer.writeheader()
+    writer.writerows([{k: format(v, float_format) if float_format and isinstance(v, float) else v for k, v in r.items()} for r in rows])
+    atomic_write_bytes(Path(path), buf.getvalue().encode())
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write under a temporary name, then rename: a kill leaves the old file or the new one.
     The file gets the permissions of any file created now (the umask), not mkstemp's 0600."""
@@ -278,13 +295,14 @@ def remove_stale_temporaries(folder: Path) -> list[str]:
     return removed
 
 
-def _names(names: list[str], shown: int = 4) -> str:
+def name_list(names: list[str], shown: int = 4) -> str:
+    """A few names for an error message: never a whole listing."""
     text = ", ".join(n[:60] for n in names[:shown])
     return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 __all__ = ["MARKER", "OWNED", "is_owned_name", "is_marked", "claim", "foreign_entries", "check_target", "check_output_folder",
-           "clear_owned", "prepare_output_folder", "StagedOutput", "inside_run", "marker_kind", "check_output_file", "data_inputs", "check_not_inputs", "atomic_write_bytes", "default_file_mode", "default_dir_mode", "remove_stale_temporaries"]
+           "clear_owned", "prepare_output_folder", "StagedOutput", "inside_run", "marker_kind", "check_output_file", "data_inputs", "check_not_inputs", "atomic_write_bytes", "atomic_write_csv", "name_list", "default_file_mode", "default_dir_mode", "remove_stale_temporaries"]
 
 
 def data_inputs(spec: str | None) -> list[Path]:

@@ -19,20 +19,18 @@ known, in mm^2 / mm^3), ``summary.json``.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
-from ..runtime.outputs import StagedOutput, atomic_write_bytes, check_not_inputs, data_inputs
+from ..runtime.outputs import StagedOutput, atomic_write_bytes, atomic_write_csv, check_not_inputs, data_inputs
 
 
 def load_model(model: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -139,7 +137,7 @@ def predict(model: str | Path, data: str, out: str | Path, checkpoint: str = "be
             if i < max_overlays:
                 save_overlay(image, pred, None, out / "overlays" / f"{name}.png", class_names, title=f"{s.id}: predicted")
             rows.append(_row(s, name, mask_path, pred, class_names, _area_unit(pred.ndim, s.spacing or (geometry.spacing if geometry is not None else None))))
-        _write_csv(out / "predictions.csv", rows)
+        atomic_write_csv(out / "predictions.csv", rows)
         summary = {"model": str(model), "checkpoint": checkpoint, "data": str(data), "n_images": len(samples), "tta": tta,
                    "class_names": class_names, "seconds": round(time.time() - started, 1), "out": str(final)}
         atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
@@ -168,18 +166,6 @@ def _area_unit(ndim: int, spacing) -> tuple[str, float]:
     if not spacing or len(spacing) != ndim:
         return "", math.nan
     return ("mm2" if ndim == 2 else "mm3"), float(np.prod([float(v) for v in spacing]))
-
-
-def _write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    rows = list(rows)
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 __all__ = ["predict", "load_model", "predict_probabilities"]

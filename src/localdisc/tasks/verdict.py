@@ -17,10 +17,8 @@ the verdict then rests on the repetitions that finished.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,7 +26,7 @@ import numpy as np
 
 from ..data.sources import resolve_source
 from ..errors import ConfigError, DataError
-from ..runtime.outputs import StagedOutput, atomic_write_bytes, check_not_inputs, data_inputs
+from ..runtime.outputs import StagedOutput, atomic_write_bytes, atomic_write_csv, check_not_inputs, data_inputs
 from ..train.finetune import FinetuneConfig, finetune
 from .evaluate import evaluate
 from .stats import cluster_bootstrap, verdict as read_ci
@@ -126,11 +124,7 @@ def summarize(scores: list[dict[str, Any]], inits: list[str], repetitions: list[
 
 
 def _write(folder: Path, scores: list[dict[str, Any]], result: dict[str, Any]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["id", "repetition", "fold", "init", "dice"])
-    writer.writeheader()
-    writer.writerows(scores)
-    atomic_write_bytes(folder / "per_image.csv", buf.getvalue().encode())
+    atomic_write_csv(folder / "per_image.csv", scores)
     atomic_write_bytes(folder / "verdict.json", json.dumps(result, indent=2).encode())
     md = ["# Does pretraining help on these images?", "", *result["lines"], "",
           "Repeated k-fold cross-validation over the labeled images; every image is scored once per repetition by every "

@@ -86,7 +86,7 @@ class FinetuneConfig:
     log_every: int = field(10, "add a row to metrics.csv and train.log every N steps (off a terminal, a progress line is printed at most every 30 s)")
     tensorboard: bool = field(False, "also write the logged values for TensorBoard into RUN/tensorboard/ (needs the tensorboard package)")
     checkpoint_every: int = field(100, "checkpoint every N steps")
-    checkpoint_minutes: float = field(10.0, "also checkpoint when this many minutes have passed since the last checkpoint (0 = by steps only)")
+    checkpoint_minutes: float = field(10.0, "also checkpoint at the first logged step after this many minutes since the last checkpoint (0 = by steps only)")
     resume: bool = field(False, "continue the run in --out from its last checkpoint")
     overwrite: bool = field(False, "replace an existing run in --out")
     dry_run: bool = field(False, "print the plan (resolution, patches, batch, memory, time per step) and exit without writing anything")
@@ -210,7 +210,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     flip_pairs = [tuple(p) for p in first.extra.get("flip_pairs", ())]
 
     run = Run(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, is_writer=env.is_main,
-              inputs=[*data_inputs(cfg.data), cfg.init], options=typed)
+              inputs=[*data_inputs(cfg.data), cfg.init])  # --resume options were checked above, before the data
     try:  # outputs, the network and --init are validated before an existing run is touched
         check_not_inputs(cfg.out, (f for part in parts.values() for s in part for f in (s.image, s.mask, s.fov)))
         unet = build_unet(cfg, channels, num_classes)
@@ -339,7 +339,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
         if row:
             run.log(done, **row)
         log.step(done, images.shape[0] * env.world, **{k: v for k, v in row.items() if k != "images_per_s"})
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time or dist.minutes_passed(cfg.checkpoint_minutes, last_checkpoint):
+        due = done % cfg.log_every == 0 and dist.minutes_passed(cfg.checkpoint_minutes, last_checkpoint)  # asked at logged steps only: a collective under DDP
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time or due:
             checkpoint(done)
             last_checkpoint = time.time()
         dist.barrier(env)

@@ -58,7 +58,7 @@ class PretrainConfig:
     log_every: int = field(10, "add a row to metrics.csv and train.log every N steps (off a terminal, a progress line is printed at most every 30 s)")
     tensorboard: bool = field(False, "also write the logged values for TensorBoard into RUN/tensorboard/ (needs the tensorboard package)")
     checkpoint_every: int = field(200, "checkpoint every N steps")
-    checkpoint_minutes: float = field(10.0, "also checkpoint when this many minutes have passed since the last checkpoint (0 = by steps only)")
+    checkpoint_minutes: float = field(10.0, "also checkpoint at the first logged step after this many minutes since the last checkpoint (0 = by steps only)")
     picture_every: int = field(500, "refresh pictures every N steps (0 = only at the end)")
     refresh_every: int = field(0, "call the method's prepare hook every N steps (e.g. recompute pseudo-classes); 0 = once")
     max_images: int = field(0, "use at most N images (0 = all)")
@@ -264,7 +264,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
         log.step(done, images.shape[0] * env.world, **shown)
         if env.is_main and cfg.picture_every and done % cfg.picture_every == 0:
             _pictures(model, fixed, run.path)
-        due = dist.minutes_passed(cfg.checkpoint_minutes, last_checkpoint)
+        due = done % cfg.log_every == 0 and dist.minutes_passed(cfg.checkpoint_minutes, last_checkpoint)  # asked at logged steps only: a collective under DDP
         if (done % cfg.checkpoint_every == 0 or due) and done < cfg.steps:
             last_checkpoint = time.time()
             rngs = dist.gather_objects(rng_state())  # collective: every rank's RNG stream

@@ -24,7 +24,7 @@ import yaml
 
 from ..config import to_dict
 from ..errors import ConfigError, TrainingError
-from ..runtime.outputs import MARKER, check_target, claim, foreign_entries, is_marked, is_owned_name, marker_kind, remove_stale_temporaries
+from ..runtime.outputs import MARKER, check_target, claim, foreign_entries, is_marked, is_owned_name, marker_kind, name_list, remove_stale_temporaries
 from .checkpoint import atomic_write_text
 
 
@@ -75,7 +75,7 @@ class Run:
             foreign = foreign_entries(self.path)
             if foreign and not legacy:
                 hint = " (--overwrite replaces only runs localdisc created)" if overwrite else ""
-                raise ConfigError(f"{self.path}: the folder holds files localdisc did not write ({_names(foreign)}); choose a new or empty folder for --out{hint}")
+                raise ConfigError(f"{self.path}: the folder holds files localdisc did not write ({name_list(foreign)}); choose a new or empty folder for --out{hint}")
         if exists and not (resume or overwrite):
             raise ConfigError(f"{self.path}: a run already exists here; pass --resume to continue it or --overwrite to replace it")
         if resume and exists and options is not None:
@@ -257,10 +257,6 @@ def check_resume_options(path: Path, options: dict[str, Any], may_differ: Iterab
 def _short(v: Any) -> str:
     text = " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _names(names: list[str], shown: int = 4) -> str:
-    return ", ".join(n[:60] for n in names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _looks_like_run(path: Path) -> bool:

@@ -1,196 +1,178 @@
-"""LD training-step speed and peak memory: this implementation vs a naive one vs the bare network.
+"""LD training-step time and peak memory against the bare network, the heads' floor and the public reference.
 
-For each configuration (view size, B samples = 2B loop images = 5B network images), three
-modes run in a FRESH subprocess each (so peak RSS is per mode, via resource.getrusage):
+Each mode runs in a FRESH process (peak RSS per mode), the modes round-robin --repeats times; s/step
+is the median of all timed steps. ld: training_step (stage 2) + backward, and a check that its terms
+equal loss_terms(forward_views()) (the path the wiring tests pin); bare: the same 5B views through the
+U-Net, backward of trunk.mean(); heads: bare + both LD heads (the floor of any LD step with the spec's
+heads); reference (--reference PATH, 2D, no shift): github HuaiChen-1994/LDLearning "X-ray code/step1_ld_pretraining",
+patched for the CPU outside this repository (.cuda() dropped, cv2/torchvision imports of
+step2_train_ld.py commented out), imported at run time: vgg16_bn_tiny + decoder, compute_patch_loss,
+compute_clustering_loss, summed as its training loop, on 5B prepared inputs (its DataLoader views are
+not timed, which favours it); compiled (--compile): ld with torch.compile on the U-Net.
+--profile: one profiled LD step per config instead (time and memory per phase).
 
-- ``ld``:    LocalDiscrimination stage 2 (all loss terms), region embeddings by one matmul;
-- ``naive``: identical, but region embeddings materialize the broadcast (n, K, D, *S) tensor
-             as the reference code does;
-- ``bare``:  the same 5B views through the U-Net trunk, forward + backward of trunk.mean();
-- ``compiled`` (with --compile): ``ld`` with the U-Net's forward compiled by ``torch.compile``
-             (inductor; the first, untimed steps pay for the compilation).
-
-All three start from the same seed and weights, so the first-step loss terms of ``ld`` and
-``naive`` must agree (checked). Reports images/s (loop images, i.e. 2B per step), network
-images/s (5B per step), peak RSS (CPU) or peak allocated (CUDA), and the ld/bare time ratio.
-
-    python benchmarks/ld_speed.py                  # 224^2 B=2 and 448^2 B=1
-    python benchmarks/ld_speed.py --quick          # smoke test (tiny sizes)
-Writes benchmarks/results/ld_speed.{json,md} (--quick: ld_speed_quick.{json,md}).
+    python benchmarks/ld_speed.py --reference /tmp/ldref      # configs: SIZE:PAIRS[:shift=F]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib
 import json
-import resource
-import subprocess
+import os
 import sys
 import time
 from pathlib import Path
 
+import torch
+
+from localdisc.methods.ld import LDConfig, LocalDiscrimination
+from localdisc.methods.ld.views import make_views
+from localdisc.nets import UNet, UNetConfig
+from localdisc.runtime import step_profile as SP
+from localdisc.runtime.provenance import provenance, provenance_markdown
+
 ROOT = Path(__file__).resolve().parents[1]
+REF_SUBDIR = "X-ray code/step1_ld_pretraining"
 
 
-def _naive_method():
-    import torch.nn.functional as F
-
-    from localdisc.losses import ld as L
-    from localdisc.methods.ld import LocalDiscrimination
-
-    class NaiveLD(LocalDiscrimination):
-        def loss_terms(self, outputs):
-            real = L.region_embeddings
-            try:  # the reference's broadcast: (n, K, 1, *S) * (n, 1, D, *S) -> (n, K, D, *S)
-                L.region_embeddings = lambda a, v: F.normalize((a[:, :, None] * v[:, None]).flatten(3).mean(-1), dim=-1)
-                return super().loss_terms(outputs)
-            finally:
-                L.region_embeddings = real
-
-    return NaiveLD
-
-
-def child(mode: str, size: list[int], pairs: int, steps: int, warmup: int, device: str, threads: int) -> dict:
-    import torch
-
-    from localdisc.methods.ld import LDConfig, LocalDiscrimination
-    from localdisc.methods.ld.views import make_views
-    from localdisc.nets import UNet, UNetConfig
-
-    torch.set_num_threads(threads)
-    dev = torch.device(device)
-    torch.manual_seed(0)
-    cls = _naive_method() if mode == "naive" else LocalDiscrimination
-    model = cls(UNet(UNetConfig(spatial_dims=len(size), in_channels=1)), LDConfig(stage="2")).to(dev).train()
-    if mode == "compiled":
-        model.backbone.forward_features = torch.compile(model.backbone.forward_features)
-    g = torch.Generator().manual_seed(1)
-    images = torch.rand(2 * pairs, 1, *size, generator=g).to(dev)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
+def reference_step(size, pairs):
+    models, batch_average, ref = (importlib.import_module(m) for m in ("models", "BatchAverage", "step2_train_ld"))  # via PYTHONPATH
+    encoder, decoder = models.vgg16_bn_tiny(), models.my_models.decoder(channel_list=[128, 128, 64, 32, 16, 32, 16])
+    criterion, args = batch_average.BatchCriterion(1, 0.1), {"batch_size": pairs, "region_output_size": (8, 8)}
+    inputs = torch.rand(5 * pairs, 1, *size) * 2 - 1  # its views are normalized to [-1, 1]
+    flip1, rot1, flip2, rot2 = (torch.randint(n, (pairs,)) for n in (2, 4, 2, 4))
+    weight = torch.rand(pairs) * 0.6 + 0.2
 
     def step():
-        if mode == "bare":
-            views = make_views(images, model.cfg)
-            trunk = model.backbone.forward_features(views.inputs).trunk
-            loss, terms = trunk.mean(), {}
-        else:
-            terms = model.loss_terms(model.forward_views(images))
-            loss = sum(terms.values())
-        model.zero_grad(set_to_none=True)
-        loss.backward()
+        patches, regions, assign = decoder(encoder(inputs), args["region_output_size"], if_clustering=True)
+        pd, mix = ref.compute_patch_loss(patches, flip1, rot1, flip2, rot2, weight, args, criterion)
+        ld, ent = ref.compute_clustering_loss(regions[: 4 * pairs], assign[: 4 * pairs])
+        terms = {"pd": pd, "mix": mix, "ld": 10 * ld, "ent": 0.1 * ent}
+        encoder.zero_grad(set_to_none=True), decoder.zero_grad(set_to_none=True)
+        sum(terms.values()).backward()
         return {k: float(v.detach()) for k, v in terms.items()}
 
-    first = None
-    for i in range(warmup + steps):
-        if i == warmup:
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            t0 = time.perf_counter()
-        torch.manual_seed(100 + i)  # same views in every mode
-        terms = step()
-        first = terms if first is None else first
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    dt = (time.perf_counter() - t0) / steps
-    out = {
-        "mode": mode,
-        "size": size,
-        "pairs": pairs,
-        "seconds_per_step": dt,
-        "images_per_s": 2 * pairs / dt,
-        "network_images_per_s": 5 * pairs / dt,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_before_steps_mb": rss_before,
-        "first_step_terms": first,
-    }
-    if dev.type == "cuda":
-        out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
-    return out
+    files = sorted(Path(m.__file__).resolve() for m in (batch_average, ref, models.vgg, models.my_models))
+    return step, {"reference_sha256": hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]}
 
 
-def _spawn(args, mode: str, size: list[int], pairs: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--size", *map(str, size), "--pairs", str(pairs), "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"mode": mode, "size": size, "pairs": pairs, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def ld_step(mode, size, pairs, shift):
+    model = LocalDiscrimination(UNet(UNetConfig(spatial_dims=len(size), in_channels=1)), LDConfig(stage="2", shift=shift)).train()
+    images = torch.rand(2 * pairs, 1, *size, generator=torch.Generator().manual_seed(1))
+    if mode == "compiled":
+        model.backbone.forward_features = torch.compile(model.backbone.forward_features)
+
+    def step():
+        if mode in ("ld", "compiled", "profile"):
+            loss, logs = model.training_step(images)
+        else:
+            trunk = model.backbone.forward_features(make_views(images, model.cfg).inputs).trunk
+            logs, loss = {}, trunk.mean()
+            if mode == "heads":
+                loss = loss + model.embed_head(trunk).mean() + model.cluster_head(trunk, rows=4 * pairs).mean()
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return logs
+
+    def same_terms_as_loss_terms():  # the fast path against the path the wiring tests pin, same views
+        with torch.no_grad():
+            torch.manual_seed(100)
+            fast = model.training_step(images)[1]
+            torch.manual_seed(100)
+            spec = {f"loss_{k}": float(v) for k, v in model.loss_terms(model.forward_views(images)).items()}
+        return max(abs(fast[k] - spec[k]) for k in spec) if fast.keys() == spec.keys() else None
+
+    return step, same_terms_as_loss_terms
+
+
+def child(a) -> dict:
+    torch.set_num_threads(a.threads)
+    if a.keep_freed_memory:
+        SP.keep_freed_memory()
+    torch.manual_seed(0)
+    step, extra = reference_step(a.size, a.pairs) if a.child == "reference" else ld_step(a.child, a.size, a.pairs, a.shift)
+    seed = lambda i: torch.manual_seed(100 + i)  # same views in every mode and run
+    if a.child == "profile":
+        return SP.profile_step(step, "ld/", a.warmup, seed)
+    rss_before = SP.peak_rss_mb()
+    seconds, logs = SP.time_step(step, a.steps, a.warmup, before=seed)
+    out = {"seconds": seconds, "peak_rss_mb": SP.peak_rss_mb(), "rss_before_steps_mb": rss_before, "first_step_terms": logs[0]}
+    return {**out, **(extra if a.child == "reference" else {"max_abs_diff_vs_loss_terms": extra()} if a.child == "ld" else {})}
+
+
+def run_config(args, item: str) -> dict:
+    size_text, pairs, *opts = item.split(":")
+    size, shift = [int(s) for s in size_text.split("x")], float(dict(o.split("=") for o in opts).get("shift", 0))
+    cmd = [sys.executable, __file__, "--size", *map(str, size), "--pairs", pairs, "--shift", str(shift), "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--threads", str(args.threads)] + (["--keep-freed-memory"] if args.keep_freed_memory else [])
+    if args.profile:
+        return {"config": item, **SP.run_json_child(cmd + ["--child", "profile"])}
+    modes = [m for m in args.modes if m != "reference" or (args.reference and len(size) == 2 and not shift)] + (["compiled"] if args.compile else [])
+    env = {"PYTHONPATH": os.pathsep.join(x for x in (str(args.reference), os.environ.get("PYTHONPATH")) if x)}
+    jobs = {m: (lambda m=m: SP.run_json_child(cmd + ["--child", m], env=env if m == "reference" else None)) for m in modes}
+    runs = SP.interleave(jobs, args.repeats, log=lambda line: SP.log(f"{item} {line}"))
+    res = {m: {"seconds_per_step": SP.median_seconds(r), "peak_rss_mb": max((round(x["peak_rss_mb"]) for x in r if "error" not in x), default=None), "runs": r}
+           for m, r in runs.items()}
+    ratio = lambda a, b, k="seconds_per_step": res[a][k] / res[b][k] if a in res and b in res and res[a][k] and res[b][k] else None
+    diffs = [r["max_abs_diff_vs_loss_terms"] for r in runs.get("ld", []) if "error" not in r]
+    return {"config": item, "size": size, "pairs": int(pairs), "shift": shift, "modes": res, "ld_over_bare": ratio("ld", "bare"),
+            "heads_over_bare": ratio("heads", "bare"), "reference_over_ld": ratio("reference", "ld"),
+            "ld_over_reference_memory": ratio("ld", "reference", "peak_rss_mb"), "max_abs_diff_vs_loss_terms": max(diffs) if diffs and None not in diffs else None}
+
+
+def table(rows) -> list[str]:
+    cols = [("ld s/step", "ld", "seconds_per_step"), ("bare s/step", "bare", "seconds_per_step"), ("ld/bare", None, "ld_over_bare"),
+            ("heads s/step", "heads", "seconds_per_step"), ("heads/bare", None, "heads_over_bare"), ("reference s/step", "reference", "seconds_per_step"),
+            ("reference/ld", None, "reference_over_ld"), ("ld peak RSS MB", "ld", "peak_rss_mb"), ("reference peak RSS MB", "reference", "peak_rss_mb"),
+            ("ld/reference memory", None, "ld_over_reference_memory")]
+    cell = lambda r, m, k: r[k] if m is None else r["modes"].get(m, {}).get(k)
+    diff = lambda r: None if r["max_abs_diff_vs_loss_terms"] is None else f"{r['max_abs_diff_vs_loss_terms']:.1e}"
+    return SP.markdown_table(["config", *(c[0] for c in cols), "ld vs loss_terms: max abs diff"], [[r["config"], *(cell(r, m, k) for _, m, k in cols), diff(r)] for r in rows])
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", nargs="*", default=["224x224:2", "448x448:1"], help="SIZE:PAIRS items, e.g. 224x224:2 (B=2 pairs = 4 loop images = 10 network images)")
-    p.add_argument("--steps", type=int, default=3, help="timed steps per mode")
+    p.add_argument("--configs", nargs="*", default=["224x224:2", "448x448:1", "224x224:2:shift=0.25", "48x48x48:1"], help="SIZE:PAIRS[:shift=F] items")
+    p.add_argument("--reference", type=Path, default=None, help="the public reference: a checkout, or its step1_ld_pretraining folder")
+    p.add_argument("--modes", nargs="*", default=["ld", "bare", "heads", "reference"], help="modes to time (reference: with --reference, 2D, no shift)")
+    p.add_argument("--steps", type=int, default=2, help="timed steps per process")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=2, help="processes per mode, round-robin over the modes")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--keep-freed-memory", action="store_true", help="every process keeps freed memory (step_profile.keep_freed_memory); suffix _keep")
     p.add_argument("--compile", action="store_true", help="also time the LD step with torch.compile on the U-Net")
-    p.add_argument("--quick", action="store_true", help="smoke test: 64x64:1 and 96x96:1, 1 timed step")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for ld_speed.json/.md")
-    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--size", nargs="*", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--pairs", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--profile", action="store_true", help="one profiled LD step per config instead: ld_speed_profile.{json,md}")
+    p.add_argument("--quick", action="store_true", help="smoke test: tiny 2D, 2D with shift, 3D; 1 timed step, 1 repeat")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    for hidden, kw in [("--child", {}), ("--size", {"nargs": "*", "type": int}), ("--pairs", {"type": int, "default": 1}), ("--shift", {"type": float, "default": 0.0})]:
+        p.add_argument(hidden, help=argparse.SUPPRESS, **kw)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.size, args.pairs, args.steps, args.warmup, args.device, args.threads)))
+        print(json.dumps(child(args)))
         return 0
+    if args.reference is not None and (args.reference / REF_SUBDIR).is_dir():
+        args.reference = args.reference / REF_SUBDIR
+    args.reference = args.reference.resolve() if args.reference else None
     if args.quick:
-        args.configs, args.steps, args.warmup = ["64x64:1", "96x96:1"], 1, 1
+        args.configs, args.steps, args.repeats = ["64x64:1", "64x64:1:shift=0.25", "16x16x16:1"], 1, 1
     t0 = time.time()
-
-    rows = []
-    for item in args.configs:
-        size_text, _, pairs = item.partition(":")
-        size, pairs = [int(s) for s in size_text.split("x")], int(pairs or 1)
-        res = {m: _spawn(args, m, size, pairs) for m in ("ld", "naive", "bare", *(("compiled",) if args.compile else ()))}
-        ld, naive, bare = res["ld"], res["naive"], res["bare"]
-        ok = "error" not in ld and "error" not in naive
-        same = ok and all(abs(ld["first_step_terms"][k] - naive["first_step_terms"][k]) <= 1e-4 * max(1.0, abs(ld["first_step_terms"][k])) for k in ld["first_step_terms"])
-        rows.append({
-            "config": item, "results": res, "losses_identical": same,
-            "ld_over_bare_time": ld["seconds_per_step"] / bare["seconds_per_step"] if ok and "error" not in bare else None,
-            "naive_over_ld_time": naive["seconds_per_step"] / ld["seconds_per_step"] if ok else None,
-            "ld_over_compiled_time": ld["seconds_per_step"] / res["compiled"]["seconds_per_step"] if ok and "error" not in res.get("compiled", {"error": 1}) else None,
-        })
-        print(json.dumps(rows[-1]), flush=True)
-
-    from localdisc.runtime.provenance import provenance, provenance_markdown
-
-    prov = provenance(args.device)
-    meta = {
-        **prov,
-        "wall_s": round(time.time() - t0, 1),
-        "threads": args.threads,  # per child process; machine.torch_threads is the parent's
-        "steps": args.steps,
-        "warmup": args.warmup,
-    }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""  # smoke results never overwrite real ones
-    (out / f"ld_speed{suffix}.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
-    mem_key = "peak_cuda_allocated_mb" if args.device.startswith("cuda") else "peak_rss_mb"
-    lines = [
-        "# LD step speed and memory", "",
-        *(f"- {line}" for line in provenance_markdown(prov, meta["wall_s"])),
-        f"- {args.threads} torch thread(s) per mode process",
-        f"- {args.steps} timed step(s) after {args.warmup} warm-up; forward + backward (no optimizer); stage 2 (all terms); default U-Net; B pairs = 2B loop images = 5B network images", "",
-        f"| config | mode | s/step | images/s | network images/s | {mem_key} | ld/bare time | naive/ld time | losses identical |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        for m, res in r["results"].items():
-            if "error" in res:
-                lines.append(f"| {r['config']} | {m} | error: {res['error']} | | | | | | |")
-                continue
-            lines.append(f"| {r['config']} | {m} | {res['seconds_per_step']:.3f} | {res['images_per_s']:.2f} | {res['network_images_per_s']:.2f} | {res.get(mem_key, 0):.0f} | "
-                         + (f"{r['ld_over_bare_time']:.2f} | {r['naive_over_ld_time']:.2f} | {r['losses_identical']} |" if m == "ld" and r["ld_over_bare_time"] else " | | |"))
-    for r in rows:
-        if r.get("ld_over_compiled_time"):
-            lines.append(f"\n{r['config']}: torch.compile speed-up of the LD step (ld time / compiled time): {r['ld_over_compiled_time']:.2f}x")
-    (out / f"ld_speed{suffix}.md").write_text("\n".join(lines) + "\n")
+    rows = [run_config(args, item) for item in args.configs]
+    argv = [("PATH" if prev in ("--reference", "--out") else x) for prev, x in zip(["", *sys.argv[:-1]], sys.argv)]
+    prov = provenance("cpu", argv)  # no machine paths in committed results
+    meta = {**prov, "wall_s": round(time.time() - t0, 1), **{k: getattr(args, k) for k in ("threads", "steps", "warmup", "repeats", "keep_freed_memory")}}
+    name = "ld_speed" + "_profile" * args.profile + "_keep" * args.keep_freed_memory + "_quick" * args.quick
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
+    setup = (f"- {args.threads} torch thread(s); {args.warmup} warm-up + {args.steps} timed step(s) per process, {args.repeats} process(es) per mode round-robin; "
+             f"forward + backward, no optimizer; stage 2, default U-Net; glibc malloc {'keeps freed memory' if args.keep_freed_memory else 'default'}")
+    lines = ["# LD step: time and memory" + " per phase (one profiled step)" * args.profile, "", *(f"- {x}" for x in provenance_markdown(prov, meta["wall_s"])), setup, ""]
+    lines += [x for r in rows for x in SP.profile_markdown(r, r["config"])] if args.profile else table(rows)
+    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0 if all(r["losses_identical"] for r in rows) else 1
+    failed = [r for r in rows if "error" in r] + [x for r in rows for m in r.get("modes", {}).values() for x in m["runs"] if "error" in x]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

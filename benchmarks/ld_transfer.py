@@ -17,67 +17,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
+
+import torch
+
+from localdisc.methods.ld import LDConfig
+from localdisc.runtime.provenance import write_result
+from localdisc.tasks.bench_runs import class_scores, finetune_and_evaluate, mean_sd_by_class, pretrain_once, retina_check
+from localdisc.train.finetune import FinetuneConfig
+from localdisc.train.pretrain import PretrainConfig
+from localdisc.utils import pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def pretrain_ld(data: str, out: Path, args) -> tuple[Path, float]:
-    from localdisc.methods import get_method
-    from localdisc.methods.ld import LDConfig
-    from localdisc.train.pretrain import PretrainConfig
-
-    t0 = time.time()
-    done = (out / "backbone.safetensors").is_file()
-    if not done:
-        cfg = PretrainConfig(data=data, out=str(out), split="train", seed=0, steps=args.pretrain_steps, batch_size=args.pretrain_batch, image_size=tuple(args.image_size),
-                             encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels), max_images=args.max_pretrain_images,
-                             lr_halve_every=max(1, args.pretrain_steps // 2), picture_every=0, log_every=max(1, args.pretrain_steps // 20), overwrite=True, device=args.device)
-        get_method("ld").run_schedule(cfg, LDConfig(stage="both", stage1_steps=args.stage1_steps or max(1, args.pretrain_steps // 5), grid=args.grid))
-    return out, time.time() - t0
-
-
-def finetune_and_score(data: str, out: Path, labels: int, seed: int, init: str, args) -> tuple[dict, float]:
-    from localdisc.tasks.evaluate import evaluate
-    from localdisc.train.finetune import FinetuneConfig, finetune
-
-    t0 = time.time()
-    cfg = FinetuneConfig(data=data, out=str(out), seed=seed, labels=labels, steps=args.finetune_steps, image_size=tuple(args.image_size), init=init,
-                         encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels), eval_every=max(1, args.finetune_steps // 5),
-                         batch_size=args.finetune_batch, overwrite=True, device=args.device, log_every=max(1, args.finetune_steps // 10))
-    run = finetune(cfg)
-    summary = evaluate(run, split="test", overlays=False, save_predictions=False, device=args.device)
-    m = summary["metrics"]
-    dice = {name: m[f"dice_{name}"]["mean"] for name in summary["class_names"][1:]}
-    return dice, time.time() - t0
-
-
-def retina_check(work: Path, args) -> dict:
-    """Pretrain a few LD steps on the real fundus photograph skimage.data.retina()."""
-    from PIL import Image
-    from skimage import data as skdata
-
-    folder = work / "retina"
-    folder.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(skdata.retina()).save(folder / "retina.png")
-    from localdisc.methods import get_method
-    from localdisc.methods.ld import LDConfig
-    from localdisc.train.pretrain import PretrainConfig
-
-    t0 = time.time()
-    out = work / "retina_ld"
-    cfg = PretrainConfig(data=str(folder), out=str(out), steps=args.retina_steps, batch_size=2, image_size=tuple(args.image_size), encoder_channels=tuple(args.encoder_channels),
-                         decoder_channels=tuple(args.decoder_channels), log_every=1, picture_every=0, overwrite=True, device=args.device)
-    get_method("ld").run_schedule(cfg, LDConfig(stage="both", stage1_steps=max(1, args.retina_steps // 2), grid=args.grid))
-    last = (out / "metrics.csv").read_text().splitlines()
-    return {"run": str(out), "steps": args.retina_steps, "wall_s": time.time() - t0, "metrics_header": last[0], "last_row": last[-1], "picture": str(out / "pictures" / "embeddings.png")}
-
-
-def main() -> int:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="*", default=["cxr", "ph2"], help="cxr and/or ph2 (from --shared)")
     p.add_argument("--shared", default=str(SHARED), help="folder holding CXR/ and PH2/")
@@ -100,69 +57,60 @@ def main() -> int:
     p.add_argument("--work", default=str(ROOT / "runs" / "bench_ld_transfer"), help="folder for the runs")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--quick", action="store_true", help="smoke test: 64^2, tiny widths, few steps, one budget and seed per dataset")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.quick:
         args.image_size, args.encoder_channels, args.decoder_channels, args.grid = [64, 64], [8, 16, 16], [16, 8], 4
         args.pretrain_steps, args.stage1_steps, args.finetune_steps, args.max_pretrain_images, args.retina_steps = 4, 2, 4, 8, 2
         args.cxr_labels, args.ph2_labels, args.seeds = args.cxr_labels[:1], args.ph2_labels[:1], args.seeds[:1]
         args.work = str(Path(args.work).with_name(Path(args.work).name + "_quick"))
-    import torch
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    t_start = time.time()
-    from localdisc.runtime.provenance import provenance, provenance_markdown
-    from localdisc.utils import pick_device
-
-    prov = provenance(str(pick_device(args.device)))
-    result = {**prov, "options": vars(args), "datasets": {}}
-    result["retina"] = retina_check(work, args)
+    work, device = Path(args.work), str(pick_device(args.device))
+    t0 = time.time()
+    network = dict(image_size=tuple(args.image_size), encoder_channels=tuple(args.encoder_channels), decoder_channels=tuple(args.decoder_channels), device=args.device)
+    result = {"options": vars(args), "datasets": {}, "retina": retina_check(work, args.retina_steps, grid=args.grid, **network)}
     for name in args.datasets:
-        folder = {"cxr": "CXR", "ph2": "PH2"}[name]
-        data = f"{name}:{Path(args.shared) / folder}"
-        if not (Path(args.shared) / folder).is_dir():
-            result["datasets"][name] = {"skipped": f"{Path(args.shared) / folder} not found"}
+        folder = Path(args.shared) / {"cxr": "CXR", "ph2": "PH2"}[name]
+        if not folder.is_dir():
+            result["datasets"][name] = {"skipped": f"{folder} not found"}
             continue
-        ld_run, t_pre = pretrain_ld(data, work / name / "ld_pretrain", args)
-        budgets = args.cxr_labels if name == "cxr" else args.ph2_labels
-        rows = []
+        data, t_pre = f"{name}:{folder}", time.time()
+        pre = PretrainConfig(data=data, out=str(work / name / "ld_pretrain"), split="train", seed=0, steps=args.pretrain_steps, batch_size=args.pretrain_batch,
+                             max_images=args.max_pretrain_images, lr_halve_every=max(1, args.pretrain_steps // 2), picture_every=0,
+                             log_every=max(1, args.pretrain_steps // 20), overwrite=True, **network)
+        ld_run = pretrain_once(pre, LDConfig(stage="both", stage1_steps=args.stage1_steps or max(1, args.pretrain_steps // 5), grid=args.grid))
+        t_pre = time.time() - t_pre
+        budgets, rows = args.cxr_labels if name == "cxr" else args.ph2_labels, []
         for labels in budgets:
             for init_name, init in (("random", ""), ("ld", str(ld_run))):
                 for seed in args.seeds:
-                    dice, wall = finetune_and_score(data, work / name / f"ft_{init_name}_L{labels}_s{seed}", labels, seed, init, args)
-                    rows.append({"labels": labels, "init": init_name, "seed": seed, "dice": dice, "wall_s": wall})
+                    cfg = FinetuneConfig(data=data, out=str(work / name / f"ft_{init_name}_L{labels}_s{seed}"), seed=seed, labels=labels, steps=args.finetune_steps, init=init,
+                                         eval_every=max(1, args.finetune_steps // 5), batch_size=args.finetune_batch, overwrite=True, log_every=max(1, args.finetune_steps // 10), **network)
+                    done = finetune_and_evaluate(cfg, overlays=False, save_predictions=False)
+                    rows.append({"labels": labels, "init": init_name, "seed": seed, "dice": {c: v["dice"]["mean"] for c, v in class_scores(done["summary"]).items()},
+                                 "wall_s": done["total_s"]})
                     print(json.dumps({"dataset": name, **rows[-1]}), flush=True)
-        agg = {}
-        for labels in budgets:
-            for init_name in ("random", "ld"):
-                sel = [r["dice"] for r in rows if r["labels"] == labels and r["init"] == init_name]
-                agg[f"{init_name}@{labels}"] = {c: {"mean": statistics.fmean(d[c] for d in sel), "std": statistics.pstdev([d[c] for d in sel]) if len(sel) > 1 else 0.0, "n": len(sel)} for c in sel[0]}
-        result["datasets"][name] = {"data": data, "pretrain_run": str(ld_run), "pretrain_wall_s": t_pre, "runs": rows, "summary": agg}
-    result["wall_s"] = round(time.time() - t_start, 1)
+        summary = {f"{i}@{n}": mean_sd_by_class([r["dice"] for r in rows if r["labels"] == n and r["init"] == i]) for n in budgets for i in ("random", "ld")}
+        result["datasets"][name] = {"data": data, "pretrain_run": ld_run, "pretrain_wall_s": t_pre, "runs": rows, "summary": summary}
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
-    (out / f"ld_transfer{suffix}.json").write_text(json.dumps(result, indent=2, default=str))
-    lines = ["# LD pretraining -> fine-tuning with few labels", "", *(f"- {line}" for line in provenance_markdown(prov, result["wall_s"])),
-             f"- image size {args.image_size}, pretrain {args.pretrain_steps} steps (stage 1: {args.stage1_steps or args.pretrain_steps // 5}) on TRAIN images without labels; fine-tune {args.finetune_steps} steps, identical for both inits; seeds {args.seeds}; test split Dice (mean +- std over seeds)", ""]
+    lines = ["# LD pretraining -> fine-tuning with few labels",
+             f"- image size {args.image_size}, pretrain {args.pretrain_steps} steps (stage 1: {args.stage1_steps or args.pretrain_steps // 5}) on TRAIN images without labels; "
+             f"fine-tune {args.finetune_steps} steps, identical for both inits; seeds {args.seeds}; test split Dice (mean +- std over seeds)", ""]
     for name, res in result["datasets"].items():
         if "skipped" in res:
-            lines.append(f"## {name}: skipped ({res['skipped']})\n")
+            lines += [f"## {name}: skipped ({res['skipped']})", ""]
             continue
-        lines += [f"## {name} (`{res['data']}`), pretraining {res['pretrain_wall_s']:.0f} s", ""]
         classes = list(next(iter(res["summary"].values())))
-        lines += ["| labels | init | " + " | ".join(classes) + " |", "|---|---|" + "---|" * len(classes)]
+        lines += [f"## {name} (`{res['data']}`), pretraining {res['pretrain_wall_s']:.0f} s", "", "| labels | init | " + " | ".join(classes) + " |", "|---|---|" + "---|" * len(classes)]
         for key, per in res["summary"].items():
             init_name, labels = key.split("@")
             lines.append(f"| {labels} | {init_name} | " + " | ".join(f"{per[c]['mean']:.3f} +- {per[c]['std']:.3f}" for c in classes) + " |")
         lines.append("")
     r = result["retina"]
-    lines += ["## skimage.data.retina() (real unlabeled fundus photograph)", "", f"LD pretraining, {r['steps']} steps, {r['wall_s']:.1f} s; last metrics row: `{r['last_row']}` (columns `{r['metrics_header']}`)", ""]
-    (out / f"ld_transfer{suffix}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    lines += ["## skimage.data.retina() (real unlabeled fundus photograph)", "", f"LD pretraining, {r['steps']} steps, {r['wall_s']:.1f} s; last metrics row: `{r['last_row']}` (columns `{r['metrics_header']}`)"]
+    _, md = write_result(args.out, "ld_transfer_quick" if args.quick else "ld_transfer", result, lines, device=device, wall_s=time.time() - t0,
+                         argv=None if argv is None else ["benchmarks/ld_transfer.py", *argv])
+    print(md.read_text())
     return 0
 
 

@@ -24,48 +24,35 @@ import sys
 import time
 from pathlib import Path
 
-from localdisc.runtime.provenance import provenance, provenance_markdown
+from localdisc.runtime.provenance import provenance, write_result
+from localdisc.tasks.bench_runs import finetune_and_evaluate
+from localdisc.train.finetune import FinetuneConfig
+from localdisc.utils import pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
-ARMS = {
-    "resize-256": dict(image_size=(256, 256), patch_size=()),
-    "native-patches": dict(image_size=(), patch_size=(128, 128)),
-}
+ARMS = {"resize-256": dict(image_size=(256, 256), patch_size=()), "native-patches": dict(image_size=(), patch_size=(128, 128))}
 
 
 def run_arm(name: str, seed: int, args) -> dict:
-    from localdisc.tasks.evaluate import evaluate
-    from localdisc.train.finetune import FinetuneConfig, finetune
-
-    arm = ARMS[name]
-    cfg = FinetuneConfig(data=args.data, out=str(Path(args.work) / f"{name}-s{seed}"), seed=seed, steps=args.steps, batch_size=args.batch_size,
-                         image_size=arm["image_size"], patch_size=arm["patch_size"], patch_foreground=0.5, lr=1e-3, eval_every=max(1, args.steps // 8),
-                         checkpoint_every=args.steps, log_every=max(1, args.steps // 20), device=args.device, overwrite=True)
-    if args.quick:
-        cfg.encoder_channels, cfg.decoder_channels = (8, 16, 16), (16, 8)
-    t0 = time.time()
-    run = finetune(cfg)
-    train_s = time.time() - t0
-    summary = evaluate(run, split="test", device=args.device, max_overlays=2, save_predictions=False)
-    info = json.loads((run / "model.json").read_text())
-    m = summary["metrics"]
-    return {"arm": name, "seed": seed, "image_size": info["image_size"], "patch_size": info["patch_size"], "steps": info["steps_done"],
-            "best_step": info["best_step"], "dice": m["dice_vessel"]["mean"], "dice_std": m["dice_vessel"]["std"], "auc": m["auc"]["mean"],
-            "n_test": summary["n_images"], "train_s": round(train_s, 1), "total_s": round(time.time() - t0, 1), "run": str(run)}
+    """Fine-tune one arm from random init and score it on the test split (the row of the tables)."""
+    cfg = FinetuneConfig(data=args.data, out=str(Path(args.work) / f"{name}-s{seed}"), seed=seed, steps=args.steps, batch_size=args.batch_size, **ARMS[name],
+                         patch_foreground=0.5, lr=1e-3, eval_every=max(1, args.steps // 8), checkpoint_every=args.steps, log_every=max(1, args.steps // 20),
+                         device=args.device, overwrite=True, **(dict(encoder_channels=(8, 16, 16), decoder_channels=(16, 8)) if args.quick else {}))
+    done = finetune_and_evaluate(cfg, max_overlays=2, save_predictions=False)
+    info, m = json.loads((done["run"] / "model.json").read_text()), done["summary"]["metrics"]
+    return {"arm": name, "seed": seed, "image_size": info["image_size"], "patch_size": info["patch_size"], "steps": info["steps_done"], "best_step": info["best_step"],
+            "dice": m["dice_vessel"]["mean"], "dice_std": m["dice_vessel"]["std"], "auc": m["auc"]["mean"], "n_test": done["summary"]["n_images"],
+            "train_s": done["train_s"], "total_s": done["total_s"], "run": str(done["run"])}
 
 
-def markdown(result: dict) -> str:
-    lines = ["# Native-resolution patches vs resize-to-256 (synthetic fundus, 584x565)", "", *(f"{x}  " for x in provenance_markdown(result, result["wall_s"])), "",
-             f"Data `{result['data']}`; {result['steps']} steps of batch {result['batch_size']} for every arm; random init; "
-             "checkpoint chosen on validation Dice; scored per test image at the original 584x565.", "",
+def markdown(rows: list[dict], means: dict, args) -> list[str]:
+    lines = ["# Native-resolution patches vs resize-to-256 (synthetic fundus, 584x565)",
+             f"- data `{args.data}`; {args.steps} steps of batch {args.batch_size} for every arm; random init; "
+             "checkpoint chosen on validation Dice; scored per test image at the original 584x565", "",
              "| arm | training size | patches | seed | vessel Dice | AUC (FOV) | train time |", "|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        lines.append(f"| {r['arm']} | {'x'.join(map(str, r['image_size']))} | {'x'.join(map(str, r['patch_size'])) or 'whole image'} | {r['seed']} "
-                     f"| {r['dice']:.3f} ± {r['dice_std']:.3f} | {r['auc']:.3f} | {r['train_s'] / 60:.1f} min |")
-    lines += ["", "| arm | mean vessel Dice over seeds | mean AUC |", "|---|---|---|"]
-    for arm, v in result["means"].items():
-        lines.append(f"| {arm} | {v['dice']:.3f} | {v['auc']:.3f} |")
-    return "\n".join(lines) + "\n"
+    lines += [f"| {r['arm']} | {'x'.join(map(str, r['image_size']))} | {'x'.join(map(str, r['patch_size'])) or 'whole image'} | {r['seed']} "
+              f"| {r['dice']:.3f} ± {r['dice_std']:.3f} | {r['auc']:.3f} | {r['train_s'] / 60:.1f} min |" for r in rows]
+    return lines + ["", "| arm | mean vessel Dice over seeds | mean AUC |", "|---|---|---|", *(f"| {a} | {v['dice']:.3f} | {v['auc']:.3f} |" for a, v in means.items())]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,23 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.data, args.steps, args.seeds = "synthetic-fundus:6:96x88", 4, [0]
         ARMS["resize-256"]["image_size"], ARMS["native-patches"]["patch_size"] = (32, 32), (32, 32)
-    from localdisc.utils import pick_device
-
     prov = provenance(str(pick_device(args.device)), ["benchmarks/resolution.py", *(sys.argv[1:] if argv is None else argv)])
     t0 = time.time()
     rows = []
-    out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "resolution_fundus_quick" if args.quick else "resolution_fundus"
     for seed in args.seeds:
         for arm in ARMS:
             rows.append(run_arm(arm, seed, args))
             print(json.dumps(rows[-1]), flush=True)
-            means = {a: {k: sum(r[k] for r in rows if r["arm"] == a) / max(1, sum(r["arm"] == a for r in rows)) for k in ("dice", "auc")} for a in ARMS if any(r["arm"] == a for r in rows)}
-            result = {**prov, "data": args.data, "steps": args.steps, "batch_size": args.batch_size, "rows": rows, "means": means, "wall_s": round(time.time() - t0, 1)}
-            (out / f"{stem}.json").write_text(json.dumps(result, indent=2))  # written as results arrive
-            (out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
+            means = {a: {k: sum(r[k] for r in rows if r["arm"] == a) / sum(r["arm"] == a for r in rows) for k in ("dice", "auc")} for a in ARMS if any(r["arm"] == a for r in rows)}
+            payload = {"data": args.data, "steps": args.steps, "batch_size": args.batch_size, "rows": rows, "means": means}
+            _, md = write_result(args.results, "resolution_fundus_quick" if args.quick else "resolution_fundus", payload, markdown(rows, means, args),
+                                 prov=prov, wall_s=time.time() - t0)  # written as results arrive
+    print(md.read_text())
     return 0
 
 

@@ -3,7 +3,8 @@
 Runs `localdisc pretrain` for each configuration in a fresh process (under
 ``python -m torch.distributed.run --standalone`` when nproc > 1), reads images/s from the
 run's metrics.csv (cumulative over the run, so the first step's warm-up is included), and
-writes benchmarks/results/scaling.{json,md} with the command, commit and machine.
+writes benchmarks/results/scaling.{json,md} with the command, commit and machine
+(localdisc.tasks.step_timing.pretrain_throughput).
 
     python benchmarks/scaling.py --quick                       # CPU smoke test (~1-2 min)
     python benchmarks/scaling.py --device cuda --nproc 1 2 4 --precisions 32 bf16 16-mixed
@@ -12,58 +13,19 @@ writes benchmarks/results/scaling.{json,md} with the command, commit and machine
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from localdisc.runtime.provenance import provenance, provenance_markdown
+import torch
+
+from localdisc.runtime.provenance import provenance, write_result
+from localdisc.tasks.step_timing import pretrain_throughput, throughput_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 METHOD_ARGS = {"ld": ["--stage", "2"], "simclr": []}
-
-
-def run_one(method: str, nproc: int, precision: str, workers: int, a: argparse.Namespace, tmp: Path) -> dict:
-    out = tmp / f"{method}-p{nproc}-{precision}-w{workers}"
-    args = ["pretrain", "--method", method, *METHOD_ARGS.get(method, []), "--data", a.data, "--out", str(out), "--split", "all",
-            "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--image-size", *map(str, a.image_size),
-            "--precision", precision, "--workers", str(workers), "--device", a.device, "--norm", a.norm,
-            "--log-every", str(a.steps), "--checkpoint-every", str(10**9), "--picture-every", "0", "--max-images", str(a.max_images)]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "localdisc.cli.main"] if nproc > 1 else [sys.executable, "-m", "localdisc.cli.main"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
-    t0 = time.time()
-    res = subprocess.run(launcher + args, capture_output=True, text=True, env=env, timeout=a.timeout)
-    row = {"method": method, "nproc": nproc, "precision": precision, "workers": workers, "wall_s": round(time.time() - t0, 1), "command": " ".join(["localdisc" if nproc == 1 else f"torchrun --nproc_per_node {nproc} -m localdisc.cli.main", *args[:-2]])}
-    if res.returncode != 0:
-        row["error"] = (res.stderr or res.stdout).strip().splitlines()[-1][:300] if (res.stderr or res.stdout).strip() else f"exit {res.returncode}"
-        return row
-    with (out / "metrics.csv").open() as f:
-        last = list(csv.DictReader(f))[-1]
-    row.update(images_per_s=round(float(last["images_per_s"]), 2), final_loss=float(last["loss"]))
-    return row
-
-
-def configs(a: argparse.Namespace) -> list[tuple[str, int, str, int]]:
-    """Every method at each nproc (fp32, 0 workers), plus precision and worker variants at nproc=1."""
-    rows = []
-    for m in a.methods:
-        rows += [(m, n, "32", 0) for n in a.nproc]
-        rows += [(m, 1, p, 0) for p in a.precisions if p != "32"]
-        rows += [(m, 1, "32", w) for w in a.workers if w != 0]
-    return rows
-
-
-def to_markdown(result: dict) -> str:
-    lines = ["# Pretraining scaling", "", *(f"- {line}" for line in provenance_markdown(result, result["wall_s"])),
-             f"- setup: {json.dumps(result['setup'])}", "", "images/s are cumulative over the run (warm-up included).", "",
-             "| method | processes | precision | workers | images/s | wall s | note |", "|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        lines.append(f"| {r['method']} | {r['nproc']} | {r['precision']} | {r['workers']} | {r.get('images_per_s', '-')} | {r['wall_s']} | {r.get('error', '')} |")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,24 +49,23 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         a.steps, a.batch_size, a.image_size, a.data, a.max_images = 3, 4, [32, 32], "synthetic-fundus:8:64x64", 8
     t0 = time.time()
+    options = ["--data", a.data, "--split", "all", "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--image-size", *map(str, a.image_size),
+               "--device", a.device, "--norm", a.norm, "--log-every", str(a.steps), "--checkpoint-every", str(10**9), "--picture-every", "0", "--max-images", str(a.max_images)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for cfg in configs(a):
-            row = run_one(*cfg, a, Path(tmp))
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+        for method, nproc, precision, workers in throughput_configs(a.methods, a.nproc, a.precisions, a.workers):
+            out = Path(tmp) / f"{method}-p{nproc}-{precision}-w{workers}"
+            rows.append(pretrain_throughput(method, nproc, precision, workers, [*METHOD_ARGS.get(method, []), *options], out, a.threads, a.timeout))
+            print(json.dumps(rows[-1]), flush=True)
     setup = {k: getattr(a, k) for k in ("steps", "batch_size", "image_size", "data", "norm", "threads", "quick")}
     prov = provenance(a.device, None if argv is None else ["benchmarks/scaling.py", *argv])
     if a.device.startswith("cuda"):
-        import torch
-
         prov["machine"]["gpus"] = torch.cuda.device_count()
-    result = {**prov, "wall_s": round(time.time() - t0, 1), "setup": setup, "rows": rows}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scaling.json").write_text(json.dumps(result, indent=2))
-    (out / "scaling.md").write_text(to_markdown(result))
-    print(f"wrote {out / 'scaling.md'}")
+    lines = ["# Pretraining scaling", f"- setup: {json.dumps(setup)}", "", "images/s are cumulative over the run (warm-up included).", "",
+             "| method | processes | precision | workers | images/s | wall s | note |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['nproc']} | {r['precision']} | {r['workers']} | {r.get('images_per_s', '-')} | {r['wall_s']} | {r.get('error', '')} |" for r in rows]
+    _, md = write_result(a.out, "scaling", {"setup": setup, "rows": rows}, lines, prov=prov, wall_s=time.time() - t0)
+    print(f"wrote {md}")
     return 1 if any("error" in r for r in rows) else 0
 
 

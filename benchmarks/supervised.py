@@ -21,102 +21,55 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
-from localdisc.runtime.provenance import provenance, provenance_markdown
+from localdisc.data.datasets import num_channels_of
+from localdisc.report.tables import mean_std
+from localdisc.runtime.provenance import provenance, write_result
+from localdisc.tasks.bench_runs import class_scores, finetune_and_evaluate
+from localdisc.tasks.step_timing import seconds_per_step, steps_in_budget
+from localdisc.train.finetune import FinetuneConfig, finetune_samples
+from localdisc.utils import pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = {
-    "ph2": dict(spec="ph2:{root}/PH2", image_size=(256, 256), patch_size=()),
-    "cxr": dict(spec="cxr:{root}/CXR", image_size=(256, 256), patch_size=()),
-}
-
-
-def seconds_per_step(cfg, in_channels: int, num_classes: int, device: str, reps: int = 3) -> float:
-    """Time forward+backward+Adam of the configured network on random input of the training shape."""
-    from localdisc.train.finetune import Supervised, build_unet
-    from localdisc.utils import pick_device
-
-    dev = pick_device(device)
-    model = Supervised(build_unet(cfg, in_channels, num_classes)).to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    size = tuple(cfg.patch_size or cfg.image_size)
-    x = torch.rand((cfg.batch_size, in_channels) + size, device=dev)
-    y = torch.randint(0, num_classes, (cfg.batch_size,) + size, device=dev)
-    times = []
-    for _ in range(reps + 1):
-        t = time.perf_counter()
-        loss, _ = model(x, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return sorted(times[1:])[len(times[1:]) // 2]
+DATASETS = {"ph2": dict(spec="ph2:{root}/PH2", image_size=(256, 256), patch_size=()), "cxr": dict(spec="cxr:{root}/CXR", image_size=(256, 256), patch_size=())}
 
 
 def run_dataset(name: str, args, out_dir: Path) -> dict:
-    from localdisc.data.datasets import num_channels_of
-    from localdisc.tasks.evaluate import evaluate
-    from localdisc.train.finetune import FinetuneConfig, finetune, finetune_samples
-
+    """Size the steps to the budget from a timed step, fine-tune on all training labels, score on test."""
     d = DATASETS[name]
     spec = d["spec"].format(root=args.data_root)
-    cfg = FinetuneConfig(data=spec, out=str(out_dir / name), seed=args.seed, split_seed=0, labels=0, val_fraction=0.2,
-                         steps=1, batch_size=args.batch_size, image_size=tuple(args.image_size or d["image_size"]), patch_size=d["patch_size"],
-                         lr=1e-3, eval_every=100, checkpoint_every=200, log_every=20, device=args.device, overwrite=True)
+    cfg = FinetuneConfig(data=spec, out=str(out_dir / name), seed=args.seed, split_seed=0, labels=0, val_fraction=0.2, steps=1, batch_size=args.batch_size,
+                         image_size=tuple(args.image_size or d["image_size"]), patch_size=d["patch_size"], lr=1e-3, eval_every=100, checkpoint_every=200,
+                         log_every=20, device=args.device, overwrite=True)
     if args.quick:
         cfg = replace(cfg, labels=6, val_fraction=2, image_size=(64, 64), batch_size=2, eval_every=2, encoder_channels=(8, 16, 16), decoder_channels=(16, 8))
-    parts = finetune_samples(cfg)
-    first = parts["train"][0]
-    channels = int(first.extra.get("channels") or 0) or num_channels_of(parts["train"])
-    classes = max(2, len(first.extra.get("class_names") or ()))
-    if args.quick:
-        steps = 4
-    else:
-        sps = seconds_per_step(cfg, channels, classes, args.device)
-        # leave ~15% of the budget for validation passes and data loading
-        steps = max(50, int(args.minutes * 60 * 0.85 / sps))
-        print(f"[{name}] {sps:.3f} s/step -> {steps} steps in {args.minutes} min")
+    train = finetune_samples(cfg)["train"]
+    channels = int(train[0].extra.get("channels") or 0) or num_channels_of(train)
+    classes = max(2, len(train[0].extra.get("class_names") or ()))
+    steps = 4 if args.quick else steps_in_budget(args.minutes, seconds_per_step(cfg, channels, classes, args.device))
+    print(f"[{name}] {steps} steps in {args.minutes} min")
     cfg = replace(cfg, steps=steps, max_minutes=0 if args.quick else args.minutes, eval_every=cfg.eval_every if args.quick else max(50, steps // 20))
-    t0 = time.time()
-    run_dir = finetune(cfg)
-    train_s = time.time() - t0
-    summary = evaluate(run_dir, split="test", device=args.device, max_overlays=8, max_images=4 if args.quick else 0)
-    info = json.loads((run_dir / "model.json").read_text())
-    per_class = {}
-    for cname in summary["class_names"][1:]:
-        m = summary["metrics"]
-        per_class[cname] = {k: {"mean": m[f"{k}_{cname}"]["mean"], "std": m[f"{k}_{cname}"]["std"], "n": m[f"{k}_{cname}"]["n"]} for k in ("dice", "iou", "hd95")}
-    return {"data": spec, "run": str(run_dir), "train_images": info["n_train"], "val_images": info["n_val"], "test_images": summary["n_images"],
+    done = finetune_and_evaluate(cfg, max_overlays=8, max_images=4 if args.quick else 0)
+    info, summary = json.loads((done["run"] / "model.json").read_text()), done["summary"]
+    return {"data": spec, "run": done["run"], "train_images": info["n_train"], "val_images": info["n_val"], "test_images": summary["n_images"],
             "steps_planned": steps, "steps_done": info["steps_done"], "best_step": info["best_step"], "best_val_dice": info["best_val_dice"],
-            "image_size": list(cfg.image_size), "batch_size": cfg.batch_size, "train_wall_s": round(train_s, 1),
-            "total_wall_s": round(time.time() - t0, 1), "classes": per_class, "eval": summary["out"]}
+            "image_size": list(cfg.image_size), "batch_size": cfg.batch_size, "train_wall_s": done["train_s"], "total_wall_s": done["total_s"],
+            "classes": class_scores(summary, ("dice", "iou", "hd95")), "eval": summary["out"]}
 
 
-def _cell(e: dict, digits: int = 3) -> str:
-    mean, std = e["mean"], e["std"]
-    return "n/a" if mean is None or (isinstance(mean, float) and math.isnan(mean)) else f"{mean:.{digits}f} +- {std:.{digits}f}"
-
-
-def markdown(result: dict) -> str:
-    lines = [f"# Supervised baseline (random init, all training labels){' - QUICK smoke run, numbers meaningless' if result['quick'] else ''}", "",
-             *(f"{line}  " for line in provenance_markdown(result, result.get("wall_s"))), "",
+def markdown(result: dict, quick: bool) -> list[str]:
+    cell = lambda e, digits=3: mean_std(e["mean"], e["std"], digits).replace("±", "+-")  # noqa: E731
+    lines = [f"# Supervised baseline (random init, all training labels){' - QUICK smoke run, numbers meaningless' if quick else ''}", "",
              "| dataset | class | Dice | HD95 (px) | train/val/test images | steps | wall time |", "|---|---|---|---|---|---|---|"]
     for name, r in result["datasets"].items():
-        for cname, c in r["classes"].items():
-            lines.append(f"| {name} | {cname} | {_cell(c['dice'])} | {_cell(c['hd95'], 1)} | {r['train_images']}/{r['val_images']}/{r['test_images']} "
-                         f"| {r['steps_done']} | {r['total_wall_s'] / 60:.1f} min |")
-    lines += ["", "Dice: foreground classes, per test image at original resolution, mean +- std. HD95 undefined (empty masks) are left out "
-              "of its mean. Validation (20% of train, fixed split seed) selects the checkpoint; the test split is never used for selection."]
-    return "\n".join(lines) + "\n"
+        lines += [f"| {name} | {c} | {cell(s['dice'])} | {cell(s['hd95'], 1)} | {r['train_images']}/{r['val_images']}/{r['test_images']} "
+                  f"| {r['steps_done']} | {r['total_wall_s'] / 60:.1f} min |" for c, s in r["classes"].items()]
+    return lines + ["", "Dice: foreground classes, per test image at original resolution, mean +- std. HD95 undefined (empty masks) are left out "
+                    "of its mean. Validation (20% of train, fixed split seed) selects the checkpoint; the test split is never used for selection."]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,23 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     bad = [n for n in names if n not in DATASETS]
     if bad:
         p.error(f"unknown dataset(s) {bad}; valid: {', '.join(DATASETS)}")
-    from localdisc.utils import pick_device
-
     prov = provenance(str(pick_device(args.device)), ["benchmarks/supervised.py", *(sys.argv[1:] if argv is None else argv)])
-    result = {**prov, "quick": args.quick, "minutes_per_dataset": args.minutes, "datasets": {}}
+    result = {"quick": args.quick, "minutes_per_dataset": args.minutes, "datasets": {}}
     t0 = time.time()
     for name in names:
         print(f"[{name}] training ...")
         result["datasets"][name] = run_dataset(name, args, Path(args.work))
         print(json.dumps(result["datasets"][name]["classes"], indent=1))
-    result["wall_s"] = round(time.time() - t0, 1)
-    out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = args.stem or ("supervised_quick" if args.quick else "supervised")
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=lambda v: None))
-    (out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
-    print(f"wrote {out / stem}.json and .md")
+    json_path, md = write_result(args.results, args.stem or ("supervised_quick" if args.quick else "supervised"), result, markdown(result, args.quick),
+                                 prov=prov, wall_s=time.time() - t0)
+    print(md.read_text())
+    print(f"wrote {json_path} and {md.name}")
     return 0
 
 

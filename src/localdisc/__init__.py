@@ -18,7 +18,7 @@ _API = ("pretrain", "finetune", "evaluate", "predict", "load_model", "Model", "e
 
 def __getattr__(name: str):
     if name in _API or name == "export":
-        from . import api
+        from . import api  # deferred: the API (and torch) load on first use, not on `import localdisc`
 
         # importing the API imports the subpackage localdisc.export, which binds that name to the
         # module; the package's name is the function (submodules are still imported by their path)

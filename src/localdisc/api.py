@@ -23,9 +23,11 @@ import numpy as np
 import torch
 
 from .config import build_config
+from .data.sources import pick_samples
 from .errors import ConfigError
 from .export import export_run
 from .methods import get_method
+from .runtime.outputs import check_not_inputs, data_inputs, prepare_output_folder
 from .tasks.discover import load_run_model
 from .tasks.embed import embed_images
 from .tasks.evaluate import evaluate as _evaluate
@@ -34,7 +36,7 @@ from .tasks.predict import predict as _predict
 from .tasks.predict import predict_probabilities
 from .train.finetune import FinetuneConfig
 from .train.finetune import finetune as _finetune
-from .train.pretrain import PretrainConfig
+from .train.pretrain import PretrainConfig, run_pretraining
 from .utils import pick_device
 
 
@@ -46,7 +48,7 @@ def pretrain(data: str, out: str | Path, method: str = "ld", **options: Any) -> 
     common = {k: v for k, v in options.items() if k not in own}
     cfg = build_config(PretrainConfig, common, {"data": str(data), "out": str(out), "method": method})
     mcfg = build_config(method_cls.Config, {k: v for k, v in options.items() if k in own})
-    return Path(method_cls.run_schedule(cfg, mcfg))
+    return Path(run_pretraining(cfg, mcfg))
 
 
 def finetune(data: str, out: str | Path, init: str | Path | None = None, **options: Any) -> Path:
@@ -106,8 +108,6 @@ def predict(model: str | Path, data: str | Path, out: str | Path, **options: Any
 
 def embed(run: str | Path, data: str | Path, out: str | Path, split: str = "all", max_overlays: int = 16, device: str = "auto") -> dict[str, Any]:
     """Pixel embeddings and cluster maps of a pretraining run (``localdisc embed``)."""
-    from .data.sources import pick_samples
-    from .runtime.outputs import check_not_inputs, data_inputs, prepare_output_folder
 
     samples = pick_samples(str(data), split)
     check_not_inputs(out, (f for s in samples for f in (s.image, s.mask, s.fov)))

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, shorten
 
 
 def field(default: Any = dataclasses.MISSING, help: str = "", choices: tuple | None = None, lengths: tuple[int, ...] | None = None, **kw: Any) -> Any:
@@ -165,7 +165,7 @@ def resume_base(args: argparse.Namespace, config_file: str | None) -> str | None
     return str(saved) if saved.is_file() else None
 
 
-# Sections a run's config.yaml holds beside the options themselves (see train.run.Run.save_config);
+# Sections a run's config.yaml holds beside the options themselves (see runtime.run.Run.save_config);
 # reading the file back with --config skips them.
 SECTIONS = ("method_config", "effective")
 
@@ -209,14 +209,14 @@ def _check_value(f: dataclasses.Field, tp: Any, optional: bool, v: Any) -> Any:
         else:
             v = _convert(tp, v)
     except (TypeError, ValueError, argparse.ArgumentTypeError):
-        raise ConfigError(f"{flag}: {_short(v)} is not a valid {getattr(tp, '__name__', str(tp))} value") from None
+        raise ConfigError(f"{flag}: {shorten(repr(v), 60)} is not a valid {getattr(tp, '__name__', str(tp))} value") from None
     lengths, choices = f.metadata.get("lengths"), _choices(f)
     if lengths and len(v) not in lengths:
         n = " or ".join(str(k) for k in lengths if k)
         none = " (or none, for the automatic default)" if 0 in lengths else ""
         raise ConfigError(f"{flag} takes {n} numbers{none}, got {len(v)}: {show_default(v) or 'none'}")
     if choices and v not in choices:
-        raise ConfigError(f"{flag}: invalid choice {_short(v)}; valid: {', '.join(map(str, choices))}")
+        raise ConfigError(f"{flag}: invalid choice {shorten(repr(v), 60)}; valid: {', '.join(map(str, choices))}")
     _check_range(f, flag, v)
     return v
 
@@ -240,9 +240,9 @@ def _check_range(f: dataclasses.Field, flag: str, v: Any) -> None:
         if isinstance(x, float) and not math.isfinite(x):
             raise ConfigError(f"{flag}: {x} is not a finite number")
         if isinstance(x, float) and abs(x) > FLOAT32_MAX:
-            raise ConfigError(f"{flag}: {_short(x)} is out of range (the network computes in float32)")
+            raise ConfigError(f"{flag}: {shorten(repr(x), 60)} is out of range (the network computes in float32)")
         if isinstance(x, int) and abs(x) > MAX_INT:
-            raise ConfigError(f"{flag}: {_short(x)} is out of range (at most {MAX_INT})")
+            raise ConfigError(f"{flag}: {shorten(repr(x), 60)} is out of range (at most {MAX_INT})")
     if not numbers:
         return
     default = f.default if f.default is not dataclasses.MISSING else None
@@ -252,18 +252,12 @@ def _check_range(f: dataclasses.Field, flag: str, v: Any) -> None:
     if f.name in POSITIVE_ITEMS and any(x <= 0 for x in numbers):
         raise ConfigError(f"{flag}: every value must be > 0, got {show_default(v)}")
     if f.name in POSITIVE and any(x <= 0 for x in numbers):
-        raise ConfigError(f"{flag} must be > 0, got {_short(v)}")
+        raise ConfigError(f"{flag} must be > 0, got {shorten(repr(v), 60)}")
     if any(x < 0 for x in numbers):
         hint = f" (or {default} for the automatic value)" if sentinel else ""
-        raise ConfigError(f"{flag} must be >= 0{hint}, got {_short(v)}")
+        raise ConfigError(f"{flag} must be >= 0{hint}, got {shorten(repr(v), 60)}")
     if f.name.endswith(UNIT_INTERVAL_SUFFIXES) and f.name not in FRACTION_OR_COUNT and any(x > 1 for x in numbers):
-        raise ConfigError(f"{flag} must be between 0 and 1, got {_short(v)}")
-
-
-def _short(v: Any, limit: int = 60) -> str:
-    """A value for an error message: never a whole huge value."""
-    text = repr(v)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        raise ConfigError(f"{flag} must be between 0 and 1, got {shorten(repr(v), 60)}")
 
 
 def build_config(cls: type, *sources: dict[str, Any] | None):

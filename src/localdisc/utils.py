@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import sys
+import time
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from .errors import ConfigError
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -23,9 +28,6 @@ def seed_everything(seed: int) -> torch.Generator:
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` (this process's GPU under torchrun, else the first GPU, else the CPU), ``cpu``,
     ``cuda`` or ``cuda:N``; anything else, or a GPU this machine lacks, is a one-line error."""
-    import re
-
-    from .errors import ConfigError
 
     name = str(name)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name):
@@ -43,7 +45,6 @@ def pick_device(name: str = "auto") -> torch.device:
 def progress(iterable=None, total: int | None = None, desc: str = "", disable: bool | None = None, every: float = 30.0, **kw):
     """A tqdm bar on a terminal; off a terminal (logs, CI, pipes) plain lines on stdout: the first
     at once, then at most every ``every`` seconds, and the last. Quiet on non-zero ranks."""
-    from tqdm.auto import tqdm
 
     rank0 = int(os.environ.get("RANK", 0)) == 0
     if disable is None and sys.stderr.isatty() and rank0:
@@ -54,8 +55,6 @@ def progress(iterable=None, total: int | None = None, desc: str = "", disable: b
 
 
 def _progress_lines(iterable, total: int | None, desc: str, every: float):
-    import time
-
     total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
     start = last = time.time()
     done = 0
@@ -78,7 +77,6 @@ def _clock(seconds: float) -> str:
 def safe_name(sample_id: str) -> str:
     """A file name for a sample id from user data: characters outside ``[A-Za-z0-9._-]`` become
     ``_`` and leading dots are dropped, so ``../../x`` or ``/etc/y`` stays inside the folder."""
-    import re
 
     return re.sub(r"[^A-Za-z0-9._-]", "_", str(sample_id)).lstrip(".")[:120] or "image"
 

@@ -1,17 +1,14 @@
-"""benchmarks/discover_vessels.py: the Dice-vs-steps curve grows ONE run in segments."""
+"""benchmarks/discover_vessels.py (localdisc.tasks.shape_runs): the Dice-vs-steps curve grows ONE run in segments."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
+import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from discover_vessels import run_name, train_shape  # noqa: E402
-
-from localdisc.train.checkpoint import load_weights  # noqa: E402
+from localdisc.runtime.checkpoint import load_weights
+from localdisc.tasks.shape_runs import run_name, train_shape
 
 
 def _args(**kw) -> argparse.Namespace:
@@ -39,8 +36,6 @@ def test_run_names_tell_patch_training_apart():
 
 
 def test_a_run_trained_with_other_settings_is_refused_not_continued(tmp_path):
-    import pytest
-
     args, data = _args(pretrain_steps=3), "synthetic-fundus:4:32x32"
     train_shape(data, tmp_path / "run", args)
     with pytest.raises(SystemExit, match="disc_width: 4 != 8"):

@@ -1,15 +1,12 @@
-"""benchmarks/position_shortcut.py: its score tells a content embedding from a position embedding."""
+"""benchmarks/position_shortcut.py (localdisc.tasks.position_shortcut): its score tells a content
+embedding from a position embedding."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from position_shortcut import shift_scores, translate  # noqa: E402
+from localdisc.tasks.position_shortcut import shift_scores, shift_table, translate
 
 
 def _image(seed=0):
@@ -28,7 +25,7 @@ def test_content_embedding_follows_position_embedding_stays():
     w = torch.randn(16, 1, 5, 5, generator=g)
     content = lambda x: F.conv2d(x, w, padding=2)  # noqa: E731  translation-equivariant
     s = shift_scores(content, _image(), 8)
-    assert s["follows"] > 0.95 and s["content_hits"] > 0.9 and s["place_hits"] < 0.1
+    assert abs(s["follows"] - 1) < 0.05 and s["content_hits"] > 0.9 and s["place_hits"] < 0.1
 
     def position(x):
         H, W = x.shape[-2:]
@@ -37,3 +34,14 @@ def test_content_embedding_follows_position_embedding_stays():
 
     s = shift_scores(position, _image(), 8)
     assert abs(s["follows"]) < 0.05 and s["place_hits"] > 0.9 and s["content_hits"] < 0.1
+
+
+def test_shift_table_averages_each_shift_over_the_images():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(8, 1, 5, 5, generator=g)
+    content = lambda x: F.conv2d(x, w, padding=2)  # noqa: E731
+    images = [_image(0), torch.full_like(_image(0), 0.5)]  # a flat image: its matches land anywhere
+    table = shift_table(content, images, [4, 8])
+    per = [shift_scores(content, im, 8) for im in images]
+    assert list(table) == ["4", "8"] and per[0]["content_hits"] > per[1]["content_hits"] + 0.5
+    assert all(abs(table["8"][k] - (per[0][k] + per[1][k]) / 2) < 1e-9 for k in ("follows", "content_hits", "place_hits"))

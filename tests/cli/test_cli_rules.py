@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from localdisc.cli.main import SUBCOMMANDS, build_parser, main
-from localdisc.train.checkpoint import load_weights
+from localdisc.runtime.checkpoint import load_weights
 
 TINY = ["--encoder-channels", "4", "8", "8", "--decoder-channels", "8", "8", "--picture-every", "0"]
 DATA = "synthetic-fundus:6:32x32"

@@ -9,7 +9,7 @@ from PIL import Image
 
 from localdisc.cli.main import main
 from localdisc.nets import UNet, UNetConfig
-from localdisc.train.transfer import save_backbone
+from localdisc.nets.transfer import save_backbone
 
 TINY = ["--encoder-channels", "4", "8", "8", "--decoder-channels", "8", "8"]
 
@@ -100,7 +100,7 @@ def test_nan_keeps_checkpoint_and_existing_run_is_untouched(tmp_path, capsys, mo
     monkeypatch.setenv("LOCALDISC_NAN_AT_STEP", "3")
     check(capsys, finetune(d, out, "--steps", "4", "--checkpoint-every", "2", "--log-every", "1"), "step 3", str(out))
     monkeypatch.delenv("LOCALDISC_NAN_AT_STEP")
-    from localdisc.train.checkpoint import latest_checkpoint, load_checkpoint
+    from localdisc.runtime.checkpoint import latest_checkpoint, load_checkpoint
 
     weights, _, meta = load_checkpoint(latest_checkpoint(out))
     assert meta["step"] == 2 and all(torch.isfinite(v).all() for v in weights.values())

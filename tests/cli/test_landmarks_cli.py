@@ -81,8 +81,9 @@ def test_several_supports_give_the_median_of_their_answers(ld_run, tmp_path):
     # the same answer by hand: three one-shot locators, coordinate-wise median
     model = load_run_model(ld_run)
     samples = {s.id: s for s in resolve_source("synthetic-fundus:4:64x64")}
-    from localdisc.data.records import load_sample_image
     import torch
+
+    from localdisc.data.records import load_sample_image
 
     embed = lambda x: model.method.embed(x).float()  # noqa: E731
     names = [r["landmark"] for r in rows]

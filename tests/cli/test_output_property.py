@@ -126,9 +126,9 @@ DIVERGED = re.compile(r"became (nan|-?inf) at step")
 def call(argv: list[str]) -> tuple[int | None, str, str | None]:
     """(exit code, stderr, escaped exception) of ``main(argv)``; the process-wide limits that
     --max-pixels/--max-voxels set are restored afterwards."""
-    from localdisc.data import io as dio
+    from localdisc.data import files
 
-    saved = (dio.MAX_PIXELS, dio.MAX_VOXELS, os.environ.get("LOCALDISC_MAX_PIXELS"), os.environ.get("LOCALDISC_MAX_VOXELS"))
+    saved = (files.MAX_PIXELS, files.MAX_VOXELS, os.environ.get("LOCALDISC_MAX_PIXELS"), os.environ.get("LOCALDISC_MAX_VOXELS"))
     out, err = io.StringIO(), io.StringIO()
     rc, escaped = None, None
     try:
@@ -140,7 +140,7 @@ def call(argv: list[str]) -> tuple[int | None, str, str | None]:
         frame = traceback.extract_tb(e.__traceback__)[-1]
         escaped = f"{type(e).__name__}: {str(e)[:200]} (at {Path(frame.filename).name}:{frame.lineno})"
     finally:
-        dio.MAX_PIXELS, dio.MAX_VOXELS = saved[:2]
+        files.MAX_PIXELS, files.MAX_VOXELS = saved[:2]
         for key, value in zip(("LOCALDISC_MAX_PIXELS", "LOCALDISC_MAX_VOXELS"), saved[2:]):
             if value is None:
                 os.environ.pop(key, None)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from localdisc.data import files
 from localdisc.data import io as dio
 from localdisc.data.folders import read_manifest
 from localdisc.errors import DataError
@@ -43,7 +44,7 @@ def damaged(draw):
 @FUZZ
 @given(damaged(), st.sampled_from(["image", "mask"]))
 def test_images_and_masks_fail_only_with_data_error(tmp_path, monkeypatch, case, kind):
-    monkeypatch.setattr(dio, "MAX_PIXELS", LIMIT)
+    monkeypatch.setattr(files, "MAX_PIXELS", LIMIT)
     suffix, data = case
     path = tmp_path / f"fuzz{suffix}"
     path.write_bytes(data)
@@ -59,8 +60,8 @@ def test_images_and_masks_fail_only_with_data_error(tmp_path, monkeypatch, case,
 @FUZZ
 @given(st.binary(min_size=0, max_size=400), st.sampled_from([".nii", ".npy", ".png.gz"]))
 def test_volumes_and_gzip_fail_only_with_data_error(tmp_path, monkeypatch, data, suffix):
-    monkeypatch.setattr(dio, "MAX_PIXELS", LIMIT)
-    monkeypatch.setattr(dio, "MAX_VOXELS", LIMIT)
+    monkeypatch.setattr(files, "MAX_PIXELS", LIMIT)
+    monkeypatch.setattr(files, "MAX_VOXELS", LIMIT)
     path = tmp_path / f"fuzz{suffix}"
     if suffix == ".png.gz":
         import gzip

@@ -7,11 +7,10 @@ import csv
 
 import numpy as np
 import pytest
+from dicom_files import write_dicom
 
 from localdisc.data.geometry import geometry_of, read_dicom, to_localdisc, to_source, write_nifti
 from localdisc.data.io import read_image, read_mask, read_volume
-
-from dicom_files import write_dicom
 
 nib = pytest.importorskip("nibabel")
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from localdisc.data import files
 from localdisc.data import io as dio
 from localdisc.errors import DataError
 from localdisc.utils import SafeNames, safe_name
@@ -37,7 +38,7 @@ def test_png_bomb_refused_from_its_header(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF", "GIF", "WEBP"])
 def test_other_formats_checked_before_decoding(tmp_path, monkeypatch, fmt):
-    monkeypatch.setattr(dio, "MAX_PIXELS", 100)
+    monkeypatch.setattr(files, "MAX_PIXELS", 100)
     path = tmp_path / f"big.{fmt.lower()}"
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(path, format=fmt)
     with pytest.raises(DataError, match=r"big\..*: header promises 20x30 = 600 pixels, more than the limit of 100"):
@@ -45,7 +46,7 @@ def test_other_formats_checked_before_decoding(tmp_path, monkeypatch, fmt):
 
 
 def test_gzip_output_capped_and_corrupt_gzip_is_one_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(dio, "MAX_PIXELS", 1000)
+    monkeypatch.setattr(files, "MAX_PIXELS", 1000)
     big = tmp_path / "im.ppm.gz"
     with gzip.open(big, "wb") as f:
         f.write(b"P5\n2000 2000\n255\n" + b"\x00" * 4_000_000)  # compresses to a few KB
@@ -60,7 +61,7 @@ def test_gzip_output_capped_and_corrupt_gzip_is_one_error(tmp_path, monkeypatch)
 def test_nifti_volume_checked_from_its_header(tmp_path, monkeypatch):
     import nibabel as nib
 
-    monkeypatch.setattr(dio, "MAX_VOXELS", 1000)
+    monkeypatch.setattr(files, "MAX_VOXELS", 1000)
     path = tmp_path / "v.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((12, 10, 10), np.float32), np.eye(4)), str(path))
     with pytest.raises(DataError, match=r"v.nii.gz: header promises 12x10x10 = 1,200 voxels"):
@@ -106,7 +107,7 @@ def test_tampered_training_state_is_one_clear_error_without_unsafe_advice(tmp_pa
     import torch
 
     from localdisc.errors import ConfigError
-    from localdisc.train.checkpoint import load_checkpoint, save_checkpoint
+    from localdisc.runtime.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = save_checkpoint(tmp_path, 2, {"w": torch.zeros(2)}, {"optimizer": {}})
 
@@ -223,7 +224,7 @@ def test_forged_tiff_geometry_is_refused(tmp_path):
 def test_max_pixels_option_and_overwrite_with_a_wrong_init_keeps_the_old_run(tmp_path, monkeypatch, capsys):
     from localdisc.cli.main import main
 
-    monkeypatch.setattr(dio, "MAX_PIXELS", dio.MAX_PIXELS)  # module value and environment are restored after the test
+    monkeypatch.setattr(files, "MAX_PIXELS", files.MAX_PIXELS)  # module value and environment are restored after the test
     monkeypatch.delenv("LOCALDISC_MAX_PIXELS", raising=False)
     monkeypatch.setenv("LOCALDISC_CACHE", str(tmp_path / "cache"))
     for sub in ("images", "masks"):

@@ -6,14 +6,13 @@ import gzip
 
 import numpy as np
 import pytest
+from dicom_files import write_dicom
 from PIL import Image
 
 from localdisc.data.datasets import ImageDataset, num_channels_of
 from localdisc.data.io import read_image, read_mask, read_spacing
 from localdisc.data.records import Sample
 from localdisc.errors import DataError
-
-from dicom_files import write_dicom
 
 
 def save(path, arr):

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from localdisc.data.datasets import ImageDataset
-from localdisc.data.layouts import chase, compose_mask, cxr, derive_fov, drive, hrf, ph2, stare
-from localdisc.data.records import Sample, load_sample_fov, load_sample_image, load_sample_mask
+from localdisc.data.layouts import chase, cxr, drive, hrf, ph2, stare
+from localdisc.data.records import Sample, compose_mask, derive_fov, load_sample_fov, load_sample_image, load_sample_mask
 from localdisc.data.sources import LAYOUTS
 from localdisc.errors import DataError
 

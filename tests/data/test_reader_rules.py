@@ -13,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dicom_files import write_dicom
 from PIL import Image
 
+from localdisc.data import files
 from localdisc.data import io as dio
 from localdisc.data.datasets import ImageDataset, require_foreground
 from localdisc.data.folders import read_manifest
 from localdisc.data.io import read_image, read_mask
 from localdisc.data.records import Sample
 from localdisc.errors import DataError
-
-from dicom_files import write_dicom
 
 
 def one_line(e: pytest.ExceptionInfo, *names: str) -> str:
@@ -265,14 +265,14 @@ def test_manifest_spacing_of_a_volume_needs_three_values(tmp_path):
 
 def test_npy_size_is_checked_from_its_header_before_loading(tmp_path, monkeypatch):
     np.save(tmp_path / "big.npy", np.zeros((3000, 3000), np.uint8))
-    monkeypatch.setattr(dio, "MAX_PIXELS", 1_000_000)
+    monkeypatch.setattr(files, "MAX_PIXELS", 1_000_000)
     monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("np.load called before the size check"))
     for check in (read_image, read_mask, dio.check_header):
         with pytest.raises(DataError) as e:
             check(tmp_path / "big.npy")
         assert "header promises 3000x3000 = 9,000,000 pixels, more than the limit of 1,000,000" in one_line(e, "big.npy")
     np.save(tmp_path / "vol.npy", np.zeros((20, 30, 40), np.uint8))
-    monkeypatch.setattr(dio, "MAX_VOXELS", 1000)
+    monkeypatch.setattr(files, "MAX_VOXELS", 1000)
     with pytest.raises(DataError, match=r"vol.npy: header promises 20x30x40 = 24,000 voxels"):
         read_image(tmp_path / "vol.npy")
 
@@ -293,7 +293,7 @@ def test_dicom_size_is_checked_from_its_header_before_decoding(tmp_path, monkeyp
     series.mkdir()
     for z in range(3):
         write_dicom(series / f"s{z}.dcm", rng.integers(0, 99, (6, 5)), position=(0, 0, z))
-    monkeypatch.setattr(dio, "MAX_VOXELS", 80)
+    monkeypatch.setattr(files, "MAX_VOXELS", 80)
     with pytest.raises(DataError) as e:
         read_image(series)
     assert "header promises 3x6x5 = 90 voxels" in one_line(e, "series")

@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from localdisc.data import retina, shapes, synthetic
+from localdisc.data import retina, simulate, synthetic
 from localdisc.errors import ConfigError
 
 
 def test_retina_prior_kind_is_the_synthetic_fundus_vasculature():
     """Prior i of seed s and the vessels of a synthetic fundus with the same generator state
     are the same drawing: the prior kind and the photographs share one anatomy model."""
-    prior = shapes.simulate("retina", 1, (96, 96), seed=5)[0]
+    prior = simulate.simulate("retina", 1, (96, 96), seed=5)[0]
     photo = synthetic.make_fundus((96, 96), np.random.default_rng([5, 0]))
     assert prior.dtype == bool and np.array_equal(prior, photo["vessels"])
 
@@ -34,4 +34,4 @@ def test_retina_vessels_stay_in_the_fov_leave_the_disc_and_spare_the_fovea():
 
 def test_retina_kind_needs_2d():
     with pytest.raises(ConfigError, match="retina"):
-        shapes.simulate("retina", 1, (16, 16, 16))
+        simulate.simulate("retina", 1, (16, 16, 16))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from localdisc.data import shapes
+from localdisc.data import shapes, simulate
 from localdisc.errors import ConfigError
 
 
@@ -90,25 +90,25 @@ def test_disc_ellipse_center_and_radius():
 
 
 def test_simulate_prefix_property_and_errors():
-    a = shapes.simulate("vessels", 3, (48, 48), seed=5)
-    b = shapes.simulate("vessels", 2, (48, 48), seed=5)
+    a = simulate.simulate("vessels", 3, (48, 48), seed=5)
+    b = simulate.simulate("vessels", 2, (48, 48), seed=5)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert shapes.simulate("lungs", 1, (48, 48))[0].max() == 2
+    assert simulate.simulate("lungs", 1, (48, 48))[0].max() == 2
     with pytest.raises(ConfigError):
-        shapes.simulate("bananas", 1, (48, 48))
+        simulate.simulate("bananas", 1, (48, 48))
     with pytest.raises(ConfigError):
-        shapes.simulate("vessels", 1, (8, 8, 8))
+        simulate.simulate("vessels", 1, (8, 8, 8))
 
 
 def test_write_priors_png_and_nifti(tmp_path):
-    paths = shapes.write_priors("disc", 2, (40, 40), tmp_path / "p", seed=1)
+    paths = simulate.write_priors("disc", 2, (40, 40), tmp_path / "p", seed=1)
     arr = np.asarray(Image.open(paths[0]))
     assert arr.dtype == np.uint8 and set(np.unique(arr)) == {0, 255}
     from localdisc.data.io import read_mask, read_spacing
 
-    vols = shapes.write_priors("tubes3d", 1, (16, 24, 24), tmp_path / "t", seed=0, spacing=(2.0, 1.0, 1.0))
+    vols = simulate.write_priors("tubes3d", 1, (16, 24, 24), tmp_path / "t", seed=0, spacing=(2.0, 1.0, 1.0))
     m = read_mask(vols[0])
     assert m.shape == (16, 24, 24) and m.max() == 1
     assert read_spacing(vols[0]) == (2.0, 1.0, 1.0)
-    again = shapes.write_priors("tubes3d", 1, (16, 24, 24), tmp_path / "t2", seed=0, spacing=(2.0, 1.0, 1.0))
+    again = simulate.write_priors("tubes3d", 1, (16, 24, 24), tmp_path / "t2", seed=0, spacing=(2.0, 1.0, 1.0))
     assert vols[0].read_bytes() == again[0].read_bytes()

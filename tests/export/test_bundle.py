@@ -78,7 +78,7 @@ def test_3d_bundle_reproduces_localdisc_predictions(tmp_path, lps):
     from localdisc.data.io import read_image, read_volume
     from localdisc.nets import UNet, UNetConfig
     from localdisc.tasks.evaluate import predict_probs
-    from localdisc.train.checkpoint import save_weights
+    from localdisc.runtime.checkpoint import save_weights
 
     torch.manual_seed(0)
     cfg = UNetConfig(spatial_dims=3, in_channels=1, encoder_channels=(4, 8), decoder_channels=(4,), norm="instance")

@@ -11,7 +11,7 @@ import torch
 
 from localdisc.cli.main import main
 from localdisc.nets import UNet, UNetConfig
-from localdisc.train.checkpoint import load_weights, save_weights
+from localdisc.runtime.checkpoint import load_weights, save_weights
 
 
 def make_finetune_run(folder: Path, channels: int = 3, num_classes: int = 3, size=(16, 16), patch=()) -> tuple[UNet, dict]:
@@ -88,7 +88,7 @@ def test_safetensors_export_uses_best_weights(run, tmp_path):
 
 
 def test_encoder_export_from_pretraining_run_transfers_by_name(tmp_path):
-    from localdisc.train.transfer import save_backbone, transfer_weights
+    from localdisc.nets.transfer import save_backbone, transfer_weights
 
     torch.manual_seed(1)
     backbone = UNet(UNetConfig(in_channels=1, encoder_channels=(4, 8), decoder_channels=(4,), norm="group"))
@@ -112,7 +112,7 @@ def test_encoder_export_from_finetune_run(run, tmp_path):
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
-    from localdisc.train.transfer import save_backbone
+    from localdisc.nets.transfer import save_backbone
 
     assert main(["export", str(tmp_path / "missing"), "--format", "onnx", "--out", str(tmp_path / "x")]) == 2
     assert "no such run folder" in capsys.readouterr().err

@@ -196,7 +196,7 @@ def split_over_ranks(fn, world, *inputs):
     """Run ``fn(gather, rank, *chunks)`` for ``world`` simulated processes in lockstep threads.
 
     ``gather`` concatenates the real tensors of every thread (a barrier-synchronized all-gather),
-    so backward through it sums the gradient over ranks, like ``train.distributed.all_gather``.
+    so backward through it sums the gradient over ranks, like ``runtime.distributed.all_gather``.
     Returns the per-rank losses; their mean must equal the one-process loss (DDP's average)."""
     import threading
 

@@ -14,9 +14,9 @@ from localdisc.errors import ConfigError
 from localdisc.methods import get_method
 from localdisc.methods.ld import LDConfig, LocalDiscrimination
 from localdisc.nets import UNet, UNetConfig
-from localdisc.train.checkpoint import load_weights
-from localdisc.train.pretrain import PretrainConfig
-from localdisc.train.transfer import load_pretrained_into
+from localdisc.runtime.checkpoint import load_weights
+from localdisc.train.pretrain import PretrainConfig, run_pretraining
+from localdisc.nets.transfer import load_pretrained_into
 
 TINY = dict(encoder_channels=(4, 8, 8), decoder_channels=(8, 8))
 
@@ -75,7 +75,7 @@ def test_embed_and_assign_are_normalized():
 
 
 def test_stage_both_cannot_be_built_directly():
-    with pytest.raises(ConfigError, match="run_schedule"):
+    with pytest.raises(ConfigError, match="run_pretraining"):
         model("both")
     with pytest.raises(ConfigError):
         LDConfig(stage="3")
@@ -103,7 +103,7 @@ def write_pngs(folder: Path, n: int = 4, size: int = 32) -> Path:
 def test_two_stage_schedule_then_transfer_by_name(tmp_path):
     data = write_pngs(tmp_path / "data")
     cfg = PretrainConfig(data=str(data), out=str(tmp_path / "run"), steps=3, batch_size=2, image_size=(32, 32), lr=0.0, picture_every=0, log_every=1, **TINY)
-    out = get_method("ld").run_schedule(cfg, LDConfig(stage="both", stage1_steps=2, grid=4))
+    out = run_pretraining(cfg, LDConfig(stage="both", stage1_steps=2, grid=4))
     s1 = load_weights(out / "stage1" / "model.safetensors")
     s2 = load_weights(out / "model.safetensors")
     assert not any(k.startswith("cluster_head") for k in s1) and any(k.startswith("cluster_head") for k in s2)
@@ -131,7 +131,7 @@ def test_two_stage_schedule_then_transfer_by_name(tmp_path):
     # stage 2 from stage 1 with another embedding size: loud failure, not a silent partial copy
     bad = replace(cfg, out=str(tmp_path / "bad"), init=str(out / "stage1"), steps=1)
     with pytest.raises(ConfigError, match="shape mismatch"):
-        get_method("ld").run_schedule(bad, LDConfig(stage="2", grid=4, embed_dim=16))
+        run_pretraining(bad, LDConfig(stage="2", grid=4, embed_dim=16))
     # an existing run is not overwritten silently
     with pytest.raises(ConfigError, match="already exists"):
-        get_method("ld").run_schedule(cfg, LDConfig(stage="both", stage1_steps=2, grid=4))
+        run_pretraining(cfg, LDConfig(stage="both", stage1_steps=2, grid=4))

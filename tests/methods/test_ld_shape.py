@@ -117,7 +117,7 @@ def test_simulated_priors_drawn_at_the_images_own_size(tmp_path):
 
     from localdisc.data.datasets import ImageDataset, resize_labels
     from localdisc.data.records import Sample
-    from localdisc.data.shapes import simulate
+    from localdisc.data.simulate import simulate
     from localdisc.methods.ld_shape import _native_size
 
     pri = load_prior_masks("simulate:retina:3", (32, 32), seed=2, simulate_size=(64, 64))

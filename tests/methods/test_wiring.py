@@ -1,5 +1,5 @@
 """Method wiring: for fixed views and weights, each method's loss equals the loss functions
-applied by hand to the tensors the SPEC names (right slices, aligned maps, the SPEC's
+applied by hand to the tensors the method names (docs/method.md: right slices, aligned maps, the method's
 temperatures and weights written here as literals, so a changed default is caught).
 
 The loss functions themselves are checked against float64 references in tests/losses; here the
@@ -79,9 +79,8 @@ def test_ld_stage2_starts_from_trained_stage1_weights(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from localdisc.methods import get_method
-    from localdisc.train.checkpoint import load_weights
-    from localdisc.train.pretrain import PretrainConfig
+    from localdisc.runtime.checkpoint import load_weights
+    from localdisc.train.pretrain import PretrainConfig, run_pretraining
 
     (tmp_path / "data").mkdir()
     rng = np.random.default_rng(0)
@@ -90,7 +89,7 @@ def test_ld_stage2_starts_from_trained_stage1_weights(tmp_path):
     lr = 0.05
     cfg = PretrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), steps=5, batch_size=2, image_size=(16, 16), lr=lr,
                          picture_every=0, log_every=1, checkpoint_every=100, **TINY)
-    out = get_method("ld").run_schedule(cfg, LDConfig(stage="both", stage1_steps=4, grid=4))
+    out = run_pretraining(cfg, LDConfig(stage="both", stage1_steps=4, grid=4))
     s1, s2 = load_weights(out / "stage1" / "model.safetensors"), load_weights(out / "model.safetensors")
     shared = [k for k in s1 if k in s2 and "running_" not in k and "num_batches" not in k]
     assert any(k.startswith("backbone.") for k in shared) and any(k.startswith("embed_head.") for k in shared)

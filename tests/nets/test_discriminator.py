@@ -24,7 +24,7 @@ def test_leaky_relu_slope_is_0_2():
 
 
 def _vessel_masks(n: int, size: int = 32) -> torch.Tensor:
-    from localdisc.data.shapes import simulate
+    from localdisc.data.simulate import simulate
 
     return torch.stack([torch.from_numpy(m.astype(np.float32))[None] for m in simulate("vessels", n, (size, size), seed=0)])
 

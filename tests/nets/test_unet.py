@@ -35,7 +35,7 @@ def test_parameter_names_are_stable():
         assert expected in names
     assert not any(n.startswith("decoder_gates.0") for n in names)
     assert net.encoder_parameter_names() == [n for n in names if n.startswith("encoder.")]
-    # default width: about 1.3-1.5 M parameters (SPEC section 1)
+    # default width: about 1.3-1.5 M parameters (docs/method.md)
     assert 1.0e6 < sum(p.numel() for p in UNet().parameters()) < 2.0e6
     # same names without gates: weights transfer by name
     plain = set(UNet(UNetConfig(), out_channels=2).state_dict())

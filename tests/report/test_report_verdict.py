@@ -4,7 +4,7 @@ the first lines, a warning when a comparison rests on one seed."""
 import numpy as np
 
 from localdisc.report.benchmark_report import verdict_lines
-from localdisc.tasks.stats import cluster_bootstrap, compare_to_reference, verdict
+from localdisc.evaluation.stats import cluster_bootstrap, compare_to_reference, verdict
 
 
 def test_ci_and_p_never_disagree():

@@ -3,7 +3,6 @@ the dataset's resolution at every label budget, and --dry-run plans (on the real
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from localdisc.cli.main import main

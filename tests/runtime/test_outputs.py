@@ -13,7 +13,7 @@ from localdisc.cli.main import main
 from localdisc.config import load_config_file
 from localdisc.errors import ConfigError
 from localdisc.runtime.outputs import MARKER, check_output_file, check_output_folder, foreign_entries, remove_stale_temporaries
-from localdisc.train.run import Run
+from localdisc.runtime.run import Run
 
 TINY = ["--encoder-channels", "4", "8", "8", "--decoder-channels", "8", "8", "--image-size", "16", "16", "--batch-size", "2", "--steps", "2",
         "--labels", "3", "--eval-every", "1", "--checkpoint-every", "1"]

@@ -166,7 +166,7 @@ def test_pretraining_data_excludes_future_test_images(tmp_path):
 
     from localdisc.data.sources import resolve_source
     from localdisc.tasks.benchmark import _pretrain_data
-    from localdisc.train.finetune import assigned_splits
+    from localdisc.train.finetune_data import assigned_splits
 
     for sub in ("images", "masks"):
         (tmp_path / "d" / sub).mkdir(parents=True)

@@ -68,7 +68,7 @@ def test_predict_volumes_keep_the_source_affine(tmp_path):
     # on the evaluated test volumes, predict writes evaluate's masks
     test_ids = [p.name for p in (tmp_path / "ev" / "predictions").glob("*.nii.gz")]
     manifest = tmp_path / "m.csv"
-    from localdisc.train.run import read_run_config
+    from localdisc.runtime.run import read_run_config
     from localdisc.tasks.evaluate import _samples_for
 
     samples = _samples_for(read_run_config(run), read_run_config(run)["data"], "test")

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from localdisc.cli.main import main
-from localdisc.tasks.stats import cluster_bootstrap
+from localdisc.evaluation.stats import cluster_bootstrap
 from localdisc.tasks.verdict import summarize
 
 TINY = ["--encoder-channels", "4", "8", "8", "--decoder-channels", "8", "8", "--image-size", "24", "24", "--batch-size", "2"]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from localdisc.methods.base import PretrainMethod
-from localdisc.train import distributed as dist
+from localdisc.runtime import distributed as dist
 
 HERE = Path(__file__).resolve()
 
@@ -241,7 +241,7 @@ def _cfg(data: Path, out: Path, steps: int, **kw) -> dict:
 
 def test_pretrain_two_processes_match_one_and_resume_in_one(tmp_path, monkeypatch, ddp_launch):
     from localdisc.methods import METHODS
-    from localdisc.train.checkpoint import load_weights
+    from localdisc.runtime.checkpoint import load_weights
     from localdisc.train.pretrain import PretrainConfig, pretrain
 
     monkeypatch.setitem(METHODS, "tiny-contrast", f"{__name__}:TinyContrast")
@@ -276,7 +276,7 @@ def _nt_xent_by_hand(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:
 def test_simclr_ddp_step_matches_one_process(tmp_path, ddp_launch):
     ddp_launch(HERE, 2, ["simclr", str(tmp_path)])
     ref_loss, ref_grads = _simclr_step(_simclr_batch(), dist.DistEnv())
-    # the one-process reference is itself the method's SPEC loss (not only equal to its DDP self):
+    # the one-process reference is itself the method's loss as docs/method.md defines it (not only equal to its DDP self):
     # NT-Xent (tau 0.1) of view 1 = the images against view 2 = their flips, written out by hand
     import localdisc.methods.simclr.method as sm
     from localdisc.nets import UNet, UNetConfig

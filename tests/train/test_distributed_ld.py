@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from localdisc.train import distributed as dist
+from localdisc.runtime import distributed as dist
 
 HERE = Path(__file__).resolve()
 WORLD, PER_RANK = 2, 4  # images per process -> b = 2 samples per process

@@ -1,15 +1,13 @@
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from localdisc.nets import UNet, UNetConfig
 from localdisc.train.augment import AugmentConfig, augment_batch
-from localdisc.train.checkpoint import load_weights
+from localdisc.runtime.checkpoint import load_weights
 from localdisc.train.finetune import FinetuneConfig, finetune, sample_patches
-from localdisc.train.transfer import save_backbone
+from localdisc.nets.transfer import save_backbone
 
 TINY = dict(encoder_channels=(4, 8, 8), decoder_channels=(8, 8))
 
@@ -134,7 +132,7 @@ def test_transfer_protocol_warmup_and_encoder_lr_scale(tmp_path):
     """--freeze-encoder-steps 2 --encoder-lr-scale 0.1: the encoder (and its BN statistics) is
     frozen for 2 steps, then trains in its own Adam group at a tenth of the lr. The defaults
     (chosen on validation Dice) train every layer at one lr from step 0, random init too."""
-    from localdisc.train.checkpoint import load_checkpoint
+    from localdisc.runtime.checkpoint import load_checkpoint
 
     torch.manual_seed(4)
     backbone = UNet(UNetConfig(in_channels=3, **TINY))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from localdisc.cli.main import main
-from localdisc.train.checkpoint import load_weights
+from localdisc.runtime.checkpoint import load_weights
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from localdisc.cli.main import main
 from localdisc.methods import METHODS
 from localdisc.methods.base import PretrainMethod
-from localdisc.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
+from localdisc.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_weights
 
 
 @dataclass
@@ -98,7 +98,7 @@ def test_seed_repeatability(tiny, tmp_path):
 
 
 def test_checkpoint_write_crash_keeps_previous_checkpoint(tiny, tmp_path, monkeypatch, capsys):
-    import localdisc.train.checkpoint as ckpt
+    import localdisc.runtime.checkpoint as ckpt
 
     real_save, n = torch.save, {"calls": 0}
 

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 import torch
 
-from localdisc.train.checkpoint import load_weights
+from localdisc.runtime.checkpoint import load_weights
 from localdisc.train.finetune import FinetuneConfig, finetune
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
+from ..tasks.benchmark import describe_plan, load_benchmark_config, run_benchmark
 from .main import add_command
 
 
@@ -27,10 +29,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from ..tasks.benchmark import describe_plan, load_benchmark_config, run_benchmark
-
     cfg = load_benchmark_config(args.config, args.profile, args.methods)
     if args.data:
         cfg = replace(cfg, data=args.data)

@@ -12,11 +12,19 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import time
 from pathlib import Path
 
+import numpy as np
+
+from ..evaluation.stats import cluster_bootstrap_ci
+from ..methods import METHODS, get_method
 from ..runtime.outputs import atomic_write_bytes, check_output_folder, claim
+from ..tasks.evaluate import evaluate
+from ..train.finetune import FinetuneConfig, finetune
+from ..train.pretrain import PretrainConfig, run_pretraining
 from .main import HelpFormatter, add_command
 
 SETTINGS = {  # quick: smoke test; full: a few minutes on a laptop CPU
@@ -40,10 +48,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..methods import METHODS
-    from ..tasks.evaluate import evaluate
-    from ..train.finetune import FinetuneConfig, finetune
-
     s = SETTINGS["quick" if args.quick else "full"]
     out = Path(args.out)
     check_output_folder(out, overwrite=True, kind="demo")  # the demo replaces its own earlier results, never a user's folder
@@ -54,16 +58,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     inits = {"random": ""}
     if "ld" in METHODS:
-        from ..methods import get_method
-        from ..train.pretrain import PretrainConfig, pretrain
-
         print(f"[demo] pretraining LD on the unlabeled training images of {data} ...")
         pcfg = PretrainConfig(data=data, out=str(out / "pretrain-ld"), method="ld", split="train", seed=args.seed, steps=s["pretrain_steps"],
                               batch_size=s["batch"], image_size=(s["size"], s["size"]), encoder_channels=enc, decoder_channels=dec,
                               checkpoint_every=10**9, log_every=max(1, s["pretrain_steps"] // 10), picture_every=0, overwrite=True, device=args.device)
-        method = get_method("ld")
-        schedule = getattr(method, "run_schedule", None)  # LD's default is stage 1 then stage 2
-        inits["ld"] = str(schedule(pcfg, method.Config()) if schedule else pretrain(pcfg))
+        inits["ld"] = str(run_pretraining(pcfg, get_method("ld").Config()))  # LD's default: stage 1 then stage 2
     else:
         print("[demo] the 'ld' pretraining method is not available; fine-tuning from random initialization only")
     results = {}
@@ -88,11 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _gain(out: Path, quick: bool) -> str:
     """LD minus random init on the same test images, with a 95% bootstrap CI over images."""
-    import csv
 
-    import numpy as np
 
-    from ..tasks.stats import cluster_bootstrap_ci
 
     def dice(name: str) -> dict[str, float]:
         with open(out / f"finetune-{name}" / "eval-test" / "per_image.csv", newline="") as f:
@@ -111,7 +107,6 @@ def _gain(out: Path, quick: bool) -> str:
 def _real_benchmark() -> str:
     """What the committed multi-seed benchmarks on real data found (read from their result files
     in a source checkout; otherwise where to find them)."""
-    import csv
 
     root = Path(__file__).resolve().parents[3] / "benchmarks" / "results"
     lines = []

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from ..data.records import load_sample_image
 from ..data.sources import pick_samples
-
 from ..runtime.outputs import check_not_inputs, data_inputs, prepare_output_folder
+from ..tasks.discover import discover, load_run_model
+from ..tasks.pixel_features import PixelKMeans
 from .main import add_command
 
 
@@ -46,19 +49,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks.discover import discover, load_run_model
-
     model = load_run_model(args.run_dir, args.device)
     samples = pick_samples(args.data, args.split, args.max_images)
     check_not_inputs(args.out, (f for s in samples for f in (s.image, s.mask, s.fov)))
     prepare_output_folder(args.out, [*data_inputs(args.data), args.run_dir], args.overwrite, "discover")
     kmeans = None
     if args.mode == "kmeans":
-        from pathlib import Path
-
-        from ..data.records import load_sample_image
-        from ..tasks.pixel_features import PixelKMeans
-
         kmeans = PixelKMeans(args.features, args.num_clusters, model.size, model.method, seed=args.seed)
         kmeans.fit_images((load_sample_image(s, model.channels) for s in samples), len(samples))
         Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.sources import pick_samples
 from ..runtime.outputs import check_not_inputs, data_inputs, prepare_output_folder
+from ..tasks.discover import load_run_model
+from ..tasks.embed import embed_images
 from .main import add_command
 
 
@@ -29,10 +32,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.sources import pick_samples
-    from ..tasks.discover import load_run_model
-    from ..tasks.embed import embed_images
-
     model = load_run_model(args.run_dir, args.device)
     samples = pick_samples(args.data, args.split, args.max_images)
     check_not_inputs(args.out, (f for s in samples for f in (s.image, s.mask, s.fov)))

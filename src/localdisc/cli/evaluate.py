@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+
+from ..errors import ConfigError
+from ..tasks.evaluate import evaluate, format_summary
 from .main import HelpFormatter, add_command
 
 
@@ -25,9 +28,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from ..tasks.evaluate import evaluate, format_summary
-
     if args.max_overlays < 0:
         raise ConfigError(f"--max-overlays must be >= 0, got {args.max_overlays}")
 

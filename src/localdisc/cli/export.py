@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..export import FORMATS
+from ..export import FORMATS, export_run
 from .main import HelpFormatter, add_command
 
 
@@ -28,8 +28,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_run
-
     path = export_run(args.run_dir, args.fmt, args.out, which=args.checkpoint, check=args.check, overwrite=args.overwrite)
     print(f"exported {args.fmt}: {path}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import add_dataclass_args, config_from_args
+from ..config import add_dataclass_args, config_from_args, load_config_file, resume_base
 from ..train.finetune import FinetuneConfig, finetune
 from .main import HelpFormatter, add_command, require
 
@@ -22,8 +22,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config_file, resume_base
-
     config_file = resume_base(args, args.config)
     require(args, load_config_file(config_file) if config_file else {}, "data", "out")
     cfg = config_from_args(FinetuneConfig, args, config_file)

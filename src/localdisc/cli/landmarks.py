@@ -15,14 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 from ..data.records import Sample, load_sample_image
 from ..data.sources import resolve_source, select_split
 from ..errors import ConfigError, DataError
 from ..report.annotated import save_landmark_figure
-from ..utils import progress, safe_name
-
 from ..runtime.outputs import check_not_inputs, data_inputs, prepare_output_folder
+from ..tasks.discover import load_run_model, to_rgb
+from ..tasks.landmarks import OneShotLocator, SupportEnsemble, radial_errors, summarize_errors
+from ..utils import progress, safe_name
 from .main import add_command
 
 
@@ -112,13 +114,10 @@ def draw_overlay(image: np.ndarray, pred: dict[str, np.ndarray], truth: dict[str
                  support: tuple[np.ndarray, dict[str, tuple]] | None = None, title: str = "") -> None:
     """2D: the annotated support beside the query, every landmark named (report.annotated). 3D:
     predictions as red crosses, truth as green circles on the slice through the first prediction."""
-    from PIL import Image, ImageDraw
 
     if image.ndim == 3 and support is not None:
         save_landmark_figure(support[0], support[1], image, pred, truth, path, title)
         return
-
-    from ..tasks.discover import to_rgb
 
     if image.ndim == 4:
         z = int(round(next(iter(pred.values()))[0]))
@@ -147,9 +146,6 @@ def _support(spec: str, queries: list[Sample]) -> Sample:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks.discover import load_run_model
-    from ..tasks.landmarks import OneShotLocator, SupportEnsemble, radial_errors, summarize_errors
-
     model = load_run_model(args.run_dir, args.device)
     if not hasattr(model.method, "embed"):
         raise ConfigError(f"{args.run_dir}: method {type(model.method).__name__} has no pixel embeddings (use an LD run)")

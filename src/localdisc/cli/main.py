@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from .. import __version__
+from ..data import files
 from ..errors import ConfigError, LocaldiscError
 
 # subcommand -> (module, one-line help for `localdisc --help`)
@@ -78,8 +81,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="localdisc",
         description="Label-efficient medical image segmentation: local-discrimination pretraining, transfer, landmarks, structure discovery.",
     )
-    from .. import __version__
-
     parser.add_argument("--version", action="version", version=f"localdisc {__version__}")
     parser.add_argument("--max-pixels", type=float, default=None, metavar="N",
                         help="refuse 2D images whose header promises more than N pixels, before decoding them "
@@ -98,16 +99,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def _set_limits(args: argparse.Namespace) -> None:
     """--max-pixels/--max-voxels for this process and its data-loading workers (environment)."""
-    import os
-
-    from ..data import io
-
     for opt, env, attr in (("max_pixels", "LOCALDISC_MAX_PIXELS", "MAX_PIXELS"), ("max_voxels", "LOCALDISC_MAX_VOXELS", "MAX_VOXELS")):
         value = getattr(args, opt, None)
         if value is not None:
             if not 1 <= value < 2**62:  # also NaN
                 raise ConfigError(f"--{opt.replace('_', '-')} must be a number >= 1, got {value}")
-            setattr(io, attr, int(value))
+            setattr(files, attr, int(value))
             os.environ[env] = str(int(value))
 
 

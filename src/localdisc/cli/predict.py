@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..tasks.predict import predict
 from .main import HelpFormatter, add_command
 
 
@@ -29,8 +30,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks.predict import predict
-
     predict(args.model, args.data, args.out, checkpoint=args.checkpoint, device=args.device, tta=args.tta,
             save_probabilities=args.save_probabilities, max_overlays=args.max_overlays, max_images=args.max_images, overwrite=args.overwrite)
     return 0

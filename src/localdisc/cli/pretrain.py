@@ -8,8 +8,8 @@ import sys
 from ..config import add_dataclass_args, build_config, config_from_args, load_config_file, resume_base
 from ..errors import ConfigError
 from ..methods import METHODS, get_method
-from ..train.pretrain import PretrainConfig
-from .main import HelpFormatter, add_command, require
+from ..train.pretrain import PretrainConfig, run_pretraining
+from .main import CURRENT_ARGV, HelpFormatter, add_command, require
 
 
 def _method_name(argv: list[str]) -> str:
@@ -28,8 +28,6 @@ def _method_name(argv: list[str]) -> str:
 
 
 def register(sub) -> None:
-    from .main import CURRENT_ARGV
-
     method = _method_name(CURRENT_ARGV)
     if method not in METHODS and any(a in ("-h", "--help") for a in CURRENT_ARGV):
         # argparse would print the help without the method's options and not say why
@@ -59,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     method_cls = get_method(cfg.method)
     names = {f for f in method_cls.Config.__dataclass_fields__}
     mcfg = build_config(method_cls.Config, file_opts.get("method_config") or {}, {k: v for k, v in vars(args).items() if k in names})
-    out = method_cls.run_schedule(cfg, mcfg)
+    out = run_pretraining(cfg, mcfg)
     if cfg.dry_run:
         return 0
     print(f"pretraining finished: {out}")

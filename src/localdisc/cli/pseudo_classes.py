@@ -4,6 +4,11 @@ of a cluster-guided contrastive pretraining run (nearest centroid in the run's f
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..methods.cluster_contrast.pseudo_classes import assign_new_images, write_csv
 from .main import HelpFormatter, add_command
 
 
@@ -31,12 +36,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    import numpy as np
-
-    from ..methods.cluster_contrast.pseudo_classes import assign_new_images, write_csv
-
     rows = assign_new_images(args.run_dir, args.data, device=args.device, batch_size=args.batch_size)
     write_csv(Path(args.out), [r["image"] for r in rows], np.array([r["pseudo_class"] for r in rows]), np.array([r["distance_to_centroid"] for r in rows]))
     counts = np.bincount([r["pseudo_class"] for r in rows])

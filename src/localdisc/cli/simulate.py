@@ -7,7 +7,8 @@ import argparse
 import math
 import time
 
-from ..data.shapes import KINDS, write_priors
+from ..data import files
+from ..data.simulate import KINDS, write_priors
 from ..errors import ConfigError
 from ..runtime.outputs import prepare_output_folder
 from .main import HelpFormatter, add_command
@@ -64,9 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--image-size needs {want} numbers for --kind {args.kind}, got {len(args.image_size)}")
     if not 1 <= args.num_images <= 100_000:
         raise ConfigError(f"--num-images must be between 1 and 100000, got {args.num_images}")
-    from ..data import io
 
-    limit = io.MAX_VOXELS if want == 3 else io.MAX_PIXELS
+    limit = files.MAX_VOXELS if want == 3 else files.MAX_PIXELS
     if any(s < 8 for s in args.image_size) or math.prod(args.image_size) > limit:
         raise ConfigError(f"--image-size {' '.join(map(str, args.image_size))}: each side must be at least 8 and the image at most {limit} "
                           f"{'voxels' if want == 3 else 'pixels'} (--max-{'voxels' if want == 3 else 'pixels'})")

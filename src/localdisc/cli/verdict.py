@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..tasks.verdict import run_verdict
 from .main import HelpFormatter, add_command
 
 
@@ -31,8 +32,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks.verdict import run_verdict
-
     options = {"batch_size": args.batch_size, "device": args.device, **({"image_size": tuple(args.image_size)} if args.image_size else {})}
     run_verdict(args.data, args.init, args.out, folds=args.folds, repeats=args.repeats, steps=args.steps, seed=args.seed,
                 budget_minutes=args.budget_minutes, overwrite=args.overwrite, **options)

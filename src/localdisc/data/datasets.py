@@ -7,6 +7,7 @@ Resizing uses antialiased (bi|tri)linear interpolation for images and nearest fo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -98,7 +99,6 @@ def require_foreground(datasets: Sequence[ImageDataset]) -> None:
     learns to predict nothing and reports no error. Checked over all ``datasets`` together (a
     validation split of healthy cases is fine when the training masks hold lesions); loads each
     mask once (cached datasets keep it). The message names the first mask's folder and file."""
-    from pathlib import Path
 
     masks = []
     for ds in datasets:

@@ -20,12 +20,14 @@ sorted by id, so it is deterministic.
 from __future__ import annotations
 
 import csv
+import json
 import math
+import os
 import re
 from pathlib import Path
 
-from ..errors import DataError
-from .io import IMAGE_SUFFIXES, _short, is_volume, require_file, suffix_of
+from ..errors import DataError, shorten
+from .io import IMAGE_SUFFIXES, _npy_header, is_volume, require_file, suffix_of
 from .records import Sample
 
 MASK_DIRS = ("masks", "labels", "gt", "annotations")
@@ -154,7 +156,6 @@ def read_folder(path: str | Path) -> list[Sample]:
 
 def read_msd(path: str | Path, **_opts) -> list[Sample]:
     """Medical Segmentation Decathlon task folder: ``imagesTr/`` + ``labelsTr/`` (+ dataset.json)."""
-    import json
 
     folder = Path(path)
     if not (folder / "imagesTr").is_dir():
@@ -182,18 +183,17 @@ def parse_spacing(text: str, where: str, dims: int | None = None) -> tuple[float
     try:
         vals = tuple(float(v) for v in re.split(r"[x,;\s]+", text) if v)
     except ValueError as e:
-        raise DataError(f"{where}: cannot parse spacing {_short(repr(text), 60)}; write e.g. 0.5x0.5 or 1,0.5,0.5") from e
+        raise DataError(f"{where}: cannot parse spacing {shorten(repr(text), 60)}; write e.g. 0.5x0.5 or 1,0.5,0.5") from e
     if not vals or any(not math.isfinite(v) or v <= 0 for v in vals):
-        raise DataError(f"{where}: spacing {_short(repr(text), 60)} must be positive finite numbers (mm per pixel)")
+        raise DataError(f"{where}: spacing {shorten(repr(text), 60)} must be positive finite numbers (mm per pixel)")
     if dims is not None and len(vals) != dims:
         kind = "a 2-D image" if dims == 2 else "a 3-D volume"
-        raise DataError(f"{where}: spacing {_short(repr(text), 60)} has {len(vals)} value(s); {kind} needs {dims}, one per axis")
+        raise DataError(f"{where}: spacing {shorten(repr(text), 60)} has {len(vals)} value(s); {kind} needs {dims}, one per axis")
     return vals
 
 
 def _spatial_dims(image: str) -> int:
     """2 for a 2D image, 3 for a volume; a .npy array's from its header (it may be either)."""
-    from .io import _npy_header
 
     p = Path(image)
     if p.is_file() and suffix_of(p) == ".npy":
@@ -209,7 +209,6 @@ def read_manifest(csv_path: str | Path) -> list[Sample]:
     paths are relative to the CSV's folder and must stay inside it (``../`` that climbs out is
     refused, so a manifest from elsewhere cannot reach arbitrary files by accident), unless the
     environment sets LOCALDISC_MANIFEST_OUTSIDE=1."""
-    import os
 
     csv_path = Path(csv_path)
     base = csv_path.parent
@@ -246,9 +245,9 @@ def read_manifest(csv_path: str | Path) -> list[Sample]:
                     raise DataError(f"{where}: {col} path {val!r} leaves the manifest's folder; use a path inside it, an absolute "
                                     "path, or set LOCALDISC_MANIFEST_OUTSIDE=1 to allow it")
             if not p.exists():
-                raise DataError(f"{where}: {col} file {_short(repr(val), 100)} not found (looked at {p})")
+                raise DataError(f"{where}: {col} file {shorten(repr(val), 100)} not found (looked at {p})")
             if not (p.is_file() or p.is_dir()):  # a folder is a DICOM series; a FIFO would hang the reader
-                raise DataError(f"{where}: {col} {_short(repr(val), 100)} is not a regular file (a FIFO, device or socket)")
+                raise DataError(f"{where}: {col} {shorten(repr(val), 100)} is not a regular file (a FIFO, device or socket)")
             return str(p)
 
         image = path_of("image")

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, shorten
+from . import files
+from .files import check_size, require_file
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -48,18 +50,18 @@ class Geometry:
 
     def canonical_affine(self) -> np.ndarray:
         """Affine of the reoriented (x, y, z) RAS array (before localdisc's transpose)."""
-        from nibabel.orientations import inv_ornt_aff
+        from nibabel.orientations import inv_ornt_aff  # deferred: heavy optional dependency, loaded only when used
 
         return self.affine @ inv_ornt_aff(self._to_ras(), self.source_shape)
 
     def _to_ras(self) -> np.ndarray:
-        from nibabel.orientations import axcodes2ornt, ornt_transform
+        from nibabel.orientations import axcodes2ornt, ornt_transform  # deferred: heavy optional dependency, loaded only when used
 
         return ornt_transform(self.ornt, axcodes2ornt("RAS"))
 
 
 def geometry_of(affine: np.ndarray, shape: tuple[int, ...]) -> Geometry:
-    from nibabel.orientations import io_orientation
+    from nibabel.orientations import io_orientation  # deferred: heavy optional dependency, loaded only when used
 
     affine = np.asarray(affine, dtype=np.float64)
     return Geometry(affine, tuple(int(s) for s in shape[:3]), io_orientation(affine))
@@ -83,14 +85,14 @@ def check_affine(affine: np.ndarray, where: str | Path) -> None:
 
 def to_localdisc(data: np.ndarray, geom: Geometry) -> np.ndarray:
     """File voxel array (i, j, k) -> localdisc (D, H, W) = (z, y, x) of the RAS-reoriented volume."""
-    from nibabel.orientations import apply_orientation
+    from nibabel.orientations import apply_orientation  # deferred: heavy optional dependency, loaded only when used
 
     return np.ascontiguousarray(np.transpose(apply_orientation(data, geom._to_ras()), (2, 1, 0)))
 
 
 def to_source(array: np.ndarray, geom: Geometry) -> np.ndarray:
     """Inverse of :func:`to_localdisc`: (D, H, W) -> the file's own voxel order (i, j, k)."""
-    from nibabel.orientations import apply_orientation, axcodes2ornt, ornt_transform
+    from nibabel.orientations import apply_orientation, axcodes2ornt, ornt_transform  # deferred: heavy optional dependency, loaded only when used
 
     ras = np.transpose(array, (2, 1, 0))
     back = ornt_transform(axcodes2ornt("RAS"), geom.ornt)
@@ -103,7 +105,7 @@ def to_source(array: np.ndarray, geom: Geometry) -> np.ndarray:
 def write_nifti(array: np.ndarray, geom: Geometry, path: str | Path, dtype=np.uint8) -> Path:
     """Write a localdisc (D, H, W) array as NIfTI in the source's voxel order with its affine
     (sform and qform), so it overlays the source scan in 3D Slicer, ITK-SNAP, ..."""
-    import nibabel as nib
+    import nibabel as nib  # deferred: heavy optional dependency, loaded only when used
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,15 +121,13 @@ def write_nifti(array: np.ndarray, geom: Geometry, path: str | Path, dtype=np.ui
 
 def _dicom_header(f: Path):
     """One file's header (pixel data not read); a FIFO or device named .dcm is refused unopened."""
-    import pydicom
-
-    from .io import _short, require_file
+    import pydicom  # deferred: heavy optional dependency, loaded only when used
 
     require_file(f, "a DICOM file")
     try:
         return pydicom.dcmread(str(f), stop_before_pixels=True)
     except Exception as e:
-        raise DataError(f"{f}: unreadable DICOM file ({_short(e)})") from e
+        raise DataError(f"{f}: unreadable DICOM file ({shorten(e)})") from e
 
 
 def dicom_series(folder: Path) -> dict[str, list[Path]]:
@@ -186,21 +186,19 @@ def _header_int(f: Path, ds, name: str, default: int) -> int:
 
 
 def _check_dicom_sizes(folder: Path, items: list[tuple[Path, object]]) -> None:
-    from . import io as dio
-
     f0, ds0 = items[0]
     size0 = (_header_int(f0, ds0, "Rows", 0), _header_int(f0, ds0, "Columns", 0))
     for f, ds in items:
         rows, cols, frames = _header_int(f, ds, "Rows", 0), _header_int(f, ds, "Columns", 0), _header_int(f, ds, "NumberOfFrames", 1)
         if rows < 1 or cols < 1 or frames < 1:
             raise DataError(f"{f}: DICOM header gives no image size (Rows {rows}, Columns {cols}, NumberOfFrames {frames})")
-        dio._check_size(f, (frames, rows, cols) if frames > 1 else (rows, cols), dio.MAX_PIXELS, "pixels")
+        check_size(f, (frames, rows, cols) if frames > 1 else (rows, cols), files.MAX_PIXELS, "pixels")
         if frames > 1:
             raise DataError(f"{f}: multi-frame DICOM is not supported; export the series as one file per slice or as NIfTI")
         if (rows, cols) != size0:
             raise DataError(f"{f}: slice of {rows}x{cols} pixels in a series whose slices are {size0[0]}x{size0[1]} ({f0.name}); "
                             "the series mixes images of different sizes (a scout or a second series?)")
-    dio._check_size(folder, (len(items), *size0), dio.MAX_VOXELS, "voxels")
+    check_size(folder, (len(items), *size0), files.MAX_VOXELS, "voxels")
 
 
 def _pixel_spacing(f: Path, ds) -> tuple[float, float]:
@@ -215,9 +213,7 @@ def _pixel_spacing(f: Path, ds) -> tuple[float, float]:
     except (TypeError, ValueError) as e:
         raise DataError(f"{f}: unreadable DICOM PixelSpacing") from e
     if len(vals) != 2 or not all(np.isfinite(v) and v > 0 for v in vals):
-        from .io import _short
-
-        raise DataError(f"{f}: DICOM PixelSpacing {_short(vals, 60)} must be two positive numbers (mm between rows, columns)")
+        raise DataError(f"{f}: DICOM PixelSpacing {shorten(vals, 60)} must be two positive numbers (mm between rows, columns)")
     return vals[0], vals[1]
 
 
@@ -225,9 +221,7 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, Geometry]:
     """A DICOM series (a folder, ``FOLDER#SeriesInstanceUID``, or one file) -> (file-order
     array (i=column, j=row, k=slice), geometry). A folder with several series must name one.
     Headers are checked (:func:`dicom_headers`) before any pixel is decoded."""
-    import pydicom
-
-    from .io import _short
+    import pydicom  # deferred: heavy optional dependency, loaded only when used
 
     folder, _ = split_series_path(path)
     items = dicom_headers(path)
@@ -238,7 +232,7 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, Geometry]:
             ds = pydicom.dcmread(str(f))
             arr = ds.pixel_array.astype(np.float32)
         except Exception as e:
-            raise DataError(f"{f}: unreadable DICOM file ({_short(e)})") from e
+            raise DataError(f"{f}: unreadable DICOM file ({shorten(e)})") from e
         slope, inter = float(getattr(ds, "RescaleSlope", 1.0)), float(getattr(ds, "RescaleIntercept", 0.0))
         slices.append((ds, arr * slope + inter))
     ds0 = slices[0][0]

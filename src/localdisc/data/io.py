@@ -29,46 +29,16 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
+import zlib
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import DataError
-
-# Headers are checked against these before any pixel is decoded (decompression bombs): a file
-# that promises more is refused with one line naming it. LOCALDISC_MAX_PIXELS /
-# LOCALDISC_MAX_VOXELS raise (or lower) them for a whole session.
-MAX_PIXELS = int(float(os.environ.get("LOCALDISC_MAX_PIXELS", 100e6)))  # 10000 x 10000
-MAX_VOXELS = int(float(os.environ.get("LOCALDISC_MAX_VOXELS", 512**3)))
-
-
-def _check_size(path: Path, shape, limit: int, what: str) -> None:
-    n = int(np.prod([int(s) for s in shape], dtype=np.float64))
-    if n > limit:
-        env = "LOCALDISC_MAX_PIXELS" if what == "pixels" else "LOCALDISC_MAX_VOXELS"
-        raise DataError(f"{path}: header promises {'x'.join(str(int(s)) for s in shape)} = {n:,} {what}, more than the limit of "
-                        f"{limit:,} (refused before decoding; raise it with localdisc --max-{what} N or {env} if the file is genuine)")
-
-
-def _short(value, limit: int = 80) -> str:
-    """One line of at most ``limit`` characters: error messages never echo a huge value."""
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def require_file(path: str | Path, expected: str = "an image, mask or volume file") -> Path:
-    """``path`` when it is a regular file (symlinks followed), else one line naming it. Runs
-    before any open(): opening a FIFO blocks until something writes to it, a device may never
-    end, and a folder named like an image is a mistake, not data."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    kind = "a folder" if path.is_dir() else "not a regular file (a FIFO, device or socket)"
-    raise DataError(f"{path}: is {kind}; expected {expected}")
-
+from ..errors import DataError, shorten
+from . import files
+from .files import check_size, require_file
+from .geometry import check_affine, dicom_headers, geometry_of, read_dicom, split_series_path, to_localdisc
 
 _KIND_NAMES = {"c": "complex", "O": "Python object", "V": "structured", "U": "text", "S": "bytes", "M": "datetime", "m": "timedelta"}
 
@@ -77,7 +47,7 @@ def _check_dtype(path: Path, dtype: np.dtype) -> None:
     """Only real numbers are pixels: complex (the imaginary part would vanish silently), object
     (unpickling runs code), text or record arrays are refused."""
     if dtype.kind not in "biuf":
-        raise DataError(f"{path}: holds {_KIND_NAMES.get(dtype.kind, _short(dtype, 40))} values ({_short(dtype, 40)}); "
+        raise DataError(f"{path}: holds {_KIND_NAMES.get(dtype.kind, shorten(dtype, 40))} values ({shorten(dtype, 40)}); "
                         "expected real numbers (an integer or float array)")
 
 
@@ -97,7 +67,6 @@ def _check_values(path: Path, data: np.ndarray) -> None:
 
 def _gunzip(path: Path, limit_bytes: int) -> bytes:
     """Decompress a .gz file in memory, refusing more than ``limit_bytes`` of output."""
-    import zlib
 
     try:
         with gzip.open(path) as fz:
@@ -137,8 +106,6 @@ def suffix_of(path: Path) -> str:
 
 
 def is_volume(path: str | Path) -> bool:
-    from .geometry import split_series_path
-
     p, _ = split_series_path(path)
     return p.is_dir() or suffix_of(p) in VOLUME_SUFFIXES
 
@@ -169,18 +136,16 @@ def _upright(path: Path, im):
     """The image as a viewer shows it: its EXIF (or TIFF) orientation applied. Phones and
     dermoscopes store the sensor's rotation in a tag; images and masks both pass here, so a
     mask stays aligned with its image whichever of them carries the tag."""
-    from PIL import ImageOps
 
     try:
         return ImageOps.exif_transpose(im)
     except Exception as e:  # a malformed EXIF block: Pillow raises several kinds
-        raise DataError(f"{path}: unreadable EXIF orientation ({type(e).__name__}: {_short(e)})") from e
+        raise DataError(f"{path}: unreadable EXIF orientation ({type(e).__name__}: {shorten(e)})") from e
 
 
 def _read_2d_raw(path: Path, labels: bool = False) -> np.ndarray:
     """2D image file -> (H, W) or (H, W, C) array, upright. ``labels``: a palette image is read
     as its class indices (see :func:`_palette_pixels`)."""
-    from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = None  # localdisc's own limit applies, from the header, with the file named
     require_file(path)
@@ -188,9 +153,9 @@ def _read_2d_raw(path: Path, labels: bool = False) -> np.ndarray:
         # gzip-compressed images (STARE ships im0001.ppm.gz): decompress in memory, capped.
         src: Path | io.BytesIO = path
         if path.name.lower().endswith(".gz"):
-            src = io.BytesIO(_gunzip(path, MAX_PIXELS * 8 + 4096))
+            src = io.BytesIO(_gunzip(path, files.MAX_PIXELS * 8 + 4096))
         with Image.open(src) as im:
-            _check_size(path, im.size[::-1], MAX_PIXELS, "pixels")
+            check_size(path, im.size[::-1], files.MAX_PIXELS, "pixels")
             if im.format == "TIFF":
                 _check_tiff_strips(path, im)
             im.load()
@@ -207,7 +172,7 @@ def _read_2d_raw(path: Path, labels: bool = False) -> np.ndarray:
     except FileNotFoundError as e:
         raise DataError(f"{path}: file not found") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: unreadable or truncated image ({_short(e, 160)})") from e
+        raise DataError(f"{path}: unreadable or truncated image ({shorten(e, 160)})") from e
 
 
 def _read_volume_raw(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -220,7 +185,6 @@ def read_volume(path: str | Path):
     """Volume -> ((D, H, W) array of the volume reoriented to RAS, :class:`~.geometry.Geometry`
     of the source file, None for .npy arrays, which have no geometry). Sizes are checked from
     the header before any voxel is read; values must be real and finite (see module docstring)."""
-    from .geometry import read_dicom, split_series_path, to_localdisc
 
     folder, _ = split_series_path(path)
     suffix = suffix_of(folder)
@@ -230,7 +194,7 @@ def read_volume(path: str | Path):
         return _read_npy(Path(path)), None
     elif folder.is_dir() or suffix == ".dcm":
         data, geom = read_dicom(path)  # checks slice sizes and limits from the headers first
-        _check_size(Path(folder), data.shape, MAX_VOXELS, "voxels")
+        check_size(Path(folder), data.shape, files.MAX_VOXELS, "voxels")
     else:
         raise DataError(f"{path}: unsupported volume format {suffix!r} (volumes: NIfTI .nii/.nii.gz, DICOM series, .npy)")
     _check_values(Path(path), data)
@@ -239,15 +203,13 @@ def read_volume(path: str | Path):
 
 def _nifti_header(path: Path):
     """nibabel image (header read, no voxel) and its validated :class:`~.geometry.Geometry`."""
-    import nibabel as nib
-
-    from .geometry import check_affine, geometry_of
+    import nibabel as nib  # deferred: heavy optional dependency, loaded only when used
 
     require_file(path)
     try:
         img = nib.load(str(path))
     except Exception as e:
-        raise DataError(f"{path}: unreadable NIfTI volume ({_short(e)})") from e
+        raise DataError(f"{path}: unreadable NIfTI volume ({shorten(e)})") from e
     _check_pixdim(path, img)
     check_affine(img.affine, path)
     return img, geometry_of(img.affine, img.shape[:3])
@@ -256,26 +218,26 @@ def _nifti_header(path: Path):
 def _check_pixdim(path: Path, img) -> None:
     """Voxel sizes in the raw header must be finite and non-zero: nibabel silently turns a zero
     pixdim into 1 mm, so the header is read again without its fixes."""
-    from nibabel.openers import ImageOpener
+    from nibabel.openers import ImageOpener  # deferred: heavy optional dependency, loaded only when used
 
     try:
         with ImageOpener(str(path)) as f:
             raw = type(img.header).from_fileobj(f, check=False)
         zooms = np.asarray(raw["pixdim"][1 : 1 + min(3, len(img.shape))], np.float64)
     except Exception as e:
-        raise DataError(f"{path}: unreadable NIfTI header ({_short(e)})") from e
+        raise DataError(f"{path}: unreadable NIfTI header ({shorten(e)})") from e
     if not np.isfinite(zooms).all() or (zooms == 0).any():
-        raise DataError(f"{path}: NIfTI voxel size (pixdim) {_short(zooms.tolist())} must be finite and non-zero; the header is broken")
+        raise DataError(f"{path}: NIfTI voxel size (pixdim) {shorten(zooms.tolist())} must be finite and non-zero; the header is broken")
 
 
 def _read_nifti(path: Path):
     """NIfTI -> (file-order (i, j, k) array, geometry); size and geometry checked from the header."""
     img, geom = _nifti_header(path)
-    _check_size(path, img.shape, MAX_VOXELS, "voxels")  # from the header, before the data are read
+    check_size(path, img.shape, files.MAX_VOXELS, "voxels")  # from the header, before the data are read
     try:
         data = np.asanyarray(img.dataobj)
     except Exception as e:
-        raise DataError(f"{path}: unreadable NIfTI volume ({_short(e)})") from e
+        raise DataError(f"{path}: unreadable NIfTI volume ({shorten(e)})") from e
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -297,7 +259,7 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
             else:
                 raise ValueError(f"unsupported .npy format version {version}")
     except Exception as e:  # numpy's header parser raises several kinds on garbage
-        raise DataError(f"{path}: unreadable .npy header ({_short(e)})") from e
+        raise DataError(f"{path}: unreadable .npy header ({shorten(e)})") from e
     return tuple(int(s) for s in shape), dtype
 
 
@@ -306,11 +268,11 @@ def _read_npy_header_checked(path: Path) -> None:
     shape, dtype = _npy_header(path)
     _check_dtype(path, dtype)
     if len(shape) not in (2, 3) or min(shape) < 1:
-        raise DataError(f"{path}: .npy array of shape {_short(shape, 60)}; expected a 2-D image (H, W) or a 3-D volume (D, H, W)")
+        raise DataError(f"{path}: .npy array of shape {shorten(shape, 60)}; expected a 2-D image (H, W) or a 3-D volume (D, H, W)")
     if len(shape) == 2:
-        _check_size(path, shape, MAX_PIXELS, "pixels")
+        check_size(path, shape, files.MAX_PIXELS, "pixels")
     else:
-        _check_size(path, shape, MAX_VOXELS, "voxels")
+        check_size(path, shape, files.MAX_VOXELS, "voxels")
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -320,7 +282,7 @@ def _read_npy(path: Path) -> np.ndarray:
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as e:
-        raise DataError(f"{path}: unreadable .npy array ({_short(e)})") from e
+        raise DataError(f"{path}: unreadable .npy array ({shorten(e)})") from e
     _check_values(path, data)
     return data
 
@@ -339,9 +301,6 @@ def check_header(path: str | Path) -> None:
     """Fast validation of one file before training starts: it exists, is a readable image or
     volume, and its header promises no more pixels/voxels than the limits. Pixels are not
     decoded (gzip-compressed images are, capped), so a whole dataset is checked in seconds."""
-    from PIL import Image, UnidentifiedImageError
-
-    from .geometry import split_series_path
 
     p, uid = split_series_path(path)
     if not p.is_dir():
@@ -351,8 +310,6 @@ def check_header(path: str | Path) -> None:
         _read_2d_raw(p)  # a compressed image has no header to peek at: decode it (capped)
         return
     if p.is_dir() or suffix == ".dcm":
-        from .geometry import dicom_headers
-
         dicom_headers(path)  # every slice's header: sizes, spacing and limits, no pixel decoded
         return
     if suffix == ".npy":
@@ -360,14 +317,14 @@ def check_header(path: str | Path) -> None:
         return
     if suffix in (".nii", ".nii.gz"):
         img, _ = _nifti_header(p)
-        _check_size(p, img.shape[:3], MAX_VOXELS, "voxels")
+        check_size(p, img.shape[:3], files.MAX_VOXELS, "voxels")
         return
     Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(p) as im:
-            _check_size(p, im.size[::-1], MAX_PIXELS, "pixels")
+            check_size(p, im.size[::-1], files.MAX_PIXELS, "pixels")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        raise DataError(f"{p}: unreadable image ({_short(e)})") from e
+        raise DataError(f"{p}: unreadable image ({shorten(e)})") from e
 
 
 def read_spacing(path: str | Path) -> tuple[float, ...] | None:
@@ -470,7 +427,7 @@ def read_mask_values(path: str | Path, values: str = "auto", num_classes: int | 
         if len(mid) > 0 and num_classes in (None, 2):
             raise DataError(f"{p}: mask has unexpected values {mid[:5].tolist()} between 0 and 255 (lossy format?); expected 0/255 or class indices")
     if num_classes is not None and arr.max() >= num_classes:
-        held = f" (the file holds values {_short(file_values[:8], 60)})" if binary else ""
+        held = f" (the file holds values {shorten(file_values[:8], 60)})" if binary else ""
         raise DataError(f"{p}: mask holds class {int(arr.max())}{held}, but only {num_classes} classes (0..{num_classes - 1}) are configured")
     return arr, [int(v) for v in file_values]
 

@@ -22,12 +22,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import DataError
-from .folders import list_files, pair_by_stem, read_msd, stem_of
+from .folders import list_files, pair_by_stem, read_msd, read_pairs, stem_of
+from .io import require_file
 from .records import Sample
-from .sources import register_layout
+from .registry import register_layout
 
 VESSEL = {"class_names": ["background", "vessel"], "task": "vessel", "mask_values": "binary"}
 
@@ -47,8 +46,6 @@ def _dir(root: Path, *names: str) -> Path:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    from .io import require_file
-
     require_file(path, "a CSV file")  # a FIFO named split.csv would block open() forever
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -65,8 +62,6 @@ def ph2(path: str, seed: int = 0, **opts) -> list[Sample]:
     extra = {"class_names": ["background", "lesion"], "task": "segmentation", "mask_values": "binary"}
     split_csv = root / "split.csv"
     if not split_csv.is_file():
-        from .folders import read_pairs
-
         return read_pairs(_dir(root, "images"), _dir(root, "lesion_masks", "masks"), **extra)
     samples = []
     for i, row in enumerate(_read_csv(split_csv), start=2):
@@ -81,7 +76,6 @@ def ph2(path: str, seed: int = 0, **opts) -> list[Sample]:
 
 # ---------------------------------------------------------------- CXR (bounding-box crops)
 CXR_STRUCTURES = ["Left Lung", "Right Lung", "Cardiomediastinum"]
-_MASK_CACHE: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}  # per process, never on disk
 
 
 def _structures_opt(value) -> list[str]:
@@ -140,69 +134,7 @@ def cxr(path: str, seed: int = 0, structures=None, **opts) -> list[Sample]:
     return samples
 
 
-def _compose_cxr(sample: Sample) -> np.ndarray:
-    from PIL import Image
-
-    h, w = sample.extra["size"]
-    names = sample.extra["structures"]
-    out = np.zeros((h, w), np.int64)
-    for cls, name in enumerate(names, start=1):  # later structures overwrite earlier ones
-        for sname, crop_path, t, l, cw, ch in sample.extra["crops"]:
-            if sname != name:
-                continue
-            from .io import require_file
-
-            require_file(crop_path, "a mask crop image")
-            try:
-                with Image.open(crop_path) as im:
-                    crop = np.asarray(im.convert("RGB")).max(axis=-1) > 0
-            except OSError as e:
-                raise DataError(f"{crop_path}: unreadable mask crop ({e})") from e
-            if crop.shape != (ch, cw) or t < 0 or l < 0 or t + ch > h or l + cw > w:
-                raise DataError(f"{crop_path}: crop of size {crop.shape} at (top {t}, left {l}) does not fit box {ch}x{cw} in image {h}x{w}")
-            out[t : t + ch, l : l + cw][crop] = cls
-    return out
-
-
-COMPOSERS = {"cxr": _compose_cxr}
-
-
-def compose_mask(sample: Sample, num_classes: int | None = None) -> np.ndarray:
-    """Full-size class map (int64 H x W) for samples whose mask is built from parts."""
-    kind = sample.extra["mask_composer"]
-    if kind not in COMPOSERS:
-        raise DataError(f"{sample.image}: unknown mask composer {kind!r}")
-    n = len(sample.extra.get("class_names", ())) or None
-    if num_classes is not None and n is not None and num_classes < n:
-        raise DataError(f"{sample.image}: mask has {n} classes {sample.extra['class_names']}, but only {num_classes} are configured")
-    key = (sample.image, tuple(sample.extra.get("structures", ())))
-    if key not in _MASK_CACHE:
-        _MASK_CACHE[key] = COMPOSERS[kind](sample)
-    return _MASK_CACHE[key].copy()
-
-
 # ---------------------------------------------------------------- fundus vessel sets
-def derive_fov(sample: Sample, threshold: float = 0.1) -> np.ndarray:
-    """Field of view for sets that ship none (STARE, CHASE_DB1): bool (H, W).
-
-    The camera aperture is a bright disc on a near-black background: threshold the red
-    channel (brightest inside the eye) at ``threshold`` of full scale, fill holes, keep the
-    largest connected component, then erode by 2 pixels to drop the JPEG-noisy rim.
-    """
-    from scipy import ndimage
-
-    from .io import read_image
-
-    img = read_image(sample.image)
-    fov = ndimage.binary_fill_holes(img[0] > threshold)
-    lab, n = ndimage.label(fov)
-    if n == 0:
-        return np.ones(img.shape[1:], bool)  # no dark border: treat the whole image as FOV
-    if n > 1:
-        fov = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
-    return ndimage.binary_erosion(fov, iterations=2)
-
-
 def _vessel_samples(images: dict[str, Path], manual: dict[str, Path], fov: dict[str, Path] | None, split=None, **extra) -> list[Sample]:
     out = []
     for s, p in sorted(images.items()):

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from .io import is_volume, read_geometry, read_image, read_volume
 
 MAX_SIDE = 1024  # 2D: longer side at most this many pixels (memory of whole-image prediction)
 MAX_SIDE_3D = 256  # volumes: voxels per axis
@@ -27,18 +29,13 @@ SAMPLED = 200  # headers read to estimate the median (evenly spread over the dat
 def image_shape(path: str | Path) -> tuple[tuple[int, ...], tuple[float, ...] | None]:
     """Spatial shape in localdisc's order ((H, W), or (D, H, W) of the RAS-reoriented volume)
     and the spacing in mm per pixel (None if unknown), from the header where possible."""
-    from .io import is_volume, read_geometry, read_volume
 
     p = Path(str(path))
     if not is_volume(path):
-        from PIL import Image
-
         try:
             with Image.open(p) as im:
                 return (im.size[1], im.size[0]), None
         except Exception:
-            from .io import read_image
-
             return tuple(read_image(p).shape[1:]), None
     geom = read_geometry(path)  # NIfTI: header only
     if geom is not None:
@@ -48,7 +45,6 @@ def image_shape(path: str | Path) -> tuple[tuple[int, ...], tuple[float, ...] | 
 
 def check_image_size(image_size: Sequence[int], path: str, what: str = "--image-size") -> None:
     """``image_size`` has one number per spatial axis of the data (2 for images, 3 for volumes)."""
-    from ..errors import ConfigError
 
     dims = len(image_shape(path)[0])
     if image_size and len(image_size) != dims:

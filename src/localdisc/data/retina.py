@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
 from .shapes import disc_ellipse, grow_tree, render_branches
 
 
@@ -90,7 +91,5 @@ def retinal_vessels(shape, rng: np.random.Generator, layout: dict) -> tuple[np.n
 def retina_vessel_mask(shape, rng: np.random.Generator) -> np.ndarray:
     """Vessel mask of a whole fundus photograph (bool (H, W)): the ``retina`` prior kind."""
     if len(shape) != 2:
-        from ..errors import ConfigError
-
         raise ConfigError(f"kind 'retina' needs a 2-D size, got {tuple(shape)}")
     return retinal_vessels(shape, rng, fundus_layout(shape, rng))[0]

@@ -11,26 +11,14 @@ Spec forms (``localdisc ... --data docs/method.md``):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DataError
+from . import folders, layouts, synthetic  # noqa: F401  (importing them registers their layouts)
 from .records import Sample
-
-# name -> callable(path: str, **opts) -> list[Sample]; filled by the layout modules.
-LAYOUTS: dict[str, Callable[..., list[Sample]]] = {}
-
-
-def register_layout(name: str):
-    def deco(fn):
-        LAYOUTS[name] = fn
-        return fn
-
-    return deco
+from .registry import LAYOUTS
 
 
 def resolve_source(spec: str, seed: int = 0, **opts) -> list[Sample]:
-    from . import folders, layouts, synthetic  # noqa: F401  (register layouts)
-
     spec = str(spec)
     head, _, rest = spec.partition(":")
     if head in LAYOUTS and (rest or head.startswith("synthetic")):

@@ -20,13 +20,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from ..errors import DataError
+from .folders import read_manifest
 from .records import Sample
+from .registry import register_layout
 from .retina import fundus_layout, retinal_vessels
-from .shapes import save_nifti, vessel_tree_3d
-from .sources import register_layout
+from .shapes import vessel_tree_3d
+from .simulate import save_nifti
 
 FUNDUS_CLASSES = ["background", "vessel"]
 DISC_CLASSES = ["background", "optic_disc"]
@@ -130,8 +133,6 @@ def _split_of(i: int, n: int) -> str:
 
 
 def _png(arr: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
     Image.fromarray(arr).save(path)  # PIL writes no timestamps: equal arrays give equal bytes
 
 
@@ -227,8 +228,6 @@ def parse_spec(rest: str, default_n: int, default_size: tuple[int, ...], name: s
 
 
 def _samples(folder: Path, target: str, task: str, classes: list[str]) -> list[Sample]:
-    from .folders import read_manifest
-
     marks = json.loads((folder / "landmarks.json").read_text())
     out = read_manifest(folder / "manifest.csv")
     for s in out:

@@ -24,7 +24,13 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from ..nets.transfer import load_backbone_config
+from ..runtime.checkpoint import atomic_write_text, load_weights, save_weights
 from ..runtime.outputs import check_output_file, check_output_folder, claim, clear_owned
+from ..train.finetune_model import load_finetuned
+from .bundle import write_bundle
+from .onnx import to_onnx
+from .torch_export import example_input, to_torch_export
 
 FORMATS = ("torch-export", "onnx", "safetensors", "monai-bundle", "encoder")
 
@@ -39,7 +45,6 @@ def load_segmenter(run_dir: str | Path, which: str = "best") -> tuple[torch.nn.M
     if not is_finetune_run(run_dir):
         hint = " (this is a pretraining run: only --format encoder applies)" if (run_dir / "backbone.json").is_file() else ""
         raise ConfigError(f"{run_dir}: no model.json; not a finished `localdisc finetune` run{hint}")
-    from ..train.finetune import load_finetuned
 
     name = {"best": "best.safetensors", "last": "model.safetensors"}.get(which, which)
     if not (run_dir / name).is_file():
@@ -48,22 +53,12 @@ def load_segmenter(run_dir: str | Path, which: str = "best") -> tuple[torch.nn.M
     return model.float().eval(), info
 
 
-def example_input(info: dict[str, Any], batch: int = 1, seed: int = 0, scale: int = 1) -> torch.Tensor:
-    """Random (batch, C, *image_size * scale) input in [0, 1] (export and its checks)."""
-    size = tuple(int(s) * scale for s in info["image_size"])
-    channels = int(info.get("in_channels") or info["unet"]["in_channels"])
-    return torch.rand(batch, channels, *size, generator=torch.Generator().manual_seed(seed))
-
-
 def export_encoder(run_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """``encoder.*`` weights -> OUT (.safetensors) + OUT with .json (UNetConfig, source run)."""
-    from ..train.checkpoint import atomic_write_text, load_weights, save_weights
 
     run_dir, out = Path(run_dir), _with_suffix(out, ".safetensors")
     _check_files(run_dir, [out, out.with_suffix(".json")], overwrite)
     if (run_dir / "backbone.json").is_file():
-        from ..train.transfer import load_backbone_config
-
         cfg, method = load_backbone_config(run_dir)
         weights, unet_cfg = load_weights(run_dir / "backbone.safetensors"), asdict(cfg)
     else:
@@ -95,21 +90,14 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, which: str = "bes
         _check_files(run_dir, [main] + ([main.with_suffix(".json")] if fmt == "safetensors" else []), overwrite)
     model, info = load_segmenter(run_dir, which)
     if fmt == "torch-export":
-        from .torch_export import to_torch_export
-
         return to_torch_export(model, info, _with_suffix(out, ".pt2"), check=check)
     if fmt == "onnx":
-        from .onnx import to_onnx
-
         return to_onnx(model, info, _with_suffix(out, ".onnx"), check=check)
     if fmt == "safetensors":
-        from ..train.checkpoint import atomic_write_text, save_weights
-
         path = _with_suffix(out, ".safetensors")
         save_weights(model.state_dict(), path, metadata={"source": str(run_dir)})
         atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2))
         return path
-    from .bundle import write_bundle
 
     clear_owned(Path(out))  # an earlier bundle of localdisc's: no stale file survives
     written = write_bundle(model, info, Path(out), check=check)

@@ -27,8 +27,10 @@ from typing import Any
 
 import torch
 
+from .. import __version__
+from ..runtime.checkpoint import atomic_write_text
 from ..runtime.model_card import card_fields, model_card_markdown
-
+from .torch_export import to_torch_export
 
 EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -121,9 +123,7 @@ def inference_config_3d(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def metadata(info: dict[str, Any]) -> dict[str, Any]:
-    import monai
-
-    from .. import __version__
+    import monai  # deferred: heavy optional dependency, loaded only when used
 
     channels = int(info.get("in_channels") or info["unet"]["in_channels"])
     k = int(info["num_classes"])
@@ -151,8 +151,6 @@ def metadata(info: dict[str, Any]) -> dict[str, Any]:
 
 def write_bundle(model: torch.nn.Module, info: dict[str, Any], folder: Path, check: bool = True) -> Path:
     """Write the bundle folder; returns it."""
-    from ..train.checkpoint import atomic_write_text
-    from .torch_export import to_torch_export
 
     folder = Path(folder)
     (folder / "configs").mkdir(parents=True, exist_ok=True)

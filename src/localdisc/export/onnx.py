@@ -14,19 +14,18 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..runtime.model_card import card_fields
+from .torch_export import check_close, dynamic_shapes, example_input
 
 OPSET = 18  # the dynamo exporter's lowest supported opset
 
 
 def to_onnx(model: torch.nn.Module, info: dict[str, Any], path: Path, check: bool = True) -> Path:
     """Write ``path`` (.onnx): input "image" (B, C, *S) float32 -> output "logits" (B, K, *S)."""
-    from . import example_input
-
-    from .torch_export import check_close, dynamic_shapes
 
     try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
+        import onnx  # noqa: F401  # deferred: heavy optional dependency, checked when ONNX is asked for
+        import onnxscript  # noqa: F401  # deferred: (the same)
     except ImportError as e:
         raise ConfigError("ONNX export needs the `onnx` and `onnxscript` packages (pip install 'localdisc[export]')") from e
     path = Path(path)
@@ -49,9 +48,7 @@ def to_onnx(model: torch.nn.Module, info: dict[str, Any], path: Path, check: boo
 def _describe(path: Path, info: dict[str, Any]) -> None:
     """The model card as ONNX metadata_props, and readable names for the dynamic axes
     (batch, depth, height, width) instead of the exporter's s77."""
-    import onnx
-
-    from ..runtime.model_card import card_fields
+    import onnx  # deferred: heavy optional dependency, loaded only when used
 
     model = onnx.load(str(path))
     axes = ["batch", "channels", *(["depth"] if len(info["image_size"]) == 3 else []), "height", "width"]
@@ -75,7 +72,7 @@ def _describe(path: Path, info: dict[str, Any]) -> None:
 def run_onnx(path: str | Path, x: torch.Tensor) -> np.ndarray:
     """Logits of an exported model on ``x`` with onnxruntime (CPU)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # deferred: heavy optional dependency, loaded only when used
     except ImportError as e:
         raise ConfigError("running ONNX models needs the `onnxruntime` package") from e
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -17,6 +17,13 @@ import torch
 from ..errors import TrainingError
 
 
+def example_input(info: dict[str, Any], batch: int = 1, seed: int = 0, scale: int = 1) -> torch.Tensor:
+    """Random (batch, C, *image_size * scale) input in [0, 1] (export and its checks)."""
+    size = tuple(int(s) * scale for s in info["image_size"])
+    channels = int(info.get("in_channels") or info["unet"]["in_channels"])
+    return torch.rand(batch, channels, *size, generator=torch.Generator().manual_seed(seed))
+
+
 def dynamic_shapes(example: torch.Tensor) -> tuple[dict[int, Any], ...]:
     """Every axis but the channels is dynamic: (B, C, *S) -> {0, 2, 3(, 4)}: Dim.AUTO."""
     return ({i: torch.export.Dim.AUTO for i in range(example.dim()) if i != 1},)
@@ -38,7 +45,6 @@ def to_torch_export(model: torch.nn.Module, info: dict[str, Any], path: Path, ch
     """Export ``model`` and save it to ``path`` (.pt2) with ``info`` as extra file
     ``localdisc.json``; with ``check``, the saved program must reproduce the model on another
     batch size and image size before the file appears."""
-    from . import example_input
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ embeddings of the whole (possibly all-gathered) batch. With s_ij = cos(a_i, k_j)
 The loss is the mean of L_i over the 2n local anchors. With every sample in its own
 pseudo-class both variants equal plain NT-Xent.
 
-DDP: pass ``gather`` (differentiable all-gather along dim 0, see train/distributed.py) and the
+DDP: pass ``gather`` (differentiable all-gather along dim 0, see runtime/distributed.py) and the
 keys become the global batch while anchors stay local; ``rank`` (default: the process-group
 rank) locates the local samples among the gathered ones. Averaging the per-rank losses (DDP's
 gradient mean) then gives exactly the full-batch loss and gradient.
@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.distributed as tdist
 import torch.nn.functional as F
 from torch import nn
 
@@ -35,8 +36,6 @@ Gather = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _rank() -> int:
-    import torch.distributed as tdist
-
     return tdist.get_rank() if tdist.is_available() and tdist.is_initialized() else 0
 
 

@@ -6,7 +6,15 @@ lists the valid names.
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
+from ..config import build_config
 from ..errors import ConfigError
+from ..nets import UNet
+from ..nets.transfer import load_backbone_config
+from ..runtime.checkpoint import load_weights
+from ..runtime.run import read_run_config
 from .base import PrepareContext, PretrainMethod
 
 METHODS: dict[str, str] = {
@@ -21,8 +29,6 @@ METHODS: dict[str, str] = {
 
 
 def get_method(name: str) -> type[PretrainMethod]:
-    import importlib
-
     if name not in METHODS:
         raise ConfigError(f"unknown pretraining method {name!r}; valid: {', '.join(sorted(METHODS))}")
     module, cls = METHODS[name].split(":")
@@ -31,13 +37,6 @@ def get_method(name: str) -> type[PretrainMethod]:
 
 def load_pretrained_method(run_dir, device: str = "cpu") -> PretrainMethod:
     """Rebuild a finished pretraining run (config.yaml + model.safetensors) in eval mode."""
-    from pathlib import Path
-
-    from ..config import build_config
-    from ..train.checkpoint import load_weights
-    from ..train.run import read_run_config
-    from ..train.transfer import load_backbone_config
-    from ..nets import UNet
 
     cfg = read_run_config(run_dir)
     cls = get_method(cfg.get("method", "ld"))

@@ -164,7 +164,8 @@ def photometric(
         chosen = torch.rand(n, device=x.device) < blur_prob
         if bool(chosen.any()):
             sigma = float(_uniform(1, 0.1, max(blur_sigma, 0.1)))
-            x = torch.where(chosen.view(view), _gaussian_blur(x, sigma), x)
+            idx = chosen.nonzero().flatten()  # blur only the chosen samples (each is blurred on its own)
+            x = x.index_copy(0, idx, _gaussian_blur(x.index_select(0, idx), sigma))
     if noise > 0:
         x = x + torch.randn_like(x) * _uniform(n, 0, noise, x.device).view(view)
     return x

@@ -9,7 +9,8 @@ heads. The training loop (``train/pretrain.py``) only calls:
   ({"image": (B, C, *S), "index": (B,)} on the device);
 - ``prepare(ctx)``: once before training and again every ``refresh_every`` steps (e.g.
   pseudo-classes for cluster-guided contrast); ``ctx`` is a :class:`PrepareContext`;
-- ``save_pictures(images, folder)``: figures from a few fixed images (optional).
+- ``save_pictures(images, folder)``: figures from a few fixed images (optional);
+- ``schedule(cfg, method_cfg)``: the runs of a multi-stage pretraining (default: one).
 
 Everything else (optimizer, schedule, checkpoints, DDP) belongs to the loop.
 """
@@ -37,6 +38,19 @@ class PrepareContext:
     is_main: bool = True
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None  # all-gather along dim 0 under DDP
     refresh_every: int = 0  # the loop's refresh period, so a resumed run knows whether ``step`` is a refresh step
+
+
+@dataclass
+class Stage:
+    """One run of a method's pretraining schedule: its ``PretrainConfig`` and method config.
+    ``typed`` is what the run's config.yaml records (the whole schedule, for the last stage);
+    ``done`` marks a stage already finished (a resumed schedule skips it)."""
+
+    cfg: Any
+    method_cfg: Any = None
+    name: str = ""
+    typed: dict[str, Any] | None = None
+    done: bool = False
 
 
 class PretrainMethod(nn.Module):
@@ -82,9 +96,8 @@ class PretrainMethod(nn.Module):
         return self.backbone.state_dict()
 
     @classmethod
-    def run_schedule(cls, cfg: Any, method_cfg: Any = None) -> Path:
-        """Run the method's whole pretraining (the CLI calls this); default: one
-        ``train.pretrain.pretrain`` run. Multi-stage methods (LD ``--stage both``) override it."""
-        from ..train.pretrain import pretrain
-
-        return pretrain(cfg, method_cfg)
+    def schedule(cls, cfg: Any, method_cfg: Any = None) -> list[Stage]:
+        """The runs that make up the method's whole pretraining, in order; the training loop
+        (``train.pretrain.run_pretraining``) runs them. Default: one run. Multi-stage methods
+        (LD ``--stage both``) override it."""
+        return [Stage(cfg, method_cfg)]

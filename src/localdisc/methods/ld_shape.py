@@ -43,13 +43,15 @@ from torch.func import functional_call
 
 from ..config import field
 from ..data.datasets import resize_labels
+from ..data.io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, read_mask, suffix_of
+from ..data.records import load_sample_image
+from ..data.simulate import simulate
 from ..errors import ConfigError, DataError
 from ..losses import ld as L
 from ..nets.discriminator import MaskDiscriminator
 from . import augment
 from .base import PrepareContext
 from .ld.method import LDConfig, LocalDiscrimination
-from .ld.views import view_size
 
 
 @dataclass
@@ -101,14 +103,10 @@ def load_prior_masks(spec: str, size: tuple[int, ...], seed: int = 0, simulate_s
     fundus priors drawn at the training size as distinguishable from the true vessels, and
     priors drawn at the images' size and resized as not)."""
     if spec.startswith("simulate:"):
-        from ..data.shapes import simulate
-
         parts = spec.split(":")
         kind, n = parts[1], int(parts[2]) if len(parts) > 2 else 200
         masks = [resize_labels(torch.from_numpy((m > 0).astype("float32")), size) for m in simulate(kind, n, simulate_size or size, seed=seed)]
     else:
-        from ..data.io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, read_mask, suffix_of
-
         folder = Path(spec)
         if not folder.is_dir():
             raise DataError(f"{spec}: prior mask folder not found (or use simulate:vessels)")
@@ -152,7 +150,6 @@ def _native_size(dataset, fallback: tuple[int, ...]) -> tuple[int, ...]:
     samples = getattr(dataset, "samples", None)
     if not samples:
         return fallback
-    from ..data.records import load_sample_image
 
     native = tuple(load_sample_image(samples[0]).shape[1:])
     if len(native) != len(fallback):

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .unet import conv_nd, norm_nd
+from .layers import conv_nd, norm_nd
 
 
 class UAFS(nn.Module):

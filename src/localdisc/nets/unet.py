@@ -21,21 +21,8 @@ from torch import nn
 
 from ..config import field
 from ..errors import ConfigError
-
-
-def conv_nd(spatial_dims: int, cin: int, cout: int, kernel_size: int = 3, bias: bool = True) -> nn.Module:
-    conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
-    return conv(cin, cout, kernel_size, padding=kernel_size // 2, bias=bias)
-
-
-def norm_nd(spatial_dims: int, channels: int, kind: str = "batch") -> nn.Module:
-    if kind == "batch":
-        return {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[spatial_dims](channels)
-    if kind == "instance":
-        return {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[spatial_dims](channels, affine=True)
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
-    raise ValueError(f"unknown norm {kind!r}; valid: batch, instance, group")
+from .layers import conv_nd, norm_nd
+from .uafs import UAFS
 
 
 class ConvBlock(nn.Sequential):
@@ -121,8 +108,6 @@ class UNet(nn.Module):
             self.decoder.append(ConvBlock(d, below + skip, c, config.norm))
             below = c
         if config.uafs_stages:
-            from .uafs import UAFS
-
             self.decoder_gates = nn.ModuleDict({str(j): UAFS(d, dec[j], norm=config.norm) for j in config.uafs_stages})
         else:
             self.decoder_gates = None

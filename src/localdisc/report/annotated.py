@@ -12,10 +12,10 @@ MAX_INCHES = 8.0  # a panel's longer side (at 100 dpi: 800 px), whatever the ima
 
 
 def _figure(panels: int, h: int, w: int):
-    import matplotlib
+    import matplotlib  # deferred: heavy optional dependency, loaded only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: heavy optional dependency, loaded only when used
 
     scale = MAX_INCHES / max(h, w)
     fig, axes = plt.subplots(1, panels, figsize=(max(w * scale, 3) * panels, max(h * scale, 3) + 0.6), dpi=100, squeeze=False)
@@ -33,7 +33,7 @@ def save_cluster_legend_figure(image: np.ndarray, clusters: np.ndarray, colors: 
     """image (C, H, W), clusters (H, W) ints, colors (K, 3) uint8, names {cluster: label} (e.g.
     the matched structure, else "cluster k") -> PNG: the image and the blended cluster map, with
     a legend of every cluster that occurs."""
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # deferred: heavy optional dependency, loaded only when used
 
     h, w = clusters.shape
     plt, fig, (a, b) = _figure(2, h, w)

@@ -15,8 +15,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from ..evaluation.stats import compare_to_reference
+from ..runtime.checkpoint import atomic_write_text
 from ..runtime.outputs import atomic_write_csv
+from ..runtime.provenance import provenance, provenance_markdown
 from ..tasks.benchmark_config import BenchmarkConfig, budget_label
+from .comparison import cases_by_method, same_images_figure
+from .html import write_html_report
+from .plots import dice_vs_labels
+from .tables import comparison_table, label_savings, metric_table, results_markdown, savings_table
 
 if TYPE_CHECKING:
     from ..tasks.benchmark import Cell
@@ -60,7 +69,6 @@ def result_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def aggregate(per_image: list[dict[str, Any]], column: str) -> dict[tuple[str, str], tuple[float, float, int]]:
     """(method, budget) -> (mean, std, n) of a per-image column, pooled over images and seeds."""
-    import numpy as np
 
     groups: dict[tuple[str, str], list[float]] = {}
     for r in per_image:
@@ -76,7 +84,6 @@ def aggregate(per_image: list[dict[str, Any]], column: str) -> dict[tuple[str, s
 def mean_ci(per_image: list[dict[str, Any]], column: str) -> dict[tuple[str, str], float]:
     """(method, budget) -> half-width of a 95% CI of the mean: 1.96 x the standard error over test
     images of their means over seeds (images are the independent unit)."""
-    import numpy as np
 
     groups: dict[tuple[str, str], dict[str, list[float]]] = {}
     for r in per_image:
@@ -122,14 +129,8 @@ def settings_text(settings: dict[str, Any]) -> str:
 
 
 def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_seconds: float | None = None) -> dict[str, Path]:
-    """results.csv, per_image.csv, comparisons.csv, results.md, dice_vs_labels.png, report.html."""
-    from ..tasks.stats import compare_to_reference
-    from ..train.checkpoint import atomic_write_text
-    from .comparison import cases_by_method, same_images_figure
-    from .html import write_html_report
-    from .plots import dice_vs_labels
-    from ..runtime.provenance import provenance, provenance_markdown
-    from .tables import comparison_table, label_savings, metric_table, results_markdown, savings_table
+    """results.csv, per_image.csv, comparisons.csv (every method minus random init), comparisons_vs_ld.csv
+    (every method minus LD, when LD and another method ran), results.md, dice_vs_labels.png, report.html."""
 
     if not cells:
         print(f"no finished cells in {out} yet: nothing to report")
@@ -153,6 +154,11 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
         comp = comparison_table(comparisons, methods, budgets, key, f"Paired Dice difference vs random init ({label})")
         if comp.rows:
             tables.append(comp)
+    if "ld" in methods and len(methods) > 2:  # what a user picks instead of LD: each other method minus LD
+        versus_ld = compare_to_reference(per_image, ["dice_mean"], reference="ld")
+        atomic_write_csv(out / "comparisons_vs_ld.csv", versus_ld, float_format=".6g", empty_header=("method",))
+        tables.append(comparison_table(versus_ld, [m for m in methods if m != "ld"], budgets, "dice_mean",
+                                       "Paired Dice difference vs LD (mean over classes): each method minus LD, below 0 = LD better", reference="ld"))
     n_labels = {(r["method"], r["budget"]): r["n_labels"] for r in records}
     means = {k: v[0] for k, v in aggregate(per_image, "dice_mean").items()}
     ref_max = max((float(n_labels[("random", b)]) for b in budgets if n_labels.get(("random", b))), default=0.0)

@@ -17,16 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+from PIL import Image
+
+from ..data.records import load_sample_image, load_sample_mask
+from ..runtime.run import read_run_config
+from ..tasks.benchmark_config import budget_label
+from ..tasks.evaluate import _samples_for
+from ..utils import safe_name
+from .overlays import save_comparison
 
 if TYPE_CHECKING:
     from ..tasks.benchmark import Cell
 
 
 def _prediction(cell_path: Path, sample_id: str, num_classes: int) -> np.ndarray | None:
-    from PIL import Image
-
-    from ..utils import safe_name
-
     path = cell_path / "eval-test" / "predictions" / f"{safe_name(sample_id)}.png"
     if not path.is_file():
         return None
@@ -55,11 +59,6 @@ def same_images_figure(cells: Sequence[Cell], per_image: Sequence[dict[str, Any]
                        class_names: Sequence[str], path: Path, reference: str = "random") -> Path | None:
     """Write the comparison figure to ``path``; None when it cannot be drawn (3D data, no saved
     predictions, or the reference was not run at ``budget``)."""
-    from ..data.records import load_sample_image, load_sample_mask
-    from ..tasks.benchmark_config import budget_label
-    from ..tasks.evaluate import _samples_for
-    from ..train.run import read_run_config
-    from .overlays import save_comparison
 
     at_budget = [c for c in cells if budget_label(c.budget) == budget]
     ref = next((c for c in at_budget if c.method.name == reference), None)
@@ -90,7 +89,6 @@ def same_images_figure(cells: Sequence[Cell], per_image: Sequence[dict[str, Any]
 
 def cases_by_method(cells: Sequence[Cell], methods: Sequence[str], budget: str) -> dict[str, list[tuple[str, Path]]]:
     """{"METHOD (labels B, seed S)": [(caption, overlay png)]} of each method's worst/median/best."""
-    from ..tasks.benchmark_config import budget_label
 
     out: dict[str, list[tuple[str, Path]]] = {}
     for m in methods:

@@ -10,6 +10,9 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from PIL import Image
+
+from ..runtime.checkpoint import atomic_write_text
 from .tables import Table
 
 STYLE = """
@@ -41,8 +44,6 @@ def png_data_uri(path: str | Path, max_side: int | None = None, photo: bool = Fa
     and a report with dozens of them stays a file one can mail."""
     data = Path(path).read_bytes()
     if max_side or photo:
-        from PIL import Image
-
         im = Image.open(io.BytesIO(data))
         if max_side and max(im.size) > max_side:
             im.thumbnail((max_side, max_side))
@@ -60,7 +61,6 @@ def write_html_report(path: str | Path, title: str, intro: Sequence[str], tables
                       example_side: int = 800) -> Path:
     """Write the report. ``figures``: (caption, png); ``examples``: section -> [(caption, png)]
     (e.g. per method: its worst, median and best test image). Missing files are skipped."""
-    from ..train.checkpoint import atomic_write_text
 
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>"]

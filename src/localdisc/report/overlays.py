@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
+
+from ..data.geometry import geometry_of, write_nifti
 
 # Bright colours that stand out on both red fundus and gray X-ray/CT images.
 COLORS = ["#00e5ff", "#ffea00", "#76ff03", "#ff40ff", "#ff9100", "#2979ff", "#ffffff", "#ff1744"]
@@ -32,10 +35,10 @@ def save_overlay(image: np.ndarray, pred: np.ndarray | None, target: np.ndarray 
                  class_names: Sequence[str] | None = None, title: str = "", max_side: float = 8.0) -> Path:
     """image (C, *S), pred/target (*S) class maps (either may be None) -> PNG at ``path``
     (``max_side`` inches at 100 dpi on the longer side: 800 pixels by default)."""
-    import matplotlib
+    import matplotlib  # deferred: heavy optional dependency, loaded only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: heavy optional dependency, loaded only when used
 
     h, w = image.shape[-2:]
     scale = max_side / max(h, w)
@@ -54,7 +57,7 @@ def save_overlay(image: np.ndarray, pred: np.ndarray | None, target: np.ndarray 
 def draw_overlay(ax, image: np.ndarray, pred: np.ndarray | None, target: np.ndarray | None,
                  class_names: Sequence[str] | None = None, legend: bool = True, fontsize: float = 10) -> None:
     """Draw image (C, *S) with truth (solid) and prediction (dashed) contours into ``ax``."""
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # deferred: heavy optional dependency, loaded only when used
 
     if image.ndim == 4:  # volume: one informative slice
         z = pick_slice(pred, target)
@@ -88,11 +91,11 @@ def save_comparison(rows: Sequence[tuple[str, np.ndarray, np.ndarray | None, dic
     """The same images across methods: one row per image, one column per method (titled), truth
     solid and each method's prediction dashed. ``rows``: (row title, image (C, *S), truth,
     {method: prediction})."""
-    import matplotlib
+    import matplotlib  # deferred: heavy optional dependency, loaded only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
+    import matplotlib.pyplot as plt  # deferred: heavy optional dependency, loaded only when used
+    from matplotlib.lines import Line2D  # deferred: heavy optional dependency, loaded only when used
 
     methods = list(dict.fromkeys(m for _, _, _, preds in rows for m in preds))
     h, w = rows[0][1].shape[-2:]
@@ -130,13 +133,10 @@ def save_mask(mask: np.ndarray, path: str | Path, num_classes: int, spacing: Seq
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if mask.ndim == 3:
-        from ..data.geometry import geometry_of, write_nifti
-
         if geometry is None:
             zooms = tuple(spacing[::-1]) if spacing else (1.0, 1.0, 1.0)
             geometry = geometry_of(np.diag(list(zooms) + [1.0]), mask.shape[::-1])
         return write_nifti(mask, geometry, path)
-    from PIL import Image
 
     arr = (mask > 0).astype(np.uint8) * 255 if num_classes == 2 else mask.astype(np.uint8)
     Image.fromarray(arr).save(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -15,7 +16,6 @@ METHOD_COLORS = {"random": "#000000", "ld": "#e41a1c", "ld-full-finetune": "#ff7
 def method_color(name: str) -> str:
     if name in METHOD_COLORS:
         return METHOD_COLORS[name]
-    import zlib
 
     return COLORS[1 + zlib.crc32(name.encode()) % (len(COLORS) - 1)]
 
@@ -27,10 +27,10 @@ def dice_vs_labels(curves: dict[str, dict[str, Sequence[tuple[float, float, floa
     ``curves[panel][method] = [(x, mean, half)]``. Colours follow :func:`method_color` (random
     init black and dashed); panels share one y-range and wrap onto rows of two, so fonts stay
     readable at page width. x is log-scaled when the budgets span more than a factor of 4."""
-    import matplotlib
+    import matplotlib  # deferred: heavy optional dependency, loaded only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: heavy optional dependency, loaded only when used
 
     panels = list(curves)
     n = max(1, len(panels))

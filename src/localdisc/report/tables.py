@@ -72,7 +72,7 @@ def format_p(p: float) -> str:
 
 
 def comparison_table(comparisons: Sequence[dict[str, Any]], methods: Sequence[str], budgets: Sequence[str], metric: str,
-                     title: str, digits: int = 3) -> Table:
+                     title: str, digits: int = 3, reference: str = "random") -> Table:
     """Cells '+0.031 [+0.012, +0.050] d=0.45 p=0.02': mean paired difference vs the reference,
     its 95% cluster-bootstrap CI, the standardized effect size d (mean / std of the per-image
     differences) and the p-value of the same bootstrap (so CI and p never disagree). Better (CI above 0)
@@ -105,7 +105,7 @@ def comparison_table(comparisons: Sequence[dict[str, Any]], methods: Sequence[st
             f"the CI excludes 0; comparisons.csv adds the Holm-corrected p and a Wilcoxon test on per-image means. "
             f"Bold: better than random init (CI above 0); "
             f"in the HTML report better cells are green and worse ones (CI below 0) red.")
-    return Table(title, ["method vs random"] + [f"labels: {b}" for b in budgets], rows, bold, note if rows else "", shade)
+    return Table(title, [f"method vs {reference}"] + [f"labels: {b}" for b in budgets], rows, bold, note if rows else "", shade)
 
 
 def label_savings(means: dict[tuple[str, str], float], n_labels: dict[tuple[str, str], Any], methods: Sequence[str],

@@ -18,14 +18,18 @@ Everything here only reads the file system, except :func:`claim` (writes the mar
 
 from __future__ import annotations
 
+import csv
 import fnmatch
+import io
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Iterable
 
+from .. import __version__
 from ..errors import ConfigError
 
 MARKER = ".localdisc"
@@ -50,7 +54,6 @@ def is_marked(folder: Path) -> bool:
 
 def claim(folder: Path, kind: str) -> None:
     """Mark ``folder`` as localdisc's own (kept if already marked)."""
-    from .. import __version__
 
     marker = Path(folder) / MARKER
     if not marker.is_file():
@@ -153,7 +156,6 @@ def check_output_folder(out: str | Path, inputs: Iterable[str | Path] = (), over
 
 def clear_owned(folder: Path) -> None:
     """Remove localdisc's earlier outputs from a marked folder (never the user's files)."""
-    import shutil
 
     folder = Path(folder)
     if not is_marked(folder):
@@ -210,8 +212,6 @@ class StagedOutput:
         return self.final
 
     def abandon(self) -> None:
-        import shutil
-
         shutil.rmtree(self.path, ignore_errors=True)
         if self._created_root is not None:
             shutil.rmtree(self._created_root, ignore_errors=True)
@@ -230,8 +230,6 @@ def prepare_output_folder(out: str | Path, inputs: Iterable[str | Path] = (), ov
 def atomic_write_csv(path: Path, rows: Iterable[dict], float_format: str | None = None, empty_header: tuple[str, ...] = ()) -> None:
     """Rows (dicts; the header is every key in first-seen order) as a CSV file, written atomically;
     ``float_format`` (e.g. ``.6g``) formats float values; ``empty_header``: the header when there are no rows."""
-    import csv
-    import io
 
     rows = list(rows)
     keys: list[str] = []
@@ -280,7 +278,6 @@ def default_dir_mode() -> int:
 
 def remove_stale_temporaries(folder: Path) -> list[str]:
     """Temporary ``.NAME.*.tmp`` files and folders left by a kill or a full disk, removed at the next start."""
-    import shutil
 
     removed = []
     folder = Path(folder)

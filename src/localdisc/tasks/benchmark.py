@@ -20,6 +20,7 @@ in :mod:`localdisc.report.benchmark_report`. Both are re-exported here.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,12 +29,32 @@ from typing import Any
 import yaml
 
 from ..config import build_config, to_dict
+from ..data.sources import resolve_source
 from ..errors import ConfigError
-from ..runtime.outputs import claim
+from ..methods import METHODS, get_method
 from ..report.benchmark_report import aggregate, collect, result_rows, write_outputs
-from .benchmark_config import (FINETUNE_PROTOCOL, NOT_FINGERPRINTED, PRETRAIN_PROTOCOL, TOP_KEYS, BenchmarkConfig, MethodEntry,
-                               _plain, _settings, budget_label, finetune_config, fingerprint, load_benchmark_config,
-                               effective_settings, pretrain_config)
+from ..runtime.checkpoint import atomic_write_text
+from ..runtime.outputs import claim
+from ..train.finetune import finetune
+from ..train.finetune_data import assigned_splits
+from ..train.pretrain import run_pretraining
+from .benchmark_config import (
+    FINETUNE_PROTOCOL,
+    NOT_FINGERPRINTED,
+    PRETRAIN_PROTOCOL,
+    TOP_KEYS,
+    BenchmarkConfig,
+    MethodEntry,
+    _plain,
+    _settings,
+    budget_label,
+    effective_settings,
+    finetune_config,
+    fingerprint,
+    load_benchmark_config,
+    pretrain_config,
+)
+from .evaluate import evaluate
 
 # ---------------------------------------------------------------- plan
 
@@ -67,8 +88,6 @@ def _pretrain_data(cfg: BenchmarkConfig, out: Path, write: bool = True) -> str:
     """The data spec pretraining reads. When every sample has a split, the spec itself with
     split=train; otherwise a manifest of exactly the images fine-tuning will treat as train
     (so unassigned images that become test are never seen during pretraining)."""
-    from ..data.sources import resolve_source
-    from ..train.finetune_data import assigned_splits
 
     samples = resolve_source(cfg.data, seed=cfg.split_seed)
     if all(s.split is not None for s in samples):
@@ -76,8 +95,6 @@ def _pretrain_data(cfg: BenchmarkConfig, out: Path, write: bool = True) -> str:
     train = [s for s in assigned_splits(samples, cfg.split_seed, cfg.test_fraction) if s.split == "train"]
     path = out / "pretrain" / "train_images.csv"
     if write:
-        from ..train.checkpoint import atomic_write_text
-
         lines = ["id,image,split"] + [f"{s.id},{Path(s.image).resolve()},train" for s in train]
         atomic_write_text(path, "\n".join(lines) + "\n")
     return str(path)
@@ -100,7 +117,6 @@ def _check_marker(marker: Path, settings: dict[str, Any]) -> None:
 def _prune_checkpoints(run_dir: Path) -> None:
     """Drop the resume checkpoints (weights + optimizer state) of a FINISHED run; the final and
     best weights stay. Saves ~2/3 of the disk space of a benchmark."""
-    import shutil
 
     for ckpt in sorted(run_dir.glob("**/ckpt-*")):
         if ckpt.is_dir() and ckpt.name[5:].isdigit():
@@ -112,7 +128,6 @@ def _prune_checkpoints(run_dir: Path) -> None:
 def _claim(run_dir: Path, settings: dict[str, Any]) -> None:
     """Record the settings before training, so that resuming a stopped run with changed
     settings is refused instead of mixing two configurations in one run."""
-    from ..train.checkpoint import atomic_write_text
 
     started = run_dir / "benchmark_settings.json"
     if started.is_file():
@@ -141,9 +156,6 @@ class BenchmarkResult:
 
 
 def ensure_pretrained(cfg: BenchmarkConfig, entry: MethodEntry, seed: int, run_dir: Path, data: str, result: BenchmarkResult) -> Path:
-    from ..methods import get_method
-    from ..train.checkpoint import atomic_write_text
-
     method_cls = get_method(entry.pretrain)
     mcfg = build_config(method_cls.Config, entry.method)
     pcfg = pretrain_config(cfg, entry, seed, run_dir, data)
@@ -159,7 +171,7 @@ def ensure_pretrained(cfg: BenchmarkConfig, entry: MethodEntry, seed: int, run_d
     pcfg = replace(pcfg, resume=True)  # an interrupted run continues from its checkpoint
     print(f"pretraining {entry.pretrain} (seed {seed}) -> {run_dir}", flush=True)
     t0 = time.time()
-    method_cls.run_schedule(pcfg, mcfg)
+    run_pretraining(pcfg, mcfg)
     atomic_write_text(marker, json.dumps({"settings": _recorded(settings), "seconds": round(time.time() - t0, 1)}, indent=2, default=str))
     if not cfg.keep_checkpoints:
         _prune_checkpoints(run_dir)
@@ -168,10 +180,6 @@ def ensure_pretrained(cfg: BenchmarkConfig, entry: MethodEntry, seed: int, run_d
 
 
 def run_cell(cfg: BenchmarkConfig, cell: Cell, result: BenchmarkResult) -> dict[str, Any]:
-    from ..train.checkpoint import atomic_write_text
-    from ..train.finetune import finetune
-    from .evaluate import evaluate
-
     fcfg = finetune_config(cfg, cell.method, cell.budget, cell.seed, cell.path, cell.pretrain_dir)
     settings = _settings(fcfg, {"method": cell.method.name, "budget": budget_label(cell.budget)})
     marker = cell.path / "summary.json"
@@ -203,8 +211,6 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell, result: BenchmarkResult) -> dict[
 def run_benchmark(cfg: BenchmarkConfig, out: str | Path, report_only: bool = False) -> BenchmarkResult:
     """Run (or resume) every cell, then write the outputs. ``report_only``: only the outputs,
     from the cells finished so far."""
-    from ..methods import METHODS
-    from ..train.checkpoint import atomic_write_text
 
     out = Path(out)
     cells = plan(cfg, out)
@@ -233,7 +239,6 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, report_only: bool = Fal
 
 def describe_plan(cfg: BenchmarkConfig, out: Path) -> str:
     """Human-readable plan (for --dry-run): every pretraining run and cell with its state."""
-    from ..methods import METHODS
 
     cells = plan(cfg, out)
     lines = [f"benchmark {cfg.name} (profile {cfg.profile or '-'}): data {cfg.data}, image size {list(cfg.image_size)}",

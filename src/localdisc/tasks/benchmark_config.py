@@ -14,12 +14,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import build_config, to_dict
+from ..config import build_config, load_config_file, to_dict
 from ..errors import ConfigError
+from ..train.finetune import FinetuneConfig
+from ..train.pretrain import PretrainConfig
 
 # Keys the benchmark sets itself (identical for every method); a method entry may not change them.
 FINETUNE_PROTOCOL = ("data", "out", "seed", "split_seed", "test_fraction", "labels", "val_fraction", "steps", "batch_size",
@@ -132,7 +135,6 @@ def _data_relative_to(config_dir: Path, spec: str) -> str:
     """A data spec whose path is relative and exists next to the config file is taken relative
     to it (``ph2:../../shared/data/PH2`` in configs/), so a config works from any checkout; any
     other spec (absolute, relative to the working folder, built-in) is kept as written."""
-    import os
 
     kind, sep, rest = spec.partition(":")
     path = rest if sep and len(kind) > 1 else spec  # 'C:\\...' style drive letters are not kinds
@@ -153,7 +155,6 @@ def load_benchmark_config(path: str | Path, profile: str | None = None, methods:
     ``profile`` (default: ``default_profile``) is deep-merged over the top level; ``methods``
     keeps only those entries (random init is always kept as the reference).
     """
-    from ..config import load_config_file
 
     path = Path(path)
     raw = load_config_file(path)
@@ -211,16 +212,12 @@ def _network(cfg: BenchmarkConfig) -> dict[str, Any]:
 
 
 def pretrain_config(cfg: BenchmarkConfig, entry: MethodEntry, seed: int, out: Path, data: str):
-    from ..train.pretrain import PretrainConfig
-
     return build_config(PretrainConfig, cfg.pretrain, entry.pretrain_options, _network(cfg), {
         "data": data, "out": str(out), "method": entry.pretrain, "split": "train", "seed": seed,
         "image_size": cfg.image_size, "in_channels": cfg.in_channels, "device": cfg.device})
 
 
 def finetune_config(cfg: BenchmarkConfig, entry: MethodEntry, budget: Any, seed: int, out: Path, init: Path | None):
-    from ..train.finetune import FinetuneConfig
-
     return build_config(FinetuneConfig, cfg.finetune, entry.finetune, _network(cfg), {
         "data": cfg.data, "out": str(out), "seed": seed, "split_seed": cfg.split_seed, "test_fraction": cfg.test_fraction,
         "val_fraction": cfg.val_fraction, "labels": 0 if budget == "all" else budget, "image_size": cfg.image_size,

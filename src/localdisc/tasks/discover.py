@@ -2,7 +2,7 @@
 
 (a) ``mode="clusters"``: the argmax over K of the LD clustering head is an unsupervised
     segmentation. With labels, clusters are matched to structures once over the dataset
-    (Hungarian on Dice, :mod:`localdisc.tasks.hungarian`) and scored per structure.
+    (Hungarian on Dice, :mod:`localdisc.evaluation.hungarian`) and scored per structure.
 (b) ``mode="shape"``: a :class:`~localdisc.methods.ld_shape.ShapeGuidedLD` run; cluster channel 0
     is the discovered structure (a_0 > 0.5; [argmax_k a_k = 0]; or the prototype rule
     softmax_k cos(v_p, r_k) / 0.2, channel 0). With labels, Dice of the foreground inside the FOV.
@@ -21,13 +21,16 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ..data.datasets import resize_image
 from ..data.records import Sample, load_sample_fov, load_sample_image, load_sample_mask
 from ..errors import ConfigError, DataError
+from ..evaluation.hungarian import ClusterMatcher, one_hot_structures
+from ..methods import load_pretrained_method
 from ..report.annotated import save_cluster_legend_figure
-from ..utils import progress, safe_name
-from .hungarian import ClusterMatcher, one_hot_structures
+from ..runtime.run import read_run_config
+from ..utils import pick_device, progress, safe_name
 
 
 @dataclass
@@ -40,10 +43,6 @@ class RunModel:
 
 def load_run_model(run_dir: str | Path, device: str = "cpu") -> RunModel:
     """A finished pretraining run in eval mode plus the image size and channels it was trained on."""
-    from ..methods import load_pretrained_method
-    from ..train.run import read_run_config
-
-    from ..utils import pick_device
 
     device = pick_device(str(device))
     cfg = read_run_config(run_dir)
@@ -57,7 +56,7 @@ def load_run_model(run_dir: str | Path, device: str = "cpu") -> RunModel:
 # ---------------------------------------------------------------- pictures
 def palette(k: int) -> np.ndarray:
     """(k, 3) uint8 distinct colors (matplotlib tab20, then cycled)."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # deferred: heavy optional dependency, loaded only when used
 
     cols = colormaps["tab20"](np.arange(20))[:, :3]
     return (cols[np.arange(k) % 20] * 255).astype(np.uint8)
@@ -76,7 +75,6 @@ def _middle_slice(arr: np.ndarray, spatial_dims: int) -> np.ndarray:
 
 def save_cluster_pictures(image: np.ndarray, clusters: np.ndarray, K: int, out_dir: Path, stem: str, alpha: float = 0.5) -> None:
     """``<stem>_clusters.png`` (color map) and ``<stem>_overlay.png``; 3D shows the middle slice."""
-    from PIL import Image
 
     nd = clusters.ndim
     lab = _middle_slice(clusters, nd)
@@ -89,7 +87,6 @@ def save_cluster_pictures(image: np.ndarray, clusters: np.ndarray, K: int, out_d
 
 def save_mask_overlay(image: np.ndarray, pred: np.ndarray, out_path: Path, truth: np.ndarray | None = None) -> None:
     """Prediction in cyan over the image; with ``truth``: false positives red, true positives yellow, misses green."""
-    from PIL import Image
 
     nd = pred.ndim
     rgb = to_rgb(_middle_slice(image, nd)).astype(float)
@@ -184,7 +181,6 @@ def discover(
                 matcher.update(pred, one_hot_structures(mask, range(1, len(names) + 1)), fov)
         else:
             binary = pred > threshold
-            from PIL import Image
 
             img2d = _middle_slice(binary, binary.ndim)
             Image.fromarray((img2d * 255).astype(np.uint8)).save(out / "maps" / f"{stem}.png")
@@ -226,7 +222,7 @@ def binary_scores(pred: np.ndarray, truth: np.ndarray, prob: np.ndarray | None =
         "accuracy": float((p == t).mean()),
     }
     if prob is not None and 0 < ts < t.size:
-        from sklearn.metrics import roc_auc_score
+        from sklearn.metrics import roc_auc_score  # deferred: heavy optional dependency, loaded only when used
 
         out["auc"] = float(roc_auc_score(t, prob[keep]))
     return out

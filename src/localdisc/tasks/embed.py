@@ -22,6 +22,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from ..data.datasets import resize_image
+from ..data.geometry import write_nifti
+from ..data.io import read_geometry
+from ..data.records import load_sample_image
+from ..pictures.embeddings import save_embedding_figure
+from ..utils import SafeNames, progress
+from .discover import palette
 
 
 def features(method: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -44,16 +53,7 @@ def grid_affine(canonical_affine: np.ndarray, source_dhw: Sequence[int], grid_dh
 @torch.no_grad()
 def embed_images(model, samples: Sequence, out: str | Path, max_pictures: int = 16) -> dict[str, Any]:
     """Write embeddings, cluster maps and pictures of ``samples`` under ``out`` (see module doc)."""
-    import nibabel as nib
-    from PIL import Image
-
-    from ..data.datasets import resize_image
-    from ..data.geometry import write_nifti
-    from ..data.io import read_geometry
-    from ..data.records import load_sample_image
-    from ..report.embeddings import save_embedding_figure
-    from .discover import palette
-    from ..utils import SafeNames, progress
+    import nibabel as nib  # deferred: heavy optional dependency, loaded only when used
 
     out = Path(out)
     for sub in ("embeddings", "clusters", "pictures"):

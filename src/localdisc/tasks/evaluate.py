@@ -31,16 +31,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import build_config
+from ..data.io import convert_channels, read_geometry
+from ..data.records import load_sample_fov, load_sample_image, load_sample_mask
+from ..data.sources import resolve_source
 from ..errors import ConfigError, DataError
+from ..evaluation.metrics import SegmentationMetrics
+from ..report.overlays import save_mask, save_overlay
+from ..runtime.checkpoint import atomic_write_text
+from ..runtime.model_card import model_card_markdown
 from ..runtime.outputs import StagedOutput, check_not_inputs, data_inputs
-from .predict import predict_probabilities
+from ..runtime.run import read_run_config
+from ..train.finetune_config import FinetuneConfig
+from ..train.finetune_data import assigned_splits, finetune_samples
+from ..train.finetune_model import load_finetuned
+from ..utils import SafeNames, pick_device, progress
+from .predict import predict_probabilities, save_probabilities_file
 
 
 def _samples_for(run_cfg: dict[str, Any], data: str, split: str):
-    from ..config import build_config
-    from ..data.sources import resolve_source
-    from ..train.finetune import FinetuneConfig, assigned_splits, finetune_samples
-
     known = {k: v for k, v in run_cfg.items() if k in FinetuneConfig.__dataclass_fields__}
     cfg = build_config(FinetuneConfig, known, {"data": data})
     if split == "all":
@@ -71,14 +80,6 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     ``max_images`` > 0 scores only the first N images of the split (smoke tests). An earlier
     evaluation in ``out`` is replaced only with ``overwrite`` (and then wholly: no old prediction
     stays beside the new ones)."""
-    from ..data.io import convert_channels, read_geometry
-    from ..data.records import load_sample_fov, load_sample_image, load_sample_mask
-    from ..report.overlays import save_mask, save_overlay
-    from ..train.checkpoint import atomic_write_text
-    from ..train.finetune import load_finetuned
-    from ..train.run import read_run_config
-    from ..utils import SafeNames, pick_device, progress
-    from .metrics import SegmentationMetrics
 
     run_dir = Path(run_dir)
     dev = pick_device(device)
@@ -158,8 +159,6 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
 
 def _record_test_score(run_dir: Path, summary: dict[str, Any]) -> None:
     """The run's model card gets its test Dice (model.json and MODEL.md, localdisc's own files)."""
-    from ..runtime.model_card import model_card_markdown
-    from ..train.checkpoint import atomic_write_text
 
     path = run_dir / "model.json"
     try:
@@ -170,24 +169,6 @@ def _record_test_score(run_dir: Path, summary: dict[str, Any]) -> None:
     info.update(test_dice=dice if dice is None or math.isfinite(dice) else None, test_images=summary["n_images"])
     atomic_write_text(path, json.dumps(info, indent=2))
     atomic_write_text(run_dir / "MODEL.md", model_card_markdown(info))
-
-
-def save_probabilities_file(probs: np.ndarray, stem: Path, geometry=None) -> Path:
-    """(K, *S) class probabilities -> ``stem.npy`` (float16) or, for a volume with a known
-    geometry, ``stem.nii.gz``: (x, y, z, K) float32 in the source's voxel order and affine."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    if probs.ndim == 4 and geometry is not None:
-        import nibabel as nib
-
-        from ..data.geometry import to_source
-
-        data = np.stack([to_source(p, geometry) for p in probs], axis=-1).astype(np.float32)
-        path = stem.with_name(stem.name + ".nii.gz")
-        nib.save(nib.Nifti1Image(data, geometry.affine), str(path))
-        return path
-    path = stem.with_name(stem.name + ".npy")
-    np.save(path, probs.astype(np.float16))
-    return path
 
 
 def overlay_cases(dice: list[float], k: int) -> list[tuple[int, str]]:

@@ -299,7 +299,7 @@ def normalized_cross_correlation_locate(support: np.ndarray, point: Sequence[flo
 
     support, query: (H, W) float arrays on the same grid; returns (row, col) of the best match center.
     """
-    from skimage.feature import match_template
+    from skimage.feature import match_template  # deferred: heavy optional dependency, loaded only when used
 
     r, c = int(round(point[0])), int(round(point[1]))
     H, W = support.shape

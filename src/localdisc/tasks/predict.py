@@ -29,16 +29,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.datasets import resize_image
+from ..data.geometry import to_source
+from ..data.io import convert_channels, read_geometry
+from ..data.records import load_sample_image
+from ..data.sources import resolve_source
 from ..errors import ConfigError, DataError
+from ..nets import UNet, UNetConfig
+from ..report.overlays import save_mask, save_overlay
+from ..runtime.checkpoint import load_weights
 from ..runtime.outputs import StagedOutput, atomic_write_bytes, atomic_write_csv, check_not_inputs, data_inputs
+from ..train.finetune_model import load_finetuned, predict_logits
+from ..utils import SafeNames, pick_device, progress
 
 
 def load_model(model: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """(U-Net in eval mode, its info: classes, image size, patch size, channels) from a fine-tuned
     run folder or an exported ``.safetensors`` (with the ``.json`` export writes beside it)."""
-    from ..nets import UNet, UNetConfig
-    from ..train.checkpoint import load_weights
-    from ..train.finetune_model import load_finetuned
 
     path = Path(model)
     if path.is_dir():
@@ -68,8 +75,6 @@ def predict_probabilities(unet: torch.nn.Module, image: np.ndarray, info: dict[s
     """image (C, *S) in [0, 1] -> class probabilities (K, *S) on the CPU, at the image's own size.
     ``tta``: the mean with the left-right mirrored prediction (last axis), mirrored back, with
     the run's ``flip_pairs`` classes swapped back."""
-    from ..data.datasets import resize_image
-    from ..train.finetune_model import predict_logits
 
     size = tuple(int(s) for s in info["image_size"])
     x = resize_image(torch.from_numpy(image), size)[None].to(device)
@@ -92,12 +97,6 @@ def predict(model: str | Path, data: str, out: str | Path, checkpoint: str = "be
             log: Any = print) -> dict[str, Any]:
     """Segment every image of ``data`` (a folder, a file, a manifest or any --data spec; masks, if
     any, are ignored) with ``model``; write masks into ``out``. Returns summary.json's content."""
-    from ..data.io import convert_channels, read_geometry
-    from ..data.records import load_sample_image
-    from ..data.sources import resolve_source
-    from ..report.overlays import save_mask, save_overlay
-    from ..utils import SafeNames, pick_device, progress
-    from .evaluate import save_probabilities_file
 
     if max_overlays < 0 or max_images < 0:
         raise ConfigError("--max-overlays and --max-images must be >= 0")
@@ -148,6 +147,22 @@ def predict(model: str | Path, data: str, out: str | Path, checkpoint: str = "be
     summary["out"] = str(out)
     log(f"predict: {len(samples)} masks in {out / 'predictions'} ({summary['seconds']:.0f} s); per-image areas in {out / 'predictions.csv'}")
     return summary
+
+
+def save_probabilities_file(probs: np.ndarray, stem: Path, geometry=None) -> Path:
+    """(K, *S) class probabilities -> ``stem.npy`` (float16) or, for a volume with a known
+    geometry, ``stem.nii.gz``: (x, y, z, K) float32 in the source's voxel order and affine."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if probs.ndim == 4 and geometry is not None:
+        import nibabel as nib  # deferred: heavy optional dependency, loaded only when used
+
+        data = np.stack([to_source(p, geometry) for p in probs], axis=-1).astype(np.float32)
+        path = stem.with_name(stem.name + ".nii.gz")
+        nib.save(nib.Nifti1Image(data, geometry.affine), str(path))
+        return path
+    path = stem.with_name(stem.name + ".npy")
+    np.save(path, probs.astype(np.float16))
+    return path
 
 
 def _row(s, name: str, mask_path: Path, pred: np.ndarray, class_names: list[str], unit: tuple[str, float]) -> dict[str, Any]:

@@ -26,10 +26,11 @@ import numpy as np
 
 from ..data.sources import resolve_source
 from ..errors import ConfigError, DataError
+from ..evaluation.stats import cluster_bootstrap
+from ..evaluation.stats import verdict as read_ci
 from ..runtime.outputs import StagedOutput, atomic_write_bytes, atomic_write_csv, check_not_inputs, data_inputs
 from ..train.finetune import FinetuneConfig, finetune
 from .evaluate import evaluate
-from .stats import cluster_bootstrap, verdict as read_ci
 
 
 def fold_manifests(samples: list, folds: int, repeats: int, seed: int, folder: Path) -> list[tuple[int, int, Path]]:

@@ -10,23 +10,23 @@ the label budget (``labels``) picks a nested subset of the remaining training im
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 
-from ..data.datasets import ImageDataset
+from ..data.datasets import ImageDataset, num_channels_of, require_foreground
 from ..data.records import Sample
+from ..data.sources import resolve_source
+from ..data.splits import assign_splits, carve_validation, label_budget
 from ..errors import DataError
-
-if TYPE_CHECKING:
-    from .finetune import FinetuneConfig
+from .finetune_config import FinetuneConfig
 
 
 def assigned_splits(samples: list[Sample], split_seed: int, test_fraction: float) -> list[Sample]:
     """Keep the data's splits; give unassigned samples train/test (no val: it is carved later)."""
     if all(s.split is not None for s in samples):
         return samples
-    from ..data.splits import assign_splits
 
     return assign_splits(samples, seed=split_seed, val_fraction=0.0, test_fraction=test_fraction)
 
@@ -35,8 +35,6 @@ def finetune_samples(cfg: FinetuneConfig, everything: list[Sample] | None = None
     """{"train": labeled budget, "val": validation, "test": test} following the module rules.
     ``everything``: a list that receives every sample of the dataset (the training resolution is
     the dataset's, not the label subset's)."""
-    from ..data.sources import resolve_source
-    from ..data.splits import carve_validation, label_budget
 
     samples = assigned_splits(resolve_source(cfg.data, seed=cfg.split_seed), cfg.split_seed, cfg.test_fraction)
     if everything is not None:
@@ -111,5 +109,41 @@ def sample_patches(images: torch.Tensor, labels: torch.Tensor, patch: Sequence[i
         out_y.append(labels[(b,) + sl])
     return torch.stack(out_x), torch.stack(out_y)
 
+
+@dataclass
+class LabeledData:
+    """The labeled images of one fine-tuning run, loaded and checked before anything is written."""
+
+    parts: dict[str, list]  # "train" / "val" / "test" -> samples
+    train: ImageDataset
+    val: ImageDataset | None
+    channels: int
+    num_classes: int
+    class_names: list[str]
+    flip_pairs: list[tuple[int, int]]
+    task: str
+
+
+def load_labeled_data(cfg: FinetuneConfig, parts: dict[str, list]) -> LabeledData:
+    """Datasets of the split ``parts``. Every labeled image is read and checked now (train and
+    validation are cached for training; test images only checked), so that a broken file fails
+    here and not after hours of training."""
+    first = parts["train"][0]
+    class_names = first.extra.get("class_names")
+    channels = cfg.in_channels or int(first.extra.get("channels") or 0) or num_channels_of(parts["train"])
+    nc = cfg.num_classes or None
+    train_ds = ImageDataset(parts["train"], cfg.image_size, channels, with_masks=True, num_classes=nc)
+    val_ds = ImageDataset(parts["val"], cfg.image_size, channels, with_masks=True, num_classes=nc) if parts["val"] else None
+    test_ds = ImageDataset(parts["test"], None, channels, with_masks=True, num_classes=nc, cache=False) if parts["test"] else None
+    for ds in (train_ds, val_ds, test_ds):
+        for i in range(len(ds) if ds is not None else 0):
+            ds[i]
+    labeled = [d for d in (train_ds, val_ds) if d is not None]
+    require_foreground(labeled)  # every mask empty: nothing to learn, say so
+    num_classes = cfg.num_classes or infer_num_classes(labeled, class_names)
+    if not class_names or len(class_names) != num_classes:
+        class_names = ["background"] + [f"class{c}" for c in range(1, num_classes)]
+    return LabeledData(parts, train_ds, val_ds, channels, num_classes, list(class_names),
+                       [tuple(p) for p in first.extra.get("flip_pairs", ())], first.extra.get("task", "segmentation"))
 
 __all__ = ["assigned_splits", "finetune_samples", "infer_num_classes", "sample_patches"]

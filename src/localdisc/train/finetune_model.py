@@ -10,19 +10,23 @@ reads a finished run back (model.json + best/last weights).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from ..data.datasets import ImageDataset
 from ..errors import ConfigError
+from ..evaluation.metrics import SegmentationMetrics
+from ..losses.pdcr import PDCRLoss
 from ..nets import UNet, UNetConfig
-
-if TYPE_CHECKING:
-    from .finetune import FinetuneConfig
+from ..nets.transfer import load_backbone_config, load_pretrained_into
+from ..runtime.checkpoint import load_weights
+from .finetune_config import FinetuneConfig
+from .finetune_data import LabeledData
 
 
 class Supervised(nn.Module):
@@ -33,7 +37,7 @@ class Supervised(nn.Module):
 
     def __init__(self, unet: UNet, pdcr: nn.Module | None = None, pdcr_weight: float = 0.0):
         super().__init__()
-        from monai.losses import DiceCELoss
+        from monai.losses import DiceCELoss  # deferred: heavy optional dependency, loaded only when used
 
         self.unet = unet
         self.seg_loss = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -54,8 +58,6 @@ class Supervised(nn.Module):
 
 def build_unet(cfg: FinetuneConfig, in_channels: int, num_classes: int) -> UNet:
     if cfg.init:
-        from .transfer import load_backbone_config
-
         src, _ = load_backbone_config(cfg.init)
         if src.spatial_dims != len(cfg.image_size):
             raise ConfigError(f"{cfg.init}: pretrained in {src.spatial_dims}D, but --image-size has {len(cfg.image_size)} numbers")
@@ -68,7 +70,6 @@ def build_unet(cfg: FinetuneConfig, in_channels: int, num_classes: int) -> UNet:
 
 def load_finetuned(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> tuple[UNet, dict[str, Any]]:
     """(U-Net in eval mode, model.json info) from a finished fine-tuning run; which = best | last."""
-    from .checkpoint import load_weights
 
     run_dir = Path(run_dir)
     info_path = run_dir / "model.json"
@@ -86,7 +87,7 @@ def predict_logits(unet: nn.Module, images: torch.Tensor, patch: Sequence[int] =
     """images (B, C, *S) -> logits (B, K, *S); sliding window (Gaussian blend) when a patch size is set."""
     if not patch or all(p >= s for p, s in zip(patch, images.shape[2:])):
         return unet(images).float()
-    from monai.inferers import sliding_window_inference
+    from monai.inferers import sliding_window_inference  # deferred: heavy optional dependency, loaded only when used
 
     return sliding_window_inference(images, roi_size=tuple(patch), sw_batch_size=sw_batch_size, predictor=lambda x: unet(x).float(), overlap=overlap, mode="gaussian")
 
@@ -94,7 +95,6 @@ def predict_logits(unet: nn.Module, images: torch.Tensor, patch: Sequence[int] =
 @torch.no_grad()
 def evaluate_dataset(unet: UNet, ds: ImageDataset, num_classes: int, class_names: list[str], cfg: FinetuneConfig, device) -> dict[str, float]:
     """Validation Dice at the training resolution: {"val_dice": mean foreground, "val_dice_<class>": ...}."""
-    from ..tasks.metrics import SegmentationMetrics
 
     was = unet.training
     unet.eval()
@@ -107,5 +107,28 @@ def evaluate_dataset(unet: UNet, ds: ImageDataset, num_classes: int, class_names
     s = m.summary()
     return {"val_dice": s["dice_mean"]["mean"], **{f"val_dice_{n}": s[f"dice_{n}"]["mean"] for n in class_names[1:]}}
 
+
+def build_network(cfg: FinetuneConfig, data: LabeledData) -> tuple[UNet, PDCRLoss | None, list[str]]:
+    """The U-Net (transferred from ``cfg.init`` by parameter name), the optional PDCR loss, and
+    the names of the transferred tensors."""
+    unet = build_unet(cfg, data.channels, data.num_classes)
+    transferred = load_pretrained_into(unet, cfg.init, tuple(cfg.transfer.split("+"))) if cfg.init else []
+    pdcr = None
+    if cfg.pdcr:
+        pdcr = PDCRLoss(unet_config=unet.config, num_classes=data.num_classes, layers=cfg.pdcr_layers, vectors_per_layer=cfg.pdcr_vectors,
+                        windows=cfg.pdcr_windows, tau=cfg.pdcr_tau, cross_layer=cfg.pdcr_cross_layer, pairs=cfg.pdcr_pairs)
+    return unet, pdcr, transferred
+
+
+def build_optimizer(cfg: FinetuneConfig, model: torch.nn.Module, unet: UNet):
+    """Adam with the encoder at ``lr * encoder_lr_scale`` and a cosine (or constant) schedule.
+    Returns (optimizer, scheduler, encoder parameters)."""
+    encoder_params = [p for n, p in unet.named_parameters() if n.startswith("encoder.")]
+    enc_ids = {id(p) for p in encoder_params}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in enc_ids]}, {"params": encoder_params, "lr": cfg.lr * cfg.encoder_lr_scale}]
+    optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.steps
+    lam = (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))) if cfg.schedule == "cosine" else (lambda s: 1.0)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lam), encoder_params
 
 __all__ = ["Supervised", "build_unet", "load_finetuned", "predict_logits", "evaluate_dataset"]

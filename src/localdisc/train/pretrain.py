@@ -18,19 +18,31 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import field, to_dict
-from ..data.datasets import ImageDataset, stack_items
+from ..data.datasets import ImageDataset, num_channels_of, stack_items
+from ..data.io import check_header
+from ..data.resolution import auto_image_size, check_image_size
+from ..data.sources import resolve_source, select_split
 from ..errors import ConfigError, TrainingError
 from ..methods import METHODS, PrepareContext, get_method
 from ..nets import UNet, UNetConfig
+from ..nets.transfer import save_backbone
 from ..nets.unet import check_widths
+from ..runtime import distributed as dist
+from ..runtime.checkpoint import (
+    assert_finite_weights,
+    load_weights,
+    resume_from_checkpoint,
+    rng_state,
+    save_checkpoint,
+    save_weights,
+)
 from ..runtime.memory import plan_patch
 from ..runtime.outputs import check_not_inputs, data_inputs
+from ..runtime.progress import TrainingLog, count_parameters, describe_threads
+from ..runtime.run import Run
+from ..runtime.sampling import StepBatchSampler
 from ..utils import seed_everything
-from .checkpoint import assert_finite_weights, latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
-from .progress import TrainingLog, count_parameters, describe_threads
-from .run import Run
-from .sampling import StepBatchSampler
-from .transfer import save_backbone
+from .probe import build_probe_set, probe_dice, save_probe_plot
 
 
 @dataclass
@@ -78,24 +90,16 @@ def build_backbone(cfg: PretrainConfig, in_channels: int) -> UNet:
 
 
 def unlabeled_dataset(cfg: PretrainConfig) -> ImageDataset:
-    from ..data.sources import resolve_source, select_split
-
     everything = resolve_source(cfg.data, seed=cfg.seed)
     samples = select_split(everything, cfg.split)
     if cfg.max_images:
         samples = samples[: cfg.max_images]
-    from ..data.datasets import num_channels_of
-    from ..data.io import check_header
 
     for s in samples:  # every file's header now: a bad 10th image must not end the run hours later
         check_header(s.image)
     if samples:
-        from ..data.resolution import check_image_size
-
         check_image_size(cfg.image_size, samples[0].image)
     if not cfg.image_size:
-        from ..data.resolution import auto_image_size
-
         # the dataset's resolution (all its images): pretraining and fine-tuning of one dataset agree
         cfg.image_size = auto_image_size([s.image for s in everything], cfg.spacing, multiple=2 ** (len(cfg.encoder_channels) - 1))
     channels = cfg.in_channels or num_channels_of(samples)
@@ -124,11 +128,21 @@ def plan_views(cfg: PretrainConfig, method_cls: Any, method_cfg: Any, automatic:
     return replace(method_cfg, **changes), plan
 
 
+def run_pretraining(cfg: PretrainConfig, method_cfg: Any = None) -> Path:
+    """A method's whole pretraining: the runs of ``get_method(cfg.method).schedule`` in order
+    (one run for most methods; LD ``--stage both`` is two). Returns the last run's folder."""
+    stages = get_method(cfg.method).schedule(cfg, method_cfg)
+    out = Path(stages[-1].cfg.out)
+    for stage in stages:
+        if not stage.done:
+            out = pretrain(stage.cfg, stage.method_cfg, typed=stage.typed, name=stage.name)
+    return out
+
+
 def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] | None = None, name: str = "") -> Path:
     """One pretraining run into ``cfg.out``. ``typed``: the options as the user gave them, for
     the top of RUN/config.yaml (a schedule's stage runs differ from them; default: ``cfg``);
     ``name``: what progress lines call the run (default: the method's name)."""
-    from . import distributed as dist
 
     cfg = replace(cfg)  # automatic values are filled into a copy: the caller's config stays as given
     check_widths(cfg.encoder_channels, cfg.decoder_channels)
@@ -165,8 +179,6 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
             events.append(f"initialized {len(names)} tensors by name from {cfg.init}")
         probe = None
         if cfg.probe_data and env.is_main:
-            from .probe import build_probe_set
-
             probe = build_probe_set(cfg.probe_data, cfg.probe_labels, cfg.probe_images, tuple(cfg.image_size), in_ch, cfg.seed)
     except BaseException:
         run.abandon()
@@ -186,24 +198,10 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
     halve = cfg.lr_halve_every or 10**12
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 ** (s // halve))
 
-    start = 0
-    ckpt = latest_checkpoint(run.path) if cfg.resume else None
-    if cfg.resume and ckpt is None:
-        log.say(f"resuming {run.path}: no checkpoint found, starting at step 0")
-    if ckpt is not None:
-        weights, state, meta = load_checkpoint(ckpt)
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        # Per-rank RNG streams continue exactly on the same world size; on another world
-        # size batches still match (they depend on seed+step) but augmentation draws differ.
-        if env.world == meta.get("world", 1):
-            set_rng_state(state.get("rng_ranks", [state["rng"]])[env.rank])
+    meta = resume_from_checkpoint(run, cfg.resume, model, optimizer, scheduler, env.world, env.rank, log)
+    if meta is not None:
         model.load_extra_state(meta.get("extra", {}))
-        start = int(meta["step"])
-        run.truncate_metrics(start)
-        log.say(f"resuming {run.path} from step {start} (saved with {meta.get('world', 1)} process(es), now {env.world})")
-        log.start = start
+    start = int(meta["step"]) if meta else 0
     ddp_model = dist.wrap(model, env)
 
     loader = DataLoader(
@@ -217,8 +215,6 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
     )
     fixed = stack_items([dataset[i] for i in range(min(4, len(dataset)))])["image"].to(device)
     if probe is not None:
-        from .probe import probe_dice, save_probe_plot
-
         run.write_json("probe.json", {"data": cfg.probe_data, "fit_ids": probe.fit_ids, "score_ids": probe.score_ids})
         probe_rows = [(int(float(r["step"])), float(r["probe_dice"])) for r in run.rows() if r.get("probe_dice") not in (None, "")]
     probe_every = cfg.probe_every or cfg.checkpoint_every
@@ -275,7 +271,6 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
     if env.is_main:
         _pictures(model, fixed, run.path)
         _checkpoint(run.path, cfg.steps, model, optimizer, scheduler, env.world, rngs)
-        from .checkpoint import save_weights
 
         save_weights(model.state_dict(), run.path / "model.safetensors", metadata={"method": cfg.method})
         save_backbone(model.backbone, run.path, cfg.method)

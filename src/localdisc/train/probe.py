@@ -18,7 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.datasets import ImageDataset
+from ..data.sources import resolve_source
+from ..data.splits import label_budget
 from ..errors import ConfigError
+from ..evaluation.metrics import dice_per_class
+from .finetune_data import assigned_splits
 
 
 @dataclass
@@ -35,9 +40,6 @@ class ProbeSet:
 def probe_split(spec: str, n_fit: int, n_score: int, seed: int = 0, split_seed: int = 0) -> tuple[list, list]:
     """(fit samples, score samples): disjoint, from the train split only; ``n_fit`` chosen by
     ``seed`` (as a fine-tuning label budget), the next ``n_score`` train images for scoring."""
-    from ..data.sources import resolve_source
-    from ..data.splits import label_budget
-    from .finetune_data import assigned_splits
 
     samples = assigned_splits(resolve_source(spec, seed=split_seed), split_seed, 0.2)
     train = [s for s in samples if s.split == "train" and s.mask is not None]
@@ -50,8 +52,6 @@ def probe_split(spec: str, n_fit: int, n_score: int, seed: int = 0, split_seed: 
 
 
 def build_probe_set(spec: str, n_fit: int, n_score: int, image_size: tuple[int, ...], channels: int, seed: int = 0) -> ProbeSet:
-    from ..data.datasets import ImageDataset
-
     fit, score = probe_split(spec, n_fit, n_score, seed)
     ds = ImageDataset(fit + score, image_size, channels, with_masks=True, cache=False)
     items = [ds[i] for i in range(len(ds))]
@@ -80,9 +80,7 @@ def _pixels(features: torch.Tensor) -> np.ndarray:
 
 def probe_dice(model: torch.nn.Module, probe: ProbeSet, device: torch.device, pixels_per_image: int = 4000, seed: int = 0) -> float:
     """Mean foreground Dice (over classes, then held-out images) of a logistic-regression probe."""
-    from sklearn.linear_model import LogisticRegression
-
-    from ..tasks.metrics import dice_per_class
+    from sklearn.linear_model import LogisticRegression  # deferred: heavy optional dependency, loaded only when used
 
     was = model.training
     model.eval()
@@ -108,10 +106,10 @@ def probe_dice(model: torch.nn.Module, probe: ProbeSet, device: torch.device, pi
 
 def save_probe_plot(rows: list[tuple[int, float]], path) -> None:
     """Probe Dice against pretraining step (pictures/probe_dice.png)."""
-    import matplotlib
+    import matplotlib  # deferred: heavy optional dependency, loaded only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: heavy optional dependency, loaded only when used
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=110)
     steps, dice = zip(*rows) if rows else ((), ())

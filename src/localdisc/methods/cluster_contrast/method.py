@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as tdist
 
 from ...config import field
 from ...errors import ConfigError
@@ -103,7 +104,6 @@ class ClusterContrast(SimCLR):
         labels = torch.as_tensor(pc.labels, dtype=torch.long, device=ctx.device)
         if ctx.gather is not None:
             # every rank clustered the same data; rank 0's numbering wins so gathered labels agree
-            import torch.distributed as tdist
 
             tdist.broadcast(labels, src=0)
         self._labels = labels

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ...data.datasets import ImageDataset
+from ...data.sources import resolve_source
 from ...errors import ConfigError, DataError
+from ...nets import UNet, UNetConfig
+from ...runtime.checkpoint import atomic_write_text, load_weights, save_weights
+from ...utils import pick_device
+from ..simclr.head import encode
+from .autoencoder import ConvAutoencoder, pool_features
 
 CSV_NAME, JSON_NAME, EXTRACTOR_NAME = "pseudo_classes.csv", "pseudo_classes.json", "pseudo_classes_extractor.safetensors"
 
@@ -76,7 +84,7 @@ def cluster_features(
     oversegment: int = 1000,
     seed: int = 0,
 ) -> PseudoClasses:
-    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.cluster.hierarchy import fcluster, linkage  # deferred: heavy optional dependency, loaded only when used
 
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or len(x) < 2:
@@ -92,8 +100,8 @@ def cluster_features(
     if len(z) <= max_cluster_samples:
         points, member = z, None
     else:
-        from sklearn.cluster import MiniBatchKMeans
-        from threadpoolctl import threadpool_limits
+        from sklearn.cluster import MiniBatchKMeans  # deferred: heavy optional dependency, loaded only when used
+        from threadpoolctl import threadpool_limits  # deferred: heavy optional dependency, loaded only when used
 
         m = max(2, min(oversegment, max_cluster_samples, len(z) // 2))
         km = MiniBatchKMeans(n_clusters=m, random_state=seed, n_init=1, batch_size=2048, max_iter=20, compute_labels=False)
@@ -131,9 +139,6 @@ def image_names(dataset) -> list[str]:
 
 
 def write_csv(path: Path, names: Sequence[str], labels: np.ndarray, distances: np.ndarray) -> None:
-    from ...train.checkpoint import atomic_write_text
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["image", "pseudo_class", "distance_to_centroid"])
@@ -144,7 +149,6 @@ def write_csv(path: Path, names: Sequence[str], labels: np.ndarray, distances: n
 
 def save_pseudo_classes(run_dir: Path, pc: PseudoClasses, dataset, info: dict[str, Any], extractor: dict[str, torch.Tensor]) -> None:
     """Write the CSV, JSON (centroids + feature-space description), extractor weights, picture."""
-    from ...train.checkpoint import atomic_write_text, save_weights
 
     run_dir = Path(run_dir)
     write_csv(run_dir / CSV_NAME, image_names(dataset), pc.labels, pc.distances)
@@ -156,11 +160,11 @@ def save_pseudo_classes(run_dir: Path, pc: PseudoClasses, dataset, info: dict[st
 
 def save_picture(path: Path, pc: PseudoClasses, dataset, max_classes: int = 12, per_class: int = 6) -> None:
     """Rows: pseudo-classes (the images nearest their centroid); right: the Ward dendrogram."""
-    import matplotlib
+    import matplotlib  # deferred: heavy optional dependency, loaded only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy.cluster.hierarchy import dendrogram
+    import matplotlib.pyplot as plt  # deferred: heavy optional dependency, loaded only when used
+    from scipy.cluster.hierarchy import dendrogram  # deferred: heavy optional dependency, loaded only when used
 
     classes = list(range(min(pc.num_classes, max_classes)))
     fig = plt.figure(figsize=(1.3 * per_class + 5, 1.3 * len(classes) + 0.6))
@@ -193,10 +197,6 @@ def _show(img: torch.Tensor) -> np.ndarray:
 
 def load_feature_fn(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]:
     """Rebuild the feature function that produced a run's pseudo-classes."""
-    from ...nets import UNet, UNetConfig
-    from ...train.checkpoint import load_weights
-    from ..simclr.head import encode
-    from .autoencoder import ConvAutoencoder, pool_features
 
     run_dir = Path(run_dir)
     meta_path = run_dir / JSON_NAME
@@ -219,13 +219,9 @@ def load_feature_fn(run_dir: Path, device: torch.device | str = "cpu") -> tuple[
 def assign_new_images(run_dir: str | Path, samples, device: str = "cpu", batch_size: int = 16) -> list[dict[str, Any]]:
     """Pseudo-class of each new :class:`Sample` (or spec string): nearest centroid in the run's
     feature space. Returns rows {"image", "pseudo_class", "distance_to_centroid"}."""
-    from ...data.datasets import ImageDataset
 
     if isinstance(samples, (str, Path)):
-        from ...data.sources import resolve_source
-
         samples = resolve_source(str(samples))
-    from ...utils import pick_device
 
     device = pick_device(str(device))
     fn, meta = load_feature_fn(Path(run_dir), device)

@@ -69,10 +69,10 @@ class Genesis(PretrainMethod):
 
     def save_pictures(self, images: torch.Tensor, folder: Path) -> None:
         """original | distorted | restored for a few images (middle slice in 3D)."""
-        import matplotlib
+        import matplotlib  # deferred: heavy optional dependency, loaded only when used
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # deferred: heavy optional dependency, loaded only when used
 
         g = torch.Generator(device=images.device).manual_seed(0)
         distorted = self.distort(images, g)

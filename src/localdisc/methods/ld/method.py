@@ -4,7 +4,7 @@ One step: 5B views (``views.py``) -> one U-Net forward -> embedding head v (and 
 head a in stage 2) -> view b's rot90/flip undone -> loss terms (``losses/ld.py``):
 stage 1: w_pd L_pd + w_mix L_mix;  stage 2: + w_ld L_ld + w_ent L_ent (+ w_balance prior).
 
-``stage="both"`` is a schedule of two runs (:meth:`LocalDiscrimination.run_schedule`):
+``stage="both"`` is a schedule of two runs (:meth:`LocalDiscrimination.schedule`):
 stage 1 into RUN/stage1, then stage 2 into RUN initialized from it by parameter name.
 """
 
@@ -19,8 +19,9 @@ import torch
 from ...config import field, to_dict
 from ...errors import ConfigError
 from ...losses import ld as L
-from ...train import distributed as dist
-from ..base import PretrainMethod
+from ...pictures.embeddings import save_embedding_figure
+from ...runtime import distributed as dist
+from ..base import PretrainMethod, Stage
 from .heads import ClusterHead, EmbeddingHead
 from .views import align, make_views
 
@@ -84,7 +85,7 @@ class LocalDiscrimination(PretrainMethod):
     def __init__(self, backbone, cfg: LDConfig | None = None):
         cfg = cfg or LDConfig(stage="2")
         if cfg.stage == "both":
-            raise ConfigError("stage 'both' is a schedule of two runs: call get_method('ld').run_schedule(cfg, method_cfg) (the CLI does), or build the method with stage 1 or 2")
+            raise ConfigError("stage 'both' is a schedule of two runs: call train.pretrain.run_pretraining(cfg, method_cfg) (the CLI does), or build the method with stage 1 or 2")
         super().__init__(backbone, cfg)
         d, trunk, norm = backbone.config.spatial_dims, backbone.config.trunk_channels, backbone.config.norm
         self.embed_head = EmbeddingHead(d, trunk, cfg.embed_dim, norm=norm)
@@ -117,7 +118,7 @@ class LocalDiscrimination(PretrainMethod):
         """Weighted loss terms (name -> scalar); the step's loss is their sum. Losses in float32.
 
         Under DDP (W processes, each with its own B samples) the terms follow the convention of
-        ``train/distributed.py``: L_pd/L_mix anchors are local patch vectors, keys the gathered
+        ``runtime/distributed.py``: L_pd/L_mix anchors are local patch vectors, keys the gathered
         ones of all processes; prototypes c_k and the balance prior's areas come from gathered
         (differentiable) tensors; L_ld and L_ent are local means. The mean over processes then
         equals one process over the concatenated outputs (same views); only the pairing of
@@ -141,29 +142,60 @@ class LocalDiscrimination(PretrainMethod):
         return terms
 
     def training_step(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        terms = self.loss_terms(self.forward_views(images))
+        """The terms of ``loss_terms(forward_views(images))`` (same views, same values up to float
+        rounding) without full-size aligned maps: L_pd/L_mix pool the unaligned v and undo view
+        b's ops on the pooled grid (``LDViews.patch_embeddings``); L_ld and L_ent are sums over
+        pixels, the same in any pixel order, so they take the unaligned v and a; the clustering
+        head stops at its norm layer for the mixup views, which have no region target.
+        A subclass that changes ``forward_views`` or ``loss_terms`` (ld-shape) runs those."""
+        base = LocalDiscrimination
+        if type(self).forward_views is not base.forward_views or type(self).loss_terms is not base.loss_terms:
+            terms = self.loss_terms(self.forward_views(images))
+        else:
+            cfg, rf = self.cfg, torch.profiler.record_function  # named phases: benchmarks/ld_speed.py --profile
+            gather, rank = (dist.all_gather, dist.rank()) if dist.world_size() > 1 else (None, 0)
+            with rf("ld/views"):
+                views = make_views(images, cfg)
+                B = views.B
+            with rf("ld/network"):
+                trunk = self.backbone.forward_features(views.inputs).trunk
+            with rf("ld/head:embed"):
+                v = self.embed_head(trunk).float()  # (5B, D, *S), view b not aligned; losses in float32
+            with rf("ld/align"):
+                u = views.patch_embeddings(v, cfg.grid)  # (5B, P, D), aligned on the grid
+            with rf("ld/loss:pd"):
+                terms = {"pd": cfg.w_pd * L.patch_discrimination_loss(u[: 2 * B], u[2 * B : 4 * B], cfg.tau_pd, cfg.grad_both_sides, gather, rank)}
+            with rf("ld/loss:mix"):
+                terms["mix"] = cfg.w_mix * L.mixup_loss(u[4 * B :], u[:B], u[B : 2 * B], views.lam, cfg.tau_mix, cfg.grad_both_sides, gather, rank)
+            if self.cluster_head is not None:
+                with rf("ld/head:cluster"):
+                    a = self.cluster_head(trunk, rows=4 * B).float()  # (4B, K, *S): no mixup views
+                with rf("ld/loss:ld"):
+                    r = L.region_embeddings(a, v[: 4 * B])
+                    terms["ld"] = cfg.w_ld * L.region_discrimination_loss(r, L.prototypes(r, gather), cfg.tau_ld)
+                with rf("ld/loss:ent"):
+                    terms["ent"] = cfg.w_ent * L.entropy_loss(a)
+                if cfg.w_balance:
+                    with rf("ld/loss:balance"):
+                        terms["balance"] = cfg.w_balance * L.balance_loss(a, gather)
         loss = sum(terms.values())
         return loss, {f"loss_{k}": float(t.detach()) for k, t in terms.items()}
 
     def save_pictures(self, images: torch.Tensor, folder: Path) -> None:
-        from ...report.embeddings import save_embedding_figure
-
         v = self.embed(images)
         a = self.assign(images) if self.cluster_head is not None else None
         save_embedding_figure(images, v, a, Path(folder) / "embeddings.png")
 
     # -- two-stage schedule -------------------------------------------------------------------
     @classmethod
-    def run_schedule(cls, cfg, method_cfg: LDConfig | None = None) -> Path:
+    def schedule(cls, cfg, method_cfg: LDConfig | None = None) -> list[Stage]:
         """Stage 1 or 2: one ordinary run. Stage "both": stage 1 (``stage1_steps``) into
         OUT/stage1, then stage 2 (the rest of ``cfg.steps``) into OUT, initialized from stage 1
-        by parameter name (``train.pretrain._init_by_name``). With ``--resume`` a finished
-        stage 1 is kept and the unfinished stage continues."""
-        from ...train.pretrain import pretrain
-
+        by parameter name (``cfg.init``). With ``--resume`` a finished stage 1 is kept and the
+        unfinished stage continues."""
         mcfg = method_cfg or LDConfig()
         if mcfg.stage != "both" or cfg.dry_run:
-            return pretrain(cfg, mcfg)
+            return [Stage(cfg, mcfg)]
         n1 = mcfg.stage1_steps or max(1, cfg.steps // 5)
         if n1 >= cfg.steps:
             raise ConfigError(f"--stage1-steps {n1} leaves no steps for stage 2 out of --steps {cfg.steps}")
@@ -172,6 +204,8 @@ class LocalDiscrimination(PretrainMethod):
             raise ConfigError(f"{out}: a run already exists here; pass --resume to continue it or --overwrite to replace it")
         stage1 = out / "stage1"
         typed = {**to_dict(cfg), "method_config": to_dict(mcfg)}  # OUT/config.yaml reproduces both stages
-        if not (cfg.resume and (stage1 / "model.safetensors").is_file()):
-            pretrain(replace(cfg, out=str(stage1), steps=n1), replace(mcfg, stage="1"), name=f"{cfg.method} stage 1/2")
-        return pretrain(replace(cfg, steps=cfg.steps - n1, init=str(stage1)), replace(mcfg, stage="2"), typed=typed, name=f"{cfg.method} stage 2/2")
+        return [
+            Stage(replace(cfg, out=str(stage1), steps=n1), replace(mcfg, stage="1"), f"{cfg.method} stage 1/2",
+                  done=bool(cfg.resume and (stage1 / "model.safetensors").is_file())),
+            Stage(replace(cfg, steps=cfg.steps - n1, init=str(stage1)), replace(mcfg, stage="2"), f"{cfg.method} stage 2/2", typed=typed),
+        ]

@@ -13,6 +13,9 @@ undoes on the network's output maps, so pixel p of view a and pixel p of aligned
 the same anatomy. The shift is there because a and b share their crop: without it the network
 can match patches by where they sit in the view (zero padding tells it), not by what they show. Mixup m = lam x1a + (1-lam) x2a
 with lam ~ U(lam_range) per sample. Network input order: (x1a, x2a, x1b, x2b, m), 5B images.
+
+The training step aligns no full-size map: :func:`aligned_patch_embeddings` undoes view b's ops on
+the pooled grid, and the region and entropy terms are sums over pixels, the same in any order.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ...errors import TrainingError
+from ...losses import ld as L
 from .. import augment
 
 
@@ -34,6 +39,10 @@ class LDViews:
     B: int
     theta: torch.Tensor  # (2B, d, d+1) geometry of (x1, x2), shared by a and b
     shifts: torch.Tensor | None = None  # (2B, d) cyclic shifts applied to (x1b, x2b) after ops
+
+    def patch_embeddings(self, v: torch.Tensor, grid: int) -> torch.Tensor:
+        """:func:`aligned_patch_embeddings` of the network output v (5B, D, *size) for these views."""
+        return aligned_patch_embeddings(v, self, grid)
 
 
 def view_size(images: torch.Tensor, crop_size: Sequence[int]) -> tuple[int, ...]:
@@ -81,3 +90,22 @@ def align(maps: torch.Tensor, views: LDViews) -> torch.Tensor:
         b = augment.roll_samples(b, views.shifts, inverse=True)
     b = augment.invert_dihedral(b, views.ops)
     return torch.cat([maps[: 2 * B], b, maps[4 * B :]])
+
+
+def aligned_patch_embeddings(v: torch.Tensor, views: LDViews, grid: int) -> torch.Tensor:
+    """Patch embeddings of the aligned maps straight from the network's unaligned output:
+    v (5B, D, *size) in input order -> u (5B, G^d, D), equal to
+    ``L.patch_embeddings(align(v, views), grid)`` up to float rounding.
+
+    No full-size aligned copy of v: average pooling commutes with view b's rot90/flip (they
+    permute whole cells: adaptive cells are symmetric under flips, and rot90 is only drawn in
+    planes of equal sides), so the ops are undone on the (D, G, ..., G) grid; b's cyclic shift
+    does not commute and is folded into the pooling matrices (``L.cell_means``)."""
+    B, d = views.B, v.dim() - 2
+    shifts = None
+    if views.shifts is not None:
+        shifts = torch.zeros(v.shape[0], d, dtype=torch.long)
+        shifts[2 * B : 4 * B] = views.shifts.cpu()
+    pa, pb, pm = L.cell_means(v, grid, shifts).split([2 * B, 2 * B, B])
+    pooled = torch.cat([pa, augment.invert_dihedral(pb, views.ops), pm])  # (5B, D, G, ..., G)
+    return F.normalize(pooled.flatten(2).transpose(1, 2), dim=-1)

@@ -1,0 +1,60 @@
+"""The options of supervised fine-tuning (``localdisc finetune --help`` is built from them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import field
+
+
+@dataclass
+class FinetuneConfig:
+    data: str = field("synthetic-fundus", "labeled images: folder (images/ + masks/), manifest CSV, or layout spec (ph2:/path, cxr:/path, drive:/path, synthetic-fundus, ...)")
+    out: str = field("runs/finetune", "run folder to create (or continue with --resume)")
+    seed: int = field(0, "seed for the label subset, weight init, batches and augmentation")
+    split_seed: int = field(0, "seed for assigning train/test (data without a split) and carving validation; keep it fixed when comparing runs")
+    test_fraction: float = field(0.2, "fraction of images held out as test when the data defines no split")
+    labels: float = field(0, "label budget: a count of labeled training images (e.g. 4) or a fraction (e.g. 0.25); 0 = all")
+    val_fraction: float = field(0.2, "validation images carved from the training split (fraction or count; never from test); 0 = none (last step is kept)")
+    steps: int = field(2000, "optimizer steps")
+    batch_size: int = field(4, "patches per step (global, across processes)")
+    lr: float = field(1e-3, "Adam learning rate")
+    weight_decay: float = field(1e-5, "Adam weight decay")
+    schedule: str = field("cosine", "learning-rate schedule", choices=("cosine", "constant"))
+    image_size: tuple[int, ...] = field((), lengths=(0, 2, 3), help="images/volumes are resized to this (H W or D H W) for training and prediction; default: the training images' median size, never upsampled, the longer side at most 1024 px (2D) or 256 voxels (3D)")
+    spacing: tuple[float, ...] = field((), lengths=(0, 3), help="volumes: resample to about this voxel size (mm, D H W) when --image-size is not given")
+    patch_size: tuple[int, ...] = field((), lengths=(0, 2, 3), help="random training patches of this size, biased toward foreground; prediction slides a window of this size; empty = whole image")
+    patch_foreground: float = field(0.5, "probability that a training patch is centred on a foreground pixel")
+    num_classes: int = field(0, "classes including background; 0 = from class names or the largest mask value")
+    in_channels: int = field(0, "input channels; 0 = from the data")
+    init: str = field("", "pretraining run folder to initialize from (its backbone.safetensors); empty = random init")
+    transfer: str = field("encoder", "what to transfer from --init", choices=("encoder", "encoder+decoder"))
+    freeze_encoder_steps: int = field(0, "decoder warm-up: keep the encoder weights and its normalization statistics fixed for the first N steps, then go on from the warm-up's best validation checkpoint (the reference transfer script's protocol; e.g. half of --steps). 0 = every layer trains from step 0, which did as well or better on validation in the cpu benchmarks")
+    encoder_lr_scale: float = field(1.0, "the encoder learns at --lr times this (the decoder at --lr); below 1 keeps pretrained features closer to where they were")
+    encoder_channels: tuple[int, ...] = field((16, 32, 64, 128, 128), "U-Net encoder widths (ignored with --init: taken from the run)")
+    decoder_channels: tuple[int, ...] = field((128, 64, 32, 32), "U-Net decoder widths, last = trunk (ignored with --init)")
+    norm: str = field("batch", "normalization layer (ignored with --init)", choices=("batch", "instance", "group"))
+    augment: bool = field(True, "random flips (left/right class swap where the data defines pairs), rotation/scaling, intensity jitter")
+    eval_every: int = field(100, "validate every N steps (and at the end)")
+    sw_batch_size: int = field(4, "windows per forward pass in sliding-window prediction")
+    sw_overlap: float = field(0.25, "overlap of sliding windows")
+    max_minutes: float = field(0.0, "stop training after this many minutes (0 = no limit); the schedule still assumes --steps")
+    device: str = field("auto", "auto | cpu | cuda | cuda:N")
+    precision: str = field("32", "numeric precision (autocast; losses in float32)", choices=("32", "bf16", "16-mixed"))
+    workers: int = field(0, "data-loading worker processes")
+    log_every: int = field(10, "add a row to metrics.csv and train.log every N steps (off a terminal, a progress line is printed at most every 30 s)")
+    tensorboard: bool = field(False, "also write the logged values for TensorBoard into RUN/tensorboard/ (needs the tensorboard package)")
+    checkpoint_every: int = field(100, "checkpoint every N steps")
+    checkpoint_minutes: float = field(10.0, "also checkpoint at the first logged step after this many minutes since the last checkpoint (0 = by steps only)")
+    resume: bool = field(False, "continue the run in --out from its last checkpoint")
+    overwrite: bool = field(False, "replace an existing run in --out")
+    dry_run: bool = field(False, "print the plan (resolution, patches, batch, memory, time per step) and exit without writing anything")
+    pdcr: bool = field(False, "add the PDCR contrastive regularizer (patch-dragsaw contrastive regularizer of the decoder features)")
+    pdcr_layers: tuple[str, ...] = field(("decoder.2", "decoder.3"), "feature maps PDCR samples from (encoder.i / decoder.j)")
+    pdcr_vectors: int = field(64, "feature vectors sampled per image and layer")
+    pdcr_windows: tuple[int, ...] = field((5, 7, 9), "label-window sizes in pixels (0 = whole receptive field)")
+    pdcr_tau: float = field(-1.0, "PDCR temperature; -1 = the reference's: 1.0 for images, 0.5 for volumes")
+    pdcr_pairs: str = field("image", choices=("image", "batch"), help="which sampled vectors PDCR contrasts with each other: image (within each image, as the reference) | batch (across the whole batch)")
+    pdcr_weight: float = field(0.01, "weight of the PDCR loss (reference: 0.01 for decoder layers)")
+    pdcr_cross_layer: bool = field(False, "also contrast vectors across layers")
+    uafs_stages: tuple[int, ...] = field((), "decoder stages (0 = deepest) followed by an uncertainty-aware feature selection block")

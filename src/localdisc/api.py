@@ -31,11 +31,11 @@ from .runtime.outputs import check_not_inputs, data_inputs, prepare_output_folde
 from .tasks.discover import load_run_model
 from .tasks.embed import embed_images
 from .tasks.evaluate import evaluate as _evaluate
+from .tasks.guard import guarded_finetune
 from .tasks.predict import load_model as _load_model
 from .tasks.predict import predict as _predict
 from .tasks.predict import predict_probabilities
 from .train.finetune import FinetuneConfig
-from .train.finetune import finetune as _finetune
 from .train.pretrain import PretrainConfig, run_pretraining
 from .utils import pick_device
 
@@ -53,9 +53,11 @@ def pretrain(data: str, out: str | Path, method: str = "ld", **options: Any) -> 
 
 def finetune(data: str, out: str | Path, init: str | Path | None = None, **options: Any) -> Path:
     """Supervised fine-tuning (from random init, or ``init=`` a pretraining run); returns the run
-    folder. ``options``: any ``localdisc finetune`` option (``labels=5, steps=2000``)."""
+    folder. ``options``: any ``localdisc finetune`` option (``labels=5, steps=2000``). With
+    ``init``, the guard (``guard=True``) also fine-tunes from random init and keeps the better one
+    on validation, as the command does."""
     given = {"data": str(data), "out": str(out), **({"init": str(init)} if init else {})}
-    return Path(_finetune(build_config(FinetuneConfig, options, given)))
+    return Path(guarded_finetune(build_config(FinetuneConfig, options, given)))
 
 
 def evaluate(run: str | Path, split: str = "test", **options: Any) -> dict[str, Any]:

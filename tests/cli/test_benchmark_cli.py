@@ -43,13 +43,13 @@ def test_every_output_is_written(bench):
         assert (bench / name).is_file() and (bench / name).stat().st_size > 0, name
     rows = _rows(bench / "results.csv")
     assert {(r["method"], r["budget"], r["seed"], r["class"]) for r in rows} == {
-        (m, b, "0", "vessel") for m in ("random", "ld") for b in ("2", "all")}
+        (m, b, "0", "vessel") for m in ("random", "ld", "ld-guarded") for b in ("2", "all")}  # ld-guarded: derived from the two
     assert {"dice", "iou", "hd95", "auc", "acc"} <= set(rows[0])  # synthetic fundus is a vessel task
     labels = {r["budget"]: int(r["n_labels"]) for r in rows}
     assert labels["2"] == 2 and labels["all"] > 2
     per_image = _rows(bench / "per_image.csv")
     n_test = int(rows[0]["n_test"])
-    assert len(per_image) == 4 * n_test
+    assert len(per_image) == 6 * n_test
     comps = _rows(bench / "comparisons.csv")
     assert {(c["method"], c["budget"], c["metric"]) for c in comps} >= {("ld", "2", "dice_vessel"), ("ld", "all", "dice_vessel")}
     assert all(int(c["n_images"]) == n_test for c in comps if c["metric"] == "dice_vessel")

@@ -22,6 +22,7 @@ from ..runtime.checkpoint import atomic_write_text
 from ..runtime.outputs import atomic_write_csv
 from ..runtime.provenance import provenance, provenance_markdown
 from ..tasks.benchmark_config import BenchmarkConfig, budget_label
+from ..tasks.guard import TWIN, choose
 from .comparison import cases_by_method, same_images_figure
 from .html import write_html_report
 from .plots import dice_vs_labels
@@ -38,16 +39,44 @@ def _float(v: Any) -> float:
         return float("nan")
 
 
+GUARDED = "ld-guarded"  # LD or random init per cell, whichever has the higher validation Dice (the finetune guard's rule)
+
+
 def collect(cells: list[Cell]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(cell records from summary.json, per-image rows tagged with method/budget/seed/n_labels)."""
+    """(cell records from summary.json with the cell's best validation Dice, per-image rows tagged
+    with method/budget/seed/n_labels)."""
     records, per_image = [], []
     for c in cells:
         rec = json.loads((c.path / "summary.json").read_text())
+        info = json.loads((c.path / "model.json").read_text()) if (c.path / "model.json").is_file() else {}
+        rec["best_val_dice"] = info.get("best_val_dice")
         records.append(rec)
         with open(c.path / "eval-test" / "per_image.csv", newline="") as f:
             for row in csv.DictReader(f):
                 per_image.append({"method": rec["method"], "budget": rec["budget"], "seed": rec["seed"], "n_labels": rec["n_labels"], **row})
     return records, per_image
+
+
+def guarded_cells(records: list[dict[str, Any]], per_image: list[dict[str, Any]], pretrained: str = "ld",
+                  name: str = GUARDED) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The guard of ``localdisc finetune --init`` applied to finished cells: per (budget, seed), the
+    ``pretrained`` cell or the random-init cell, whichever has the higher best validation Dice
+    (:func:`localdisc.tasks.guard.choose`; test images are never looked at). Returns the derived
+    records (``kept`` says which) and their per-image rows, both under method ``name``."""
+    by = {(r["method"], r["budget"], r["seed"]): r for r in records}
+    rows_of: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for row in per_image:
+        rows_of.setdefault((row["method"], row["budget"], row["seed"]), []).append(row)
+    out_records, out_rows = [], []
+    for (method, budget, seed), rec in by.items():
+        rand = by.get(("random", budget, seed))
+        if method != pretrained or rand is None:
+            continue
+        kept = choose(rec.get("best_val_dice"), rand.get("best_val_dice"))
+        source = rand if kept == TWIN else rec
+        out_records.append({**source, "method": name, "kept": "random" if kept == TWIN else pretrained})
+        out_rows += [{**row, "method": name} for row in rows_of.get((source["method"], budget, seed), [])]
+    return out_records, out_rows
 
 
 def result_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -120,6 +149,24 @@ def verdict_lines(comparisons: list[dict[str, Any]], methods: list[str], budgets
     return head
 
 
+def _guard_table(out: Path, records: list[dict[str, Any]], per_image: list[dict[str, Any]], methods: list[str], budgets: list[str]) -> list[Any]:
+    """Every pretrained method with the guard (pretrained or random init per cell, on validation
+    Dice) minus random init: does the guard take away the harm where a method hurts?
+    Writes comparisons_guarded.csv."""
+    pretrained = [m for m in methods if m not in ("random", GUARDED)]
+    derived = [guarded_cells(records, per_image, m, f"{m} + guard") for m in pretrained]
+    rows = [r for r in per_image if r["method"] == "random"] + [row for _, part in derived for row in part]
+    names = [f"{m} + guard" for m, (recs, _) in zip(pretrained, derived) if recs]
+    if not names:
+        return []
+    comparisons = compare_to_reference(rows, ["dice_mean"])
+    atomic_write_csv(out / "comparisons_guarded.csv", comparisons, float_format=".6g", empty_header=("method",))
+    kept = {n: sum(r["kept"] == "random" for r in recs) for n, (recs, _) in zip((f"{m} + guard" for m in pretrained), derived) if recs}
+    title = ("The guard on every method: per cell, the pretrained or the random-init model, whichever has the higher validation "
+             "Dice, minus random init (mean over classes); random init kept in " + ", ".join(f"{k} {v}/{sum(1 for r in records if r['method'] == k.split(' + ')[0])}" for k, v in kept.items()))
+    return [comparison_table(comparisons, names, budgets, "dice_mean", title)]
+
+
 def settings_text(settings: dict[str, Any]) -> str:
     """{"steps": 1200, "image_size": [256, 256]} -> "`steps 1200`, `image_size 256 256`" (defaults when empty)."""
     if not settings:
@@ -136,10 +183,14 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
         print(f"no finished cells in {out} yet: nothing to report")
         return {}
     records, per_image = collect(cells)
+    guarded, guarded_rows = guarded_cells(records, per_image)
+    records, per_image = records + guarded, per_image + guarded_rows
     class_names = records[0]["class_names"]
     fg = class_names[1:]
     vessel = "auc" in records[0]["metrics"]
     methods = [m.name for m in cfg.methods if any(r["method"] == m.name for r in records)]
+    if guarded:
+        methods.insert(methods.index("ld") + 1, GUARDED)
     budgets = [budget_label(b) for b in cfg.budgets if any(r["budget"] == budget_label(b) for r in records)]
     atomic_write_csv(out / "results.csv", result_rows(records), float_format=".6g", empty_header=("method",))
     atomic_write_csv(out / "per_image.csv", per_image, float_format=".6g", empty_header=("method",))
@@ -159,6 +210,7 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
         atomic_write_csv(out / "comparisons_vs_ld.csv", versus_ld, float_format=".6g", empty_header=("method",))
         tables.append(comparison_table(versus_ld, [m for m in methods if m != "ld"], budgets, "dice_mean",
                                        "Paired Dice difference vs LD (mean over classes): each method minus LD, below 0 = LD better", reference="ld"))
+    tables += _guard_table(out, records, per_image, methods, budgets)
     n_labels = {(r["method"], r["budget"]): r["n_labels"] for r in records}
     means = {k: v[0] for k, v in aggregate(per_image, "dice_mean").items()}
     ref_max = max((float(n_labels[("random", b)]) for b in budgets if n_labels.get(("random", b))), default=0.0)
@@ -173,11 +225,14 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
     size = f"images resized to {'x'.join(map(str, cfg.image_size))}" if cfg.image_size else "images at their own resolution"
     intro = [f"**Data** `{cfg.data}`, {size}; profile `{cfg.profile or '-'}`; "
              f"fine-tuning seeds {', '.join(map(str, seeds))} (each draws its own labeled subset); "
-             f"{len(records)} of {len(cfg.methods) * len(cfg.budgets) * len(cfg.seeds)} cells finished.",
+             f"{len(cells)} of {len(cfg.methods) * len(cfg.budgets) * len(cfg.seeds)} cells finished.",
              "**Labeled training images per budget**: " + ", ".join(f"{b} = {n_labels.get(('random', b), '?')}" for b in budgets) + ".",
              f"**Pretraining**: {settings_text(cfg.pretrain)}. **Fine-tuning** (the same for every method): {settings_text(cfg.finetune)}.",
              "**Methods**: " + "; ".join(f"`{m.name}` = {m.pretrain or 'random init'}" + (f" ({settings_text({**m.pretrain_options, **m.method, **m.finetune})})" if m.pretrain_options or m.method or m.finetune else "")
-                                         for m in cfg.methods if m.name in methods) + ".",
+                                         for m in cfg.methods if m.name in methods) + "."
+             + (f" `{GUARDED}` = the guard of `localdisc finetune --init`: per label budget and seed, the LD cell or the random-init cell, "
+                f"whichever has the higher validation Dice (random init kept in {sum(r['kept'] == 'random' for r in guarded)} of {len(guarded)} cells; "
+                "no extra training)." if guarded else ""),
              "Dice tables: mean ± std over test images pooled over seeds; best per column in bold. Comparisons with random init "
              "match (test image, seed); test images are the independent unit (see the note under each comparison table). "
              "Checkpoints are selected on validation images carved from the labeled training images, never on test."]
@@ -224,4 +279,4 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
             "results.md": out / "results.md", "dice_vs_labels.png": plot, "report.html": html}
 
 
-__all__ = ["collect", "result_rows", "aggregate", "write_outputs"]
+__all__ = ["collect", "guarded_cells", "result_rows", "aggregate", "write_outputs", "GUARDED"]

@@ -37,7 +37,7 @@ MARKER = ".localdisc"
 # embeddings, discovery, landmarks, MONAI bundles). Anything else in a marked folder is the user's.
 OWNED = (MARKER, ".lock", ".replaced", ".*.tmp", "config.yaml", "metrics.csv", "train.log", "ckpt-*", "latest.json",
          "model.safetensors", "model.json", "MODEL.md", "best.safetensors", "backbone.safetensors", "backbone.json",
-         "pictures", "tensorboard", "transfer.json", "splits.json", "probe.json", "method_state.json", "pseudo_classes*",
+         "pictures", "tensorboard", "transfer.json", "splits.json", "guard.json", "probe.json", "method_state.json", "pseudo_classes*",
          "eval-*", "per_image.csv", "summary.json", "summary.md", "predictions", "probabilities", "overlays", "embeddings",
          "cluster_maps", "clusters*", "kmeans.json", "landmarks*", "configs", "models", "docs", "stage1", "predict*", "pretrain-*", "finetune-*", "benchmark_settings.json",
          "pretrain_done.json", "cases.json", "embed.json", "metrics.json", "provenance.json", "maps", "config.json",

@@ -31,7 +31,9 @@ FINETUNE_PROTOCOL = ("data", "out", "seed", "split_seed", "test_fraction", "labe
 PRETRAIN_PROTOCOL = ("data", "out", "method", "split", "seed", "image_size", "in_channels", "resume", "overwrite", "init",
                      "encoder_channels", "decoder_channels", "norm", "device")
 # Settings that do not change results: left out of the cache fingerprints.
-NOT_FINGERPRINTED = ("out", "resume", "overwrite", "device", "workers", "log_every", "checkpoint_every", "picture_every")
+# The guard is the finetune command's (tasks/guard.py): a cell is one fine-tuning run, and the report
+# derives the guarded choice from the LD and random-init cells.
+NOT_FINGERPRINTED = ("out", "resume", "overwrite", "device", "workers", "log_every", "checkpoint_every", "picture_every", "guard")
 TOP_KEYS = ("name", "data", "image_size", "in_channels", "num_classes", "budgets", "seeds", "pretrain_seed", "split_seed", "val_fraction",
             "test_fraction", "encoder_channels", "decoder_channels", "norm", "pretrain", "finetune", "methods", "profiles",
             "default_profile", "max_overlays", "keep_checkpoints", "device", "out")

@@ -44,7 +44,7 @@ from ..runtime.outputs import StagedOutput, check_not_inputs, data_inputs
 from ..runtime.run import read_run_config
 from ..train.finetune_config import FinetuneConfig
 from ..train.finetune_data import assigned_splits, finetune_samples
-from ..train.finetune_model import load_finetuned
+from ..train.finetune_model import kept_model_dir, load_finetuned
 from ..utils import SafeNames, pick_device, progress
 from .predict import predict_probabilities, save_probabilities_file
 
@@ -143,7 +143,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
         writer.writeheader()
         writer.writerows([{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
         atomic_write_text(out / "per_image.csv", buf.getvalue())
-        summary = {"run": str(run_dir), "data": str(data), "split": split, "checkpoint": checkpoint, "n_images": len(rows),
+        summary = {"run": str(run_dir), "model": str(kept_model_dir(run_dir)), "data": str(data), "split": split, "checkpoint": checkpoint, "n_images": len(rows),
                    "class_names": class_names, "metrics": metrics.summary(),
                    "hd95_unit": "mm" if any(s.spacing for s in samples) else "pixels"}
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
@@ -152,7 +152,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
         raise
     out = staged.commit()
     if split == "test" and str(data) == str(run_cfg.get("data")) and not max_images:
-        _record_test_score(run_dir, summary)
+        _record_test_score(kept_model_dir(run_dir), summary)  # the card of the model scored (the guard's choice)
     summary["out"] = str(out)
     return summary
 

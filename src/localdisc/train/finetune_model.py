@@ -68,10 +68,26 @@ def build_unet(cfg: FinetuneConfig, in_channels: int, num_classes: int) -> UNet:
     return UNet(unet_cfg, out_channels=num_classes)
 
 
-def load_finetuned(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> tuple[UNet, dict[str, Any]]:
-    """(U-Net in eval mode, model.json info) from a finished fine-tuning run; which = best | last."""
+GUARD_FILE = "guard.json"  # written by the guard of `finetune --init` (tasks/guard.py)
+TWIN = "random-init"  # the guard's random-init twin: RUN/random-init/
 
+
+def kept_model_dir(run_dir: str | Path) -> Path:
+    """The folder of the model a run stands for: the run itself, or its random-init twin when the
+    guard found random init better on validation (RUN/guard.json says "kept": "random-init")."""
     run_dir = Path(run_dir)
+    try:
+        kept = json.loads((run_dir / GUARD_FILE).read_text()).get("kept")
+    except (OSError, ValueError, AttributeError):
+        return run_dir
+    return run_dir / TWIN if kept == TWIN and (run_dir / TWIN / "model.json").is_file() else run_dir
+
+
+def load_finetuned(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> tuple[UNet, dict[str, Any]]:
+    """(U-Net in eval mode, model.json info) from a finished fine-tuning run (the model its guard
+    kept, see :func:`kept_model_dir`); which = best | last."""
+
+    run_dir = kept_model_dir(run_dir)
     info_path = run_dir / "model.json"
     if not info_path.is_file():
         raise ConfigError(f"{run_dir}: no model.json; is this a finished `localdisc finetune` run?")
@@ -131,4 +147,4 @@ def build_optimizer(cfg: FinetuneConfig, model: torch.nn.Module, unet: UNet):
     lam = (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))) if cfg.schedule == "cosine" else (lambda s: 1.0)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lam), encoder_params
 
-__all__ = ["Supervised", "build_unet", "load_finetuned", "predict_logits", "evaluate_dataset"]
+__all__ = ["Supervised", "build_unet", "load_finetuned", "kept_model_dir", "GUARD_FILE", "TWIN", "predict_logits", "evaluate_dataset"]

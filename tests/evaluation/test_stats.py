@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
-from localdisc.evaluation.stats import cluster_bootstrap, cluster_bootstrap_ci, holm, compare_to_reference, match_pairs, paired_test, sign_flip_pvalue
+from localdisc.evaluation.stats import cluster_bootstrap, cluster_bootstrap_ci, compare_to_reference, holm, match_pairs, paired_test, sign_flip_pvalue
 
 
 def _slow_sign_flip(d):

@@ -71,14 +71,15 @@ def test_bundle_reproduces_localdisc_predictions(tmp_path, patch):
 def test_3d_bundle_reproduces_localdisc_predictions(tmp_path, lps):
     """A 3D model's bundle on NIfTI volumes (oblique, anisotropic, one stored LPS): the bundle's
     segmentation, brought back to the source's voxel order, equals localdisc's own prediction."""
-    import nibabel as nib
     from dataclasses import asdict
+
+    import nibabel as nib
 
     from localdisc.data.geometry import geometry_of, to_source
     from localdisc.data.io import read_image, read_volume
     from localdisc.nets import UNet, UNetConfig
-    from localdisc.tasks.evaluate import predict_probs
     from localdisc.runtime.checkpoint import save_weights
+    from localdisc.tasks.evaluate import predict_probs
 
     torch.manual_seed(0)
     cfg = UNetConfig(spatial_dims=3, in_channels=1, encoder_channels=(4, 8), decoder_channels=(4,), norm="instance")

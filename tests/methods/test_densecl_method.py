@@ -8,8 +8,8 @@ import torch
 from localdisc.errors import ConfigError
 from localdisc.methods import get_method
 from localdisc.methods.densecl import DenseCL, DenseCLConfig, align, make_views
-
 from localdisc.nets import UNet, UNetConfig
+
 
 def tiny_unet(d: int, c: int = 1) -> UNet:
     return UNet(UNetConfig(spatial_dims=d, in_channels=c, encoder_channels=(4, 8, 16), decoder_channels=(8, 4)))

@@ -14,9 +14,9 @@ from localdisc.errors import ConfigError
 from localdisc.methods import get_method
 from localdisc.methods.ld import LDConfig, LocalDiscrimination
 from localdisc.nets import UNet, UNetConfig
+from localdisc.nets.transfer import load_pretrained_into
 from localdisc.runtime.checkpoint import load_weights
 from localdisc.train.pretrain import PretrainConfig, run_pretraining
-from localdisc.nets.transfer import load_pretrained_into
 
 TINY = dict(encoder_channels=(4, 8, 8), decoder_channels=(8, 8))
 

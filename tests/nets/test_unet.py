@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from localdisc.errors import ConfigError
 import torch
 
+from localdisc.errors import ConfigError
 from localdisc.nets import UNet, UNetConfig
 
 SMALL = dict(encoder_channels=(4, 6, 8), decoder_channels=(6, 5))

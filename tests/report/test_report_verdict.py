@@ -3,8 +3,8 @@ the first lines, a warning when a comparison rests on one seed."""
 
 import numpy as np
 
-from localdisc.report.benchmark_report import verdict_lines
 from localdisc.evaluation.stats import cluster_bootstrap, compare_to_reference, verdict
+from localdisc.report.benchmark_report import verdict_lines
 
 
 def test_ci_and_p_never_disagree():

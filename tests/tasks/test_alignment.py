@@ -8,11 +8,10 @@ import itertools
 import numpy as np
 import torch
 import torch.nn.functional as F
+from test_landmarks import _random_conv_embed, _texture
 
 from localdisc.tasks.alignment import anchor_grid, apply_affine, fit_affine, match_points
 from localdisc.tasks.landmarks import OneShotLocator
-
-from test_landmarks import _random_conv_embed, _texture
 
 
 def test_anchor_grid_tiles_the_image_with_cell_centres():

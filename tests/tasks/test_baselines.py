@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from localdisc.tasks.baselines import (copy_landmarks, dark_detail, ncc_landmarks, otsu_dark, otsu_threshold, vessel_baselines,
-                                       vesselness, whole_image)
+from localdisc.tasks.baselines import copy_landmarks, dark_detail, ncc_landmarks, otsu_dark, otsu_threshold, vessel_baselines, vesselness, whole_image
 
 
 def _bimodal(seed=0):

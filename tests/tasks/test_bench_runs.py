@@ -8,8 +8,19 @@ import os
 import pytest
 
 from localdisc.tasks import bench_runs
-from localdisc.tasks.bench_runs import (QUICK, add_pretrain_args, apply_quick, class_scores, finetune_and_evaluate, images_own_size, mean_sd_by_class,
-                                        pretrain_config, pretrain_once, retina_check, usable_cpus)
+from localdisc.tasks.bench_runs import (
+    QUICK,
+    add_pretrain_args,
+    apply_quick,
+    class_scores,
+    finetune_and_evaluate,
+    images_own_size,
+    mean_sd_by_class,
+    pretrain_config,
+    pretrain_once,
+    retina_check,
+    usable_cpus,
+)
 from localdisc.train.finetune import FinetuneConfig
 
 

@@ -11,7 +11,7 @@ import yaml
 from localdisc.errors import ConfigError
 from localdisc.report.html import write_html_report
 from localdisc.report.plots import dice_vs_labels
-from localdisc.report.tables import label_savings, savings_table, comparison_table, metric_table
+from localdisc.report.tables import comparison_table, label_savings, metric_table, savings_table
 from localdisc.tasks.benchmark import aggregate, finetune_config, load_benchmark_config, plan, pretrain_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -5,13 +5,12 @@ import json
 
 import pytest
 import torch
+from test_verdict import TINY, pairs  # tests/tasks is on sys.path (pytest prepend mode)
 
 from localdisc.cli.main import main
 from localdisc.runtime.checkpoint import load_weights
 from localdisc.tasks.guard import choose
 from localdisc.train.finetune_model import kept_model_dir, load_finetuned
-
-from test_verdict import TINY, pairs  # tests/tasks is on sys.path (pytest prepend mode)
 
 FT = ["--steps", "3", "--eval-every", "3", "--val-fraction", "2", "--labels", "3", "--image-size", "24", "24", "--batch-size", "2"]
 

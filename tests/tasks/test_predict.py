@@ -7,13 +7,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
+from test_evaluate import TINY, write_manifest  # noqa: E402  (tests/tasks is on sys.path: rootdir-relative modules)
 
 from localdisc.cli.main import main
 from localdisc.tasks.evaluate import evaluate
 from localdisc.tasks.predict import predict
 from localdisc.train.finetune import FinetuneConfig, finetune
-
-from test_evaluate import TINY, write_manifest  # noqa: E402  (tests/tasks is on sys.path: rootdir-relative modules)
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,17 @@ import yaml
 from localdisc.methods.ld_shape import ShapeLDConfig
 from localdisc.tasks import shape_runs
 from localdisc.tasks.bench_runs import add_pretrain_args
-from localdisc.tasks.shape_runs import (add_shape_run_args, check_same_settings, describe_priors, grow_with_curve, prior_folder, prior_tag, stage1_steps,
-                                        train_lung_runs, trained_steps)
+from localdisc.tasks.shape_runs import (
+    add_shape_run_args,
+    check_same_settings,
+    describe_priors,
+    grow_with_curve,
+    prior_folder,
+    prior_tag,
+    stage1_steps,
+    train_lung_runs,
+    trained_steps,
+)
 
 
 def _args(argv=()):

@@ -7,8 +7,7 @@ import sys
 import torch
 
 from localdisc.tasks import step_timing
-from localdisc.tasks.step_timing import (MODES, build_mode, pdcr_overhead, pretrain_throughput, seconds_per_step, steps_in_budget, throughput_configs,
-                                         timed_step)
+from localdisc.tasks.step_timing import MODES, build_mode, pdcr_overhead, pretrain_throughput, seconds_per_step, steps_in_budget, throughput_configs, timed_step
 from localdisc.train.finetune import FinetuneConfig
 
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from localdisc.nets import UNet, UNetConfig
-from localdisc.train.augment import AugmentConfig, augment_batch
-from localdisc.runtime.checkpoint import load_weights
-from localdisc.train.finetune import FinetuneConfig, finetune, sample_patches
 from localdisc.nets.transfer import save_backbone
+from localdisc.runtime.checkpoint import load_weights
+from localdisc.train.augment import AugmentConfig, augment_batch
+from localdisc.train.finetune import FinetuneConfig, finetune, sample_patches
 
 TINY = dict(encoder_channels=(4, 8, 8), decoder_channels=(8, 8))
 

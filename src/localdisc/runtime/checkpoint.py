@@ -148,7 +148,7 @@ def load_checkpoint(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     state_path = ckpt / "state.pt"
     try:
         state = torch.load(state_path, weights_only=True, map_location="cpu") if state_path.is_file() else {}
-    except Exception as e:  # torch's own text would suggest weights_only=False, i.e. unpickling an untrusted file
+    except Exception:  # torch's own text would suggest weights_only=False, i.e. unpickling an untrusted file
         raise ConfigError(f"{state_path}: not a localdisc training state (corrupt, or it holds objects other than tensors "
                           f"and plain values, which localdisc never unpickles); remove this checkpoint folder to resume "
                           f"from an older one, or start again with --overwrite") from None

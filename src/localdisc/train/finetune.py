@@ -309,5 +309,5 @@ def _finish(t: _Training, done: int, transferred: list[str], seconds: float, log
     log.say(f"finetune: finished {done} steps in {seconds / 60:.1f} min; {chosen}")
 
 
-__all__ = ["FinetuneConfig", "finetune", "finetune_samples", "assigned_splits", "infer_num_classes", "load_finetuned",
-           "predict_logits", "evaluate_dataset", "sample_patches", "build_unet", "Supervised", "to_dict"]
+__all__ = ["FinetuneConfig", "finetune", "finetune_samples", "assigned_splits", "load_finetuned",
+           "predict_logits", "evaluate_dataset", "sample_patches", "Supervised", "to_dict"]

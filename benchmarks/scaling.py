@@ -2,12 +2,15 @@
 
 Runs `localdisc pretrain` for each configuration in a fresh process (under
 ``python -m torch.distributed.run --standalone`` when nproc > 1), reads images/s from the
-run's metrics.csv (cumulative over the run, so the first step's warm-up is included), and
-writes benchmarks/results/scaling.{json,md} with the command, commit and machine
+run's metrics.csv (cumulative over the run, so the first step's warm-up is included) beside
+the images/s of the training steps alone (data loading, logging and checkpoints left out: the
+end-to-end overhead is the ratio), and writes benchmarks/results/NAME.{json,md} with the command, commit and machine
 (localdisc.tasks.step_timing.pretrain_throughput).
 
     python benchmarks/scaling.py --quick                       # CPU smoke test (~1-2 min)
     python benchmarks/scaling.py --device cuda --nproc 1 2 4 --precisions 32 bf16 16-mixed
+    python benchmarks/scaling.py --name ld_throughput --methods ld --nproc 1 --precisions 32 --workers 0 1 \
+        --data ph2:../shared/data/PH2 --image-size 128 160 --batch-size 4 --norm batch --steps 60   # the PH2 cpu profile
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="OMP threads per process")
     p.add_argument("--timeout", type=int, default=1800)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--name", default="scaling", help="result file name (NAME.json, NAME.md)")
     a = p.parse_args(argv)
     if a.quick:
         a.steps, a.batch_size, a.image_size, a.data, a.max_images = 3, 4, [32, 32], "synthetic-fundus:8:64x64", 8
@@ -57,14 +61,19 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(tmp) / f"{method}-p{nproc}-{precision}-w{workers}"
             rows.append(pretrain_throughput(method, nproc, precision, workers, [*METHOD_ARGS.get(method, []), *options], out, a.threads, a.timeout))
             print(json.dumps(rows[-1]), flush=True)
-    setup = {k: getattr(a, k) for k in ("steps", "batch_size", "image_size", "data", "norm", "threads", "quick")}
+    setup = {k: getattr(a, k) for k in ("steps", "batch_size", "image_size", "data", "norm", "threads", "quick", "max_images")}
     prov = provenance(a.device, None if argv is None else ["benchmarks/scaling.py", *argv])
     if a.device.startswith("cuda"):
         prov["machine"]["gpus"] = torch.cuda.device_count()
-    lines = ["# Pretraining scaling", f"- setup: {json.dumps(setup)}", "", "images/s are cumulative over the run (warm-up included).", "",
-             "| method | processes | precision | workers | images/s | wall s | note |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['nproc']} | {r['precision']} | {r['workers']} | {r.get('images_per_s', '-')} | {r['wall_s']} | {r.get('error', '')} |" for r in rows]
-    _, md = write_result(a.out, "scaling", {"setup": setup, "rows": rows}, lines, prov=prov, wall_s=time.time() - t0)
+    lines = ["# Pretraining throughput", f"- setup: {json.dumps(setup)}", "",
+             "images/s are cumulative over the run (warm-up included); steps alone: the same images over the time inside the training "
+             "steps only; end to end / steps alone = the share of the throughput that data loading, logging and checkpoints leave.", "",
+             "| method | processes | precision | workers | images/s end to end | images/s steps alone | end to end / steps alone | wall s | note |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    ratio = lambda r: f"{r['images_per_s'] / r['step_images_per_s']:.3f}" if r.get("step_images_per_s") else "-"  # noqa: E731
+    lines += [f"| {r['method']} | {r['nproc']} | {r['precision']} | {r['workers']} | {r.get('images_per_s', '-')} | {r.get('step_images_per_s', '-')} "
+              f"| {ratio(r)} | {r['wall_s']} | {r.get('error', '')} |" for r in rows]
+    _, md = write_result(a.out, a.name, {"setup": setup, "rows": rows}, lines, prov=prov, wall_s=time.time() - t0)
     print(f"wrote {md}")
     return 1 if any("error" in r for r in rows) else 0
 

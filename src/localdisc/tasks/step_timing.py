@@ -124,4 +124,5 @@ def pretrain_throughput(method: str, nproc: int, precision: str, workers: int, o
         return row
     with (out / "metrics.csv").open() as f:
         last = list(csv.DictReader(f))[-1]
-    return {**row, "images_per_s": round(float(last["images_per_s"]), 2), "final_loss": float(last["loss"])}
+    alone = {"step_images_per_s": round(float(last["step_images_per_s"]), 2)} if last.get("step_images_per_s") else {}
+    return {**row, "images_per_s": round(float(last["images_per_s"]), 2), **alone, "final_loss": float(last["loss"])}

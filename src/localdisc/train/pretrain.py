@@ -227,7 +227,9 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
     t0, seen = time.time(), 0
     last_checkpoint = t0
     step = start
+    in_step = 0.0  # seconds inside the training steps alone: images_per_s over this isolates data loading, logging, checkpoints
     for step, batch in enumerate(loader, start=start):
+        step_start = time.perf_counter()
         if cfg.refresh_every and step > start and step % cfg.refresh_every == 0:
             model.prepare(PrepareContext(**{**ctx.__dict__, "step": step}))
         images = batch["image"].to(device, non_blocking=True)
@@ -243,6 +245,7 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
         scaler.update()
         scheduler.step()
         seen += images.shape[0] * env.world
+        in_step += time.perf_counter() - step_start
         done = step + 1
         shown: dict[str, float] = {}
         probe_due = bool(cfg.probe_data) and (done % probe_every == 0 or done == cfg.steps)
@@ -255,7 +258,8 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
                 probe_rows.append((done, probe_dice(model, probe, device, seed=cfg.seed)))
                 logged["probe_dice"] = probe_rows[-1][1]
                 save_probe_plot(probe_rows, run.path / "pictures" / "probe_dice.png")
-            run.log(done, loss=loss_value, lr=scheduler.get_last_lr()[0], images_per_s=seen / max(elapsed, 1e-9), **logged)
+            run.log(done, loss=loss_value, lr=scheduler.get_last_lr()[0], images_per_s=seen / max(elapsed, 1e-9),
+                    step_images_per_s=seen / max(in_step, 1e-9), **logged)
             shown = {"loss": loss_value, **{k: v for k, v in logged.items() if isinstance(v, float)}, "lr": scheduler.get_last_lr()[0]}
         log.step(done, images.shape[0] * env.world, **shown)
         if env.is_main and cfg.picture_every and done % cfg.picture_every == 0:

@@ -49,6 +49,18 @@ def test_verdict_end_to_end(tmp_path, capsys):
     lo, hi, p = cluster_bootstrap(d)
     assert (result["ci_low"], result["ci_high"], result["p_value"]) == (lo, hi, p)
     assert (tmp_path / "v" / "verdict.md").is_file() and (tmp_path / "v" / ".localdisc").is_file()
+    # random init trains the pretraining run's network: only the initial weights differ
+    nets = {init: json.loads((tmp_path / "v" / "runs" / f"{init}-r0-f0" / "model.json").read_text())["unet"] for init in ("random", "pre")}
+    assert nets["random"] == nets["pre"] and nets["random"]["encoder_channels"] == [4, 8, 8]
+
+
+def test_runs_of_different_networks_are_refused(tmp_path):
+    data = pairs(tmp_path / "labeled")
+    wide = [*TINY[:1], "8", "8", "8", *TINY[4:]]
+    for name, widths in (("a", TINY), ("b", wide)):
+        assert main(["pretrain", "--method", "genesis", "--data", str(data / "images"), "--out", str(tmp_path / name), "--steps", "1", *widths]) == 0
+    assert main(["verdict", "--data", str(data), "--init", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "v")]) == 2
+    assert not (tmp_path / "v").exists()
 
 
 def test_summary_reads_the_ci():

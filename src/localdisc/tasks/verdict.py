@@ -28,6 +28,7 @@ from ..data.sources import resolve_source
 from ..errors import ConfigError, DataError
 from ..evaluation.stats import cluster_bootstrap
 from ..evaluation.stats import verdict as read_ci
+from ..nets.transfer import load_backbone_config
 from ..runtime.outputs import StagedOutput, atomic_write_bytes, atomic_write_csv, check_not_inputs, data_inputs
 from ..train.finetune import FinetuneConfig, finetune
 from .evaluate import evaluate
@@ -68,6 +69,7 @@ def run_verdict(data: str, init: list[str], out: str | Path, folds: int = 5, rep
         hint = " (the verdict needs masks as files: image/mask folders, a manifest or an MSD folder)" if every and not samples else ""
         raise DataError(f"{data}: {len(samples)} labeled images, fewer than --folds {folds}{hint}")
     names = {"random": ""} | {Path(p).name or str(p): str(p) for p in init}
+    network = same_network(init)
     check_not_inputs(out, (f for s in samples for f in (s.image, s.mask, s.fov)))
     staged = StagedOutput(out, [*data_inputs(data), *init], overwrite, "verdict")
     try:
@@ -83,7 +85,7 @@ def run_verdict(data: str, init: list[str], out: str | Path, folds: int = 5, rep
                 break
             for name, path in names.items():
                 cfg = FinetuneConfig(data=str(manifest), out=str(staged.path / "runs" / f"{name}-r{r}-f{f}"), init=path, labels=0,
-                                     val_fraction=0, steps=steps, seed=seed + r, **options)
+                                     val_fraction=0, steps=steps, seed=seed + r, **network, **options)
                 t0 = time.time()
                 run = finetune(cfg)
                 summary = evaluate(run, split="test", overlays=False, save_predictions=False, device=cfg.device)
@@ -103,6 +105,19 @@ def run_verdict(data: str, init: list[str], out: str | Path, folds: int = 5, rep
     for line in result["lines"]:
         log(line)
     return result
+
+
+def same_network(init: list[str]) -> dict[str, Any]:
+    """The network every initialization trains: the pretraining runs' (random init gets the same
+    widths and normalization, so only the initial weights differ). Runs of different networks
+    are refused: their comparison would mix network size with pretraining."""
+    configs = {str(p): load_backbone_config(p)[0] for p in init}
+    shapes = {(c.encoder_channels, c.decoder_channels, c.norm) for c in configs.values()}
+    if len(shapes) > 1:
+        raise ConfigError(f"--init: the runs have different networks ({', '.join(f'{p}: {c.encoder_channels}' for p, c in configs.items())}); "
+                          "compare runs of one network per verdict")
+    enc, dec, norm = shapes.pop()
+    return {"encoder_channels": enc, "decoder_channels": dec, "norm": norm}
 
 
 def summarize(scores: list[dict[str, Any]], inits: list[str], repetitions: list[int], seconds: float) -> dict[str, Any]:
@@ -133,4 +148,4 @@ def _write(folder: Path, scores: list[dict[str, Any]], result: dict[str, Any]) -
     atomic_write_bytes(folder / "verdict.md", ("\n".join(md) + "\n").encode())
 
 
-__all__ = ["run_verdict", "summarize", "fold_manifests"]
+__all__ = ["run_verdict", "summarize", "fold_manifests", "same_network"]

@@ -1,7 +1,7 @@
 """The benchmark's guarded rows: per (budget, seed), the pretrained or the random-init cell by
 validation Dice alone, with that cell's own per-image test rows."""
 
-from localdisc.report.benchmark_report import guarded_cells
+from localdisc.report.selection import guarded_cells, length_choice
 
 
 def _cells():
@@ -33,3 +33,15 @@ def test_a_cell_without_its_random_twin_is_left_out():
     assert [(r["budget"], r["seed"], r["kept"]) for r in recs] == [("2", 0, "genesis")]
     recs, _ = guarded_cells([r for r in records if r["method"] != "random"], per_image)
     assert recs == []
+
+
+def test_length_choice_follows_validation_with_the_shorter_on_ties():
+    def cells(vals, shift):
+        recs = [{"method": m, "budget": "2", "seed": s, "best_val_dice": v} for (m, s), v in vals.items()]
+        rows = [{"method": m, "budget": "2", "seed": s, "id": "i0", "dice_mean": shift + s} for (m, s) in vals]
+        return recs, rows
+    short = cells({("ld", 0): 0.7, ("ld", 1): 0.8, ("random", 0): 0.6}, 0.0)
+    long = cells({("ld", 0): 0.75, ("ld", 1): 0.8, ("random", 0): 0.5, ("random", 1): 0.9}, 10.0)
+    recs, rows = length_choice({200: short, 400: long})
+    assert {(r["method"], r["seed"]): r["steps"] for r in recs} == {("ld", 0): 400, ("ld", 1): 200, ("random", 0): 200}
+    assert sorted((r["method"], r["seed"], r["dice_mean"]) for r in rows) == [("ld", 0, 10.0), ("ld", 1, 1.0), ("random", 0, 0.0)]

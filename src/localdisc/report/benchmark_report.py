@@ -22,10 +22,10 @@ from ..runtime.checkpoint import atomic_write_text
 from ..runtime.outputs import atomic_write_csv
 from ..runtime.provenance import provenance, provenance_markdown
 from ..tasks.benchmark_config import BenchmarkConfig, budget_label
-from ..tasks.guard import TWIN, choose
 from .comparison import cases_by_method, same_images_figure
 from .html import write_html_report
 from .plots import dice_vs_labels
+from .selection import GUARDED, guarded_cells
 from .tables import comparison_table, label_savings, metric_table, results_markdown, savings_table
 
 if TYPE_CHECKING:
@@ -37,9 +37,6 @@ def _float(v: Any) -> float:
         return float(v)
     except (TypeError, ValueError):
         return float("nan")
-
-
-GUARDED = "ld-guarded"  # LD or random init per cell, whichever has the higher validation Dice (the finetune guard's rule)
 
 
 def collect(cells: list[Cell]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -55,28 +52,6 @@ def collect(cells: list[Cell]) -> tuple[list[dict[str, Any]], list[dict[str, Any
             for row in csv.DictReader(f):
                 per_image.append({"method": rec["method"], "budget": rec["budget"], "seed": rec["seed"], "n_labels": rec["n_labels"], **row})
     return records, per_image
-
-
-def guarded_cells(records: list[dict[str, Any]], per_image: list[dict[str, Any]], pretrained: str = "ld",
-                  name: str = GUARDED) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The guard of ``localdisc finetune --init`` applied to finished cells: per (budget, seed), the
-    ``pretrained`` cell or the random-init cell, whichever has the higher best validation Dice
-    (:func:`localdisc.tasks.guard.choose`; test images are never looked at). Returns the derived
-    records (``kept`` says which) and their per-image rows, both under method ``name``."""
-    by = {(r["method"], r["budget"], r["seed"]): r for r in records}
-    rows_of: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    for row in per_image:
-        rows_of.setdefault((row["method"], row["budget"], row["seed"]), []).append(row)
-    out_records, out_rows = [], []
-    for (method, budget, seed), rec in by.items():
-        rand = by.get(("random", budget, seed))
-        if method != pretrained or rand is None:
-            continue
-        kept = choose(rec.get("best_val_dice"), rand.get("best_val_dice"))
-        source = rand if kept == TWIN else rec
-        out_records.append({**source, "method": name, "kept": "random" if kept == TWIN else pretrained})
-        out_rows += [{**row, "method": name} for row in rows_of.get((source["method"], budget, seed), [])]
-    return out_records, out_rows
 
 
 def result_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

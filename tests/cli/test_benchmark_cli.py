@@ -56,6 +56,7 @@ def test_every_output_is_written(bench):
     assert {("ld", b, "dice_mean") for b in ("2", "all")} <= {(c["method"], c["budget"], c["metric"]) for c in comps}
     md = (bench / "results.md").read_text()
     assert "| random |" in md and "| ld |" in md and "Paired Dice difference" in md
+    assert "HD95 (vessel), pixels" in md  # the unit of the evaluation (mm where images have a spacing)
     assert not list(bench.glob("**/ckpt-*")), "finished runs keep only their final/best weights"
     assert len(list(bench.glob("finetune/*/*/best.safetensors"))) == 4
     html = (bench / "report.html").read_text()

@@ -47,6 +47,8 @@ def collect(cells: list[Cell]) -> tuple[list[dict[str, Any]], list[dict[str, Any
         rec = json.loads((c.path / "summary.json").read_text())
         info = json.loads((c.path / "model.json").read_text()) if (c.path / "model.json").is_file() else {}
         rec["best_val_dice"] = info.get("best_val_dice")
+        evaluated = c.path / "eval-test" / "summary.json"
+        rec["hd95_unit"] = json.loads(evaluated.read_text()).get("hd95_unit", "pixels") if evaluated.is_file() else "pixels"
         records.append(rec)
         with open(c.path / "eval-test" / "per_image.csv", newline="") as f:
             for row in csv.DictReader(f):
@@ -192,7 +194,7 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
     tables.append(savings_table(label_savings(means, n_labels, methods, budgets), methods, budgets, ref_max,
                                 "Label savings: labels random init needs to match each method (mean Dice)"))
     for c in fg:
-        tables.append(metric_table(aggregate(per_image, f"hd95_{c}"), methods, budgets, f"HD95 ({c}), pixels, lower is better", False, digits=1))
+        tables.append(metric_table(aggregate(per_image, f"hd95_{c}"), methods, budgets, f"HD95 ({c}), {records[0]['hd95_unit']}, lower is better", False, digits=1))
     if vessel:
         tables.append(metric_table(aggregate(per_image, "auc"), methods, budgets, "AUC inside the field of view", True))
         tables.append(metric_table(aggregate(per_image, "accuracy"), methods, budgets, "Accuracy inside the field of view", True))

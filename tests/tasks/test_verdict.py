@@ -9,7 +9,7 @@ from PIL import Image
 
 from localdisc.cli.main import main
 from localdisc.evaluation.stats import cluster_bootstrap
-from localdisc.tasks.verdict import summarize
+from localdisc.tasks.verdict import agreement, summarize
 
 TINY = ["--encoder-channels", "4", "8", "8", "--decoder-channels", "8", "8", "--image-size", "24", "24", "--batch-size", "2"]
 
@@ -70,3 +70,15 @@ def test_summary_reads_the_ci():
     assert out["comparisons"]["ld"]["verdict"] == "helps" and "use ld" in out["lines"][0]
     worse = [{**s, "dice": s["dice"] - (0.2 if s["init"] == "ld" else 0)} for s in scores]
     assert "use random init" in summarize(worse, ["random", "ld"], [0, 1], 60)["lines"][0]
+
+
+def test_agreement_reads_sign_and_ci():
+    bench = [{"budget": "2", "mean_diff": 0.04, "ci_low": -0.01, "ci_high": 0.09, "verdict": "cannot tell"},
+             {"budget": "5", "mean_diff": 0.03, "ci_low": 0.01, "ci_high": 0.05, "verdict": "helps"},
+             {"budget": "10", "mean_diff": -0.02, "ci_low": -0.03, "ci_high": -0.01, "verdict": "hurts"}]
+    unsure = agreement({"verdict": "cannot tell", "mean_diff": 0.05}, bench)
+    assert [r["agrees"] for r in unsure] == [True, False, False] and [r["same_sign"] for r in unsure] == [True, True, False]
+    helps = agreement({"verdict": "helps", "mean_diff": 0.05}, bench)
+    assert [r["agrees"] for r in helps] == [True, True, False]
+    hurts = agreement({"verdict": "hurts", "mean_diff": -0.05}, bench)
+    assert [r["agrees"] for r in hurts] == [False, False, True]

@@ -139,6 +139,22 @@ def summarize(scores: list[dict[str, Any]], inits: list[str], repetitions: list[
     return out
 
 
+def agreement(verdict: dict[str, Any], benchmark: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A verdict (one entry of verdict.json's "comparisons") against the benchmark's test-set
+    comparisons of the same method (comparisons.csv rows, metric dice_mean), per budget. They
+    agree when the verdict says helps/hurts and the benchmark's mean difference has that sign, or
+    the verdict cannot tell and the benchmark's CI includes 0."""
+    rows = []
+    for b in benchmark:
+        lo, hi, mean = float(b["ci_low"]), float(b["ci_high"]), float(b["mean_diff"])
+        word = verdict["verdict"]
+        agrees = (lo <= 0 <= hi) if word == "cannot tell" else (mean > 0) == (word == "helps")
+        rows.append({"budget": b["budget"], "benchmark_mean_diff": mean, "benchmark_ci": [lo, hi], "benchmark_verdict": b["verdict"],
+                     "verdict": word, "verdict_mean_diff": verdict["mean_diff"], "same_sign": (mean > 0) == (verdict["mean_diff"] > 0),
+                     "agrees": bool(agrees)})
+    return rows
+
+
 def _write(folder: Path, scores: list[dict[str, Any]], result: dict[str, Any]) -> None:
     atomic_write_csv(folder / "per_image.csv", scores)
     atomic_write_bytes(folder / "verdict.json", json.dumps(result, indent=2).encode())
@@ -148,4 +164,4 @@ def _write(folder: Path, scores: list[dict[str, Any]], result: dict[str, Any]) -
     atomic_write_bytes(folder / "verdict.md", ("\n".join(md) + "\n").encode())
 
 
-__all__ = ["run_verdict", "summarize", "fold_manifests", "same_network"]
+__all__ = ["run_verdict", "summarize", "fold_manifests", "same_network", "agreement"]

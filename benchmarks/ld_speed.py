@@ -17,122 +17,18 @@ not timed, which favours it); compiled (--compile): ld with torch.compile on the
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-from localdisc.methods.ld import LDConfig, LocalDiscrimination
-from localdisc.methods.ld.views import make_views
-from localdisc.nets import UNet, UNetConfig
 from localdisc.runtime import step_profile as SP
-from localdisc.runtime.provenance import provenance, provenance_markdown
+from localdisc.runtime.provenance import provenance, write_result
+from localdisc.tasks.ld_speed import REF_SUBDIR, run_config, table
 
 ROOT = Path(__file__).resolve().parents[1]
-REF_SUBDIR = "X-ray code/step1_ld_pretraining"
 
 
-def reference_step(size, pairs):
-    models, batch_average, ref = (importlib.import_module(m) for m in ("models", "BatchAverage", "step2_train_ld"))  # via PYTHONPATH
-    encoder, decoder = models.vgg16_bn_tiny(), models.my_models.decoder(channel_list=[128, 128, 64, 32, 16, 32, 16])
-    criterion, args = batch_average.BatchCriterion(1, 0.1), {"batch_size": pairs, "region_output_size": (8, 8)}
-    inputs = torch.rand(5 * pairs, 1, *size) * 2 - 1  # its views are normalized to [-1, 1]
-    flip1, rot1, flip2, rot2 = (torch.randint(n, (pairs,)) for n in (2, 4, 2, 4))
-    weight = torch.rand(pairs) * 0.6 + 0.2
-
-    def step():
-        patches, regions, assign = decoder(encoder(inputs), args["region_output_size"], if_clustering=True)
-        pd, mix = ref.compute_patch_loss(patches, flip1, rot1, flip2, rot2, weight, args, criterion)
-        ld, ent = ref.compute_clustering_loss(regions[: 4 * pairs], assign[: 4 * pairs])
-        terms = {"pd": pd, "mix": mix, "ld": 10 * ld, "ent": 0.1 * ent}
-        encoder.zero_grad(set_to_none=True), decoder.zero_grad(set_to_none=True)
-        sum(terms.values()).backward()
-        return {k: float(v.detach()) for k, v in terms.items()}
-
-    files = sorted(Path(m.__file__).resolve() for m in (batch_average, ref, models.vgg, models.my_models))
-    return step, {"reference_sha256": hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]}
-
-
-def ld_step(mode, size, pairs, shift):
-    model = LocalDiscrimination(UNet(UNetConfig(spatial_dims=len(size), in_channels=1)), LDConfig(stage="2", shift=shift)).train()
-    images = torch.rand(2 * pairs, 1, *size, generator=torch.Generator().manual_seed(1))
-    if mode == "compiled":
-        model.backbone.forward_features = torch.compile(model.backbone.forward_features)
-
-    def step():
-        if mode in ("ld", "compiled", "profile"):
-            loss, logs = model.training_step(images)
-        else:
-            trunk = model.backbone.forward_features(make_views(images, model.cfg).inputs).trunk
-            logs, loss = {}, trunk.mean()
-            if mode == "heads":
-                loss = loss + model.embed_head(trunk).mean() + model.cluster_head(trunk, rows=4 * pairs).mean()
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-        return logs
-
-    def same_terms_as_loss_terms():  # the fast path against the path the wiring tests pin, same views
-        with torch.no_grad():
-            torch.manual_seed(100)
-            fast = model.training_step(images)[1]
-            torch.manual_seed(100)
-            spec = {f"loss_{k}": float(v) for k, v in model.loss_terms(model.forward_views(images)).items()}
-        return max(abs(fast[k] - spec[k]) for k in spec) if fast.keys() == spec.keys() else None
-
-    return step, same_terms_as_loss_terms
-
-
-def child(a) -> dict:
-    torch.set_num_threads(a.threads)
-    if a.keep_freed_memory:
-        SP.keep_freed_memory()
-    torch.manual_seed(0)
-    step, extra = reference_step(a.size, a.pairs) if a.child == "reference" else ld_step(a.child, a.size, a.pairs, a.shift)
-    seed = lambda i: torch.manual_seed(100 + i)  # same views in every mode and run
-    if a.child == "profile":
-        return SP.profile_step(step, "ld/", a.warmup, seed)
-    rss_before = SP.peak_rss_mb()
-    seconds, logs = SP.time_step(step, a.steps, a.warmup, before=seed)
-    out = {"seconds": seconds, "peak_rss_mb": SP.peak_rss_mb(), "rss_before_steps_mb": rss_before, "first_step_terms": logs[0]}
-    return {**out, **(extra if a.child == "reference" else {"max_abs_diff_vs_loss_terms": extra()} if a.child == "ld" else {})}
-
-
-def run_config(args, item: str) -> dict:
-    size_text, pairs, *opts = item.split(":")
-    size, shift = [int(s) for s in size_text.split("x")], float(dict(o.split("=") for o in opts).get("shift", 0))
-    cmd = [sys.executable, __file__, "--size", *map(str, size), "--pairs", pairs, "--shift", str(shift), "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--threads", str(args.threads)] + (["--keep-freed-memory"] if args.keep_freed_memory else [])
-    if args.profile:
-        return {"config": item, **SP.run_json_child(cmd + ["--child", "profile"])}
-    modes = [m for m in args.modes if m != "reference" or (args.reference and len(size) == 2 and not shift)] + (["compiled"] if args.compile else [])
-    env = {"PYTHONPATH": os.pathsep.join(x for x in (str(args.reference), os.environ.get("PYTHONPATH")) if x)}
-    jobs = {m: (lambda m=m: SP.run_json_child(cmd + ["--child", m], env=env if m == "reference" else None)) for m in modes}
-    runs = SP.interleave(jobs, args.repeats, log=lambda line: SP.log(f"{item} {line}"))
-    res = {m: {"seconds_per_step": SP.median_seconds(r), "peak_rss_mb": max((round(x["peak_rss_mb"]) for x in r if "error" not in x), default=None), "runs": r}
-           for m, r in runs.items()}
-    ratio = lambda a, b, k="seconds_per_step": res[a][k] / res[b][k] if a in res and b in res and res[a][k] and res[b][k] else None
-    diffs = [r["max_abs_diff_vs_loss_terms"] for r in runs.get("ld", []) if "error" not in r]
-    return {"config": item, "size": size, "pairs": int(pairs), "shift": shift, "modes": res, "ld_over_bare": ratio("ld", "bare"),
-            "heads_over_bare": ratio("heads", "bare"), "reference_over_ld": ratio("reference", "ld"),
-            "ld_over_reference_memory": ratio("ld", "reference", "peak_rss_mb"), "max_abs_diff_vs_loss_terms": max(diffs) if diffs and None not in diffs else None}
-
-
-def table(rows) -> list[str]:
-    cols = [("ld s/step", "ld", "seconds_per_step"), ("bare s/step", "bare", "seconds_per_step"), ("ld/bare", None, "ld_over_bare"),
-            ("heads s/step", "heads", "seconds_per_step"), ("heads/bare", None, "heads_over_bare"), ("reference s/step", "reference", "seconds_per_step"),
-            ("reference/ld", None, "reference_over_ld"), ("ld peak RSS MB", "ld", "peak_rss_mb"), ("reference peak RSS MB", "reference", "peak_rss_mb"),
-            ("ld/reference memory", None, "ld_over_reference_memory")]
-    cell = lambda r, m, k: r[k] if m is None else r["modes"].get(m, {}).get(k)
-    diff = lambda r: None if r["max_abs_diff_vs_loss_terms"] is None else f"{r['max_abs_diff_vs_loss_terms']:.1e}"
-    return SP.markdown_table(["config", *(c[0] for c in cols), "ld vs loss_terms: max abs diff"], [[r["config"], *(cell(r, m, k) for _, m, k in cols), diff(r)] for r in rows])
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="*", default=["224x224:2", "448x448:1", "224x224:2:shift=0.25", "48x48x48:1"], help="SIZE:PAIRS[:shift=F] items")
     p.add_argument("--reference", type=Path, default=None, help="the public reference: a checkout, or its step1_ld_pretraining folder")
@@ -146,12 +42,7 @@ def main() -> int:
     p.add_argument("--profile", action="store_true", help="one profiled LD step per config instead: ld_speed_profile.{json,md}")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny 2D, 2D with shift, 3D; 1 timed step, 1 repeat")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    for hidden, kw in [("--child", {}), ("--size", {"nargs": "*", "type": int}), ("--pairs", {"type": int, "default": 1}), ("--shift", {"type": float, "default": 0.0})]:
-        p.add_argument(hidden, help=argparse.SUPPRESS, **kw)
-    args = p.parse_args()
-    if args.child:
-        print(json.dumps(child(args)))
-        return 0
+    args = p.parse_args(argv)
     if args.reference is not None and (args.reference / REF_SUBDIR).is_dir():
         args.reference = args.reference / REF_SUBDIR
     args.reference = args.reference.resolve() if args.reference else None
@@ -159,18 +50,17 @@ def main() -> int:
         args.configs, args.steps, args.repeats = ["64x64:1", "64x64:1:shift=0.25", "16x16x16:1"], 1, 1
     t0 = time.time()
     rows = [run_config(args, item) for item in args.configs]
-    argv = [("PATH" if prev in ("--reference", "--out") else x) for prev, x in zip(["", *sys.argv[:-1]], sys.argv)]
-    prov = provenance("cpu", argv)  # no machine paths in committed results
+    given = ["benchmarks/ld_speed.py", *argv] if argv is not None else sys.argv
+    shown = [("PATH" if prev in ("--reference", "--out") else x) for prev, x in zip(["", *given[:-1]], given)]
+    prov = provenance("cpu", shown)  # no machine paths in committed results
     meta = {**prov, "wall_s": round(time.time() - t0, 1), **{k: getattr(args, k) for k in ("threads", "steps", "warmup", "repeats", "keep_freed_memory")}}
     name = "ld_speed" + "_profile" * args.profile + "_keep" * args.keep_freed_memory + "_quick" * args.quick
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
     setup = (f"- {args.threads} torch thread(s); {args.warmup} warm-up + {args.steps} timed step(s) per process, {args.repeats} process(es) per mode round-robin; "
              f"forward + backward, no optimizer; stage 2, default U-Net; glibc malloc {'keeps freed memory' if args.keep_freed_memory else 'default'}")
-    lines = ["# LD step: time and memory" + " per phase (one profiled step)" * args.profile, "", *(f"- {x}" for x in provenance_markdown(prov, meta["wall_s"])), setup, ""]
+    lines = ["# LD step: time and memory" + " per phase (one profiled step)" * args.profile, setup, ""]
     lines += [x for r in rows for x in SP.profile_markdown(r, r["config"])] if args.profile else table(rows)
-    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    _, md = write_result(args.out, name, {**{k: v for k, v in meta.items() if k not in prov}, "rows": rows}, lines, prov=prov, wall_s=meta["wall_s"])
+    print(md.read_text())
     failed = [r for r in rows if "error" in r] + [x for r in rows for m in r.get("modes", {}).values() for x in m["runs"] if "error" in x]
     return 1 if failed else 0
 

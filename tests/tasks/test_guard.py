@@ -8,6 +8,7 @@ import torch
 from test_verdict import TINY, pairs  # tests/tasks is on sys.path (pytest prepend mode)
 
 from localdisc.cli.main import main
+from localdisc.errors import ConfigError
 from localdisc.runtime.checkpoint import load_weights
 from localdisc.tasks.guard import choose
 from localdisc.train.finetune_model import kept_model_dir, load_finetuned
@@ -71,3 +72,47 @@ def test_guard_false_trains_no_twin_and_overwrite_replaces_both(guarded, capsys)
     assert main(["finetune", "--data", str(data), "--init", str(root / "pre"), "--out", str(root / "ft"), "--overwrite", *FT]) == 0
     assert "guard: " in capsys.readouterr().out
     assert json.loads((root / "ft" / "guard.json").read_text()) == before  # same seed: the same runs and the same choice
+
+
+def test_a_bad_guard_decision_is_an_error_not_ignored(guarded, tmp_path):
+    root, _ = guarded
+    run = root / "ft"
+    decision = (run / "guard.json").read_text()
+    try:
+        for text in ("{not json", '["random-init"]', '{"kept": "random"}'):
+            (run / "guard.json").write_text(text)
+            with pytest.raises(ConfigError, match="guard.json"):
+                kept_model_dir(run)
+        (run / "guard.json").write_text(json.dumps({"kept": "random-init"}))
+        (run / "random-init" / "model.json").rename(run / "random-init" / "model.moved")
+        with pytest.raises(ConfigError, match="no finished run"):
+            kept_model_dir(run)
+        assert main(["evaluate", str(run), "--out", str(tmp_path / "ev")]) == 2
+    finally:
+        if (run / "random-init" / "model.moved").exists():
+            (run / "random-init" / "model.moved").rename(run / "random-init" / "model.json")
+        (run / "guard.json").write_text(decision)
+
+
+def test_the_card_says_which_model_is_in_use(guarded):
+    root, _ = guarded
+    info = json.loads((root / "ft" / "model.json").read_text())
+    card = (root / "ft" / "MODEL.md").read_text()
+    assert info["guard"]["kept"] == json.loads((root / "ft" / "guard.json").read_text())["kept"]
+    assert ("Model in use: the random-init twin" in card) == (info["guard"]["kept"] == "random-init")
+    assert "random-init/" in card
+
+
+def test_a_user_folder_named_like_the_twin_is_refused_before_training(guarded, capsys):
+    root, data = guarded
+    out = root / "ft-user"
+    (out / "random-init").mkdir(parents=True)
+    (out / "random-init" / "notes.txt").write_text("mine")
+    assert main(["finetune", "--data", str(data), "--init", str(root / "pre"), "--out", str(out), *FT]) == 2
+    assert "random-init" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == ["notes.txt", "random-init"]
+
+
+def test_resume_may_switch_the_guard_off(guarded):
+    root, data = guarded
+    assert main(["finetune", "--data", str(data), "--init", str(root / "pre"), "--out", str(root / "ft"), "--resume", "--guard", "false", *FT]) == 0

@@ -37,6 +37,7 @@ def model_card_markdown(info: dict[str, Any]) -> str:
         f"- **Trained on**: `{info.get('data', '?')}` with {info.get('n_train', '?')} labeled image(s) (`--labels {info.get('labels', '?')}`), "
         f"{info.get('n_val', 0)} validation image(s) carved from the training split",
         f"- **Initialization**: {info.get('init') or 'random'}",
+        *_guard_lines(info.get("guard")),
         f"- **Input**: {info.get('in_channels', '?')} channel(s), resized to {size}" + (f", {patch} patches (sliding window)" if patch else ""),
         f"- **Intensities**: {info.get('intensity', INTENSITY_RULE)}",
         f"- **Validation Dice** (checkpoint selection): {_num(val)} at step {info.get('best_step', '?')} of {info.get('steps_done', '?')}",
@@ -47,6 +48,17 @@ def model_card_markdown(info: dict[str, Any]) -> str:
         "Limits: the scores hold for images like the training data; check a few predictions on yours before relying on it.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _guard_lines(guard: dict[str, Any] | None) -> list[str]:
+    """The guard's choice (``finetune --init``), when it ran: which model predict/evaluate/export use."""
+    if not guard:
+        return []
+    scores = f"validation Dice {_num(guard.get('pretrained_val_dice'))} from this initialization, {_num(guard.get('random_val_dice'))} from random init"
+    if guard.get("kept") == "random-init":
+        return [f"- **Model in use: the random-init twin** (`random-init/`; the guard: {scores}). The validation score below is the "
+                "pretrained model's; predict, evaluate and export use the twin"]
+    return [f"- **Guard**: the pretrained model is kept ({scores}; the twin is in `random-init/`)"]
 
 
 def _num(v: Any) -> str:

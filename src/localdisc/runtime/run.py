@@ -220,7 +220,7 @@ class Run:
 
 # Options that may change on --resume: they do not change what the run computes.
 RESUME_FREE = ("out", "resume", "overwrite", "device", "workers", "log_every", "checkpoint_every", "checkpoint_minutes", "picture_every",
-               "tensorboard", "max_minutes", "dry_run")
+               "tensorboard", "max_minutes", "dry_run", "guard")
 
 
 def check_resume_options(path: Path, options: dict[str, Any], may_differ: Iterable[str] = ()) -> None:

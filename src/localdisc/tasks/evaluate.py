@@ -152,7 +152,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
         raise
     out = staged.commit()
     if split == "test" and str(data) == str(run_cfg.get("data")) and not max_images:
-        _record_test_score(kept_model_dir(run_dir), summary)  # the card of the model scored (the guard's choice)
+        _record_test_score(run_dir, summary)  # the run's card says which model is in use (the guard's choice)
     summary["out"] = str(out)
     return summary
 

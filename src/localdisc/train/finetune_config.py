@@ -29,7 +29,7 @@ class FinetuneConfig:
     in_channels: int = field(0, "input channels; 0 = from the data")
     init: str = field("", "pretraining run folder to initialize from (its backbone.safetensors); empty = random init")
     transfer: str = field("encoder", "what to transfer from --init", choices=("encoder", "encoder+decoder"))
-    guard: bool = field(True, "with --init: also fine-tune the same labeled images from random init (into RUN/random-init/, same seed and steps) and keep whichever has the higher validation Dice, so that pretraining never makes your model worse on your validation images; costs a second fine-tuning run")
+    guard: bool = field(True, "with --init: also fine-tune the same labeled images from random init (into OUT/random-init/, same seed, steps and network) and keep it when its validation Dice is higher (the pretrained model on a tie), so that pretraining never makes your model worse on your validation images; costs a second fine-tuning run")
     freeze_encoder_steps: int = field(0, "decoder warm-up: keep the encoder weights and its normalization statistics fixed for the first N steps, then go on from the warm-up's best validation checkpoint (the reference transfer script's protocol; e.g. half of --steps). 0 = every layer trains from step 0, which did as well or better on validation in the cpu benchmarks")
     encoder_lr_scale: float = field(1.0, "the encoder learns at --lr times this (the decoder at --lr); below 1 keeps pretrained features closer to where they were")
     encoder_channels: tuple[int, ...] = field((16, 32, 64, 128, 128), "U-Net encoder widths (ignored with --init: taken from the run)")

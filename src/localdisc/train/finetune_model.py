@@ -76,11 +76,19 @@ def kept_model_dir(run_dir: str | Path) -> Path:
     """The folder of the model a run stands for: the run itself, or its random-init twin when the
     guard found random init better on validation (RUN/guard.json says "kept": "random-init")."""
     run_dir = Path(run_dir)
-    try:
-        kept = json.loads((run_dir / GUARD_FILE).read_text()).get("kept")
-    except (OSError, ValueError, AttributeError):
+    path = run_dir / GUARD_FILE
+    if not path.exists():
         return run_dir
-    return run_dir / TWIN if kept == TWIN and (run_dir / TWIN / "model.json").is_file() else run_dir
+    try:
+        kept = json.loads(path.read_text()).get("kept")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{path}: not a guard decision localdisc can read ({type(e).__name__}); re-run `localdisc finetune` with "
+                          "--overwrite, or delete it to use the pretrained model") from None
+    if kept not in ("pretrained", TWIN):
+        raise ConfigError(f"{path}: 'kept' is {kept!r}, not 'pretrained' or '{TWIN}'")
+    if kept == TWIN and not (run_dir / TWIN / "model.json").is_file():
+        raise ConfigError(f"{path}: keeps the random-init twin, but {run_dir / TWIN} holds no finished run (model.json)")
+    return run_dir / TWIN if kept == TWIN else run_dir
 
 
 def load_finetuned(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> tuple[UNet, dict[str, Any]]:

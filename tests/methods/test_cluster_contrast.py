@@ -152,6 +152,8 @@ def test_cli_pretrain_and_assign(tmp_path, monkeypatch):
     assert main(argv) == 0
     for f in ("pseudo_classes.csv", "pseudo_classes.json", "pictures/pseudo_classes.png", "backbone.safetensors", "method_state.json"):
         assert (out / f).is_file(), f
+    # the autoencoder phase (minutes on real data, before the first step) shows progress
+    assert "[autoencoder for the pseudo-classes] step 2/2" in (out / "train.log").read_text()
     with open(out / "pseudo_classes.csv") as f:
         train_rows = {r["image"]: r for r in csv.DictReader(f)}
     assert len(train_rows) == 8 and {r["pseudo_class"] for r in train_rows.values()} <= {"0", "1"}

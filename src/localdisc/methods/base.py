@@ -38,6 +38,7 @@ class PrepareContext:
     is_main: bool = True
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None  # all-gather along dim 0 under DDP
     refresh_every: int = 0  # the loop's refresh period, so a resumed run knows whether ``step`` is a refresh step
+    log: Callable[[str], None] | None = None  # a line for the terminal and train.log (long preparations show progress)
 
 
 @dataclass

@@ -218,7 +218,8 @@ def pretrain(cfg: PretrainConfig, method_cfg: Any = None, typed: dict[str, Any] 
         run.write_json("probe.json", {"data": cfg.probe_data, "fit_ids": probe.fit_ids, "score_ids": probe.score_ids})
         probe_rows = [(int(float(r["step"])), float(r["probe_dice"])) for r in run.rows() if r.get("probe_dice") not in (None, "")]
     probe_every = cfg.probe_every or cfg.checkpoint_every
-    ctx = PrepareContext(step=start, run_dir=run.path if env.is_main else None, dataset=dataset, device=device, seed=cfg.seed, is_main=env.is_main, gather=dist.gather_fn(env), refresh_every=cfg.refresh_every)
+    ctx = PrepareContext(step=start, run_dir=run.path if env.is_main else None, dataset=dataset, device=device, seed=cfg.seed, is_main=env.is_main, gather=dist.gather_fn(env), refresh_every=cfg.refresh_every,
+                         log=log.say if env.is_main else None)
     model.prepare(ctx)
     autocast = dist.autocast_context(cfg.precision, device)
     scaler = dist.grad_scaler(cfg.precision, device)

@@ -10,7 +10,7 @@ deterministic for a seed and does not disturb the training loop's random stream.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -62,9 +62,11 @@ def train_autoencoder(
     lr: float = 1e-3,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    log: Callable[[str], None] | None = None,
 ) -> tuple[ConvAutoencoder, float]:
     """Fit the autoencoder on random batches of ``dataset`` ({"image": (C, *S)} items);
-    returns (model in eval mode, last reconstruction MSE)."""
+    returns (model in eval mode, last reconstruction MSE). ``log`` gets a progress line at every
+    tenth of the steps (the phase can take minutes before the first pretraining step)."""
     device = torch.device(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -73,7 +75,8 @@ def train_autoencoder(
         g = torch.Generator().manual_seed(seed)
         last = float("nan")
         ae.train()
-        for _ in range(steps):
+        every = max(1, steps // 10)
+        for step in range(1, steps + 1):
             idx = torch.randint(len(dataset), (min(batch_size, len(dataset)),), generator=g).tolist()
             x = torch.stack([dataset[i]["image"] for i in idx]).to(device)
             loss = F.mse_loss(ae(x), x)
@@ -81,6 +84,8 @@ def train_autoencoder(
             loss.backward()
             opt.step()
             last = float(loss.detach())
+            if log is not None and (step % every == 0 or step == steps):
+                log(f"[autoencoder for the pseudo-classes] step {step}/{steps} | reconstruction MSE {last:.5f}")
     return ae.eval(), last
 
 

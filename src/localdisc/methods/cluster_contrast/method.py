@@ -87,7 +87,8 @@ class ClusterContrast(SimCLR):
         size = tuple(getattr(ds, "size", None) or ds[0]["image"].shape[1:])
         info: dict[str, Any] = {"source": source, "step": ctx.step, "spatial_dims": c.spatial_dims, "channels": c.in_channels, "image_size": list(size), "feature_grid": cfg.feature_grid}
         if source == "autoencoder":
-            ae, mse = train_autoencoder(ds, c.spatial_dims, c.in_channels, cfg.ae_channels, cfg.ae_steps, cfg.ae_batch_size, cfg.ae_lr, seed=ctx.seed + ctx.step, device=ctx.device)
+            ae, mse = train_autoencoder(ds, c.spatial_dims, c.in_channels, cfg.ae_channels, cfg.ae_steps, cfg.ae_batch_size, cfg.ae_lr, seed=ctx.seed + ctx.step, device=ctx.device,
+                                        log=ctx.log)
             info.update(ae_channels=list(cfg.ae_channels), ae_mse=mse)
             feats = extract_features(lambda x: ae.features(x, cfg.feature_grid), ds, cfg.feature_batch_size, ctx.device)
             extractor = ae.state_dict()

@@ -3,8 +3,8 @@
 Pretraining helps on some modalities and hurts on others (docs/results.md, "Where pretraining
 helps"), and a user cannot know in advance which case their data is. So fine-tuning from a
 pretraining run also fine-tunes a *twin* from random init, with the same labeled images, seed,
-steps, network and validation images, into ``RUN/random-init/``, and keeps whichever reaches the
-higher best validation Dice (pretrained on a tie). The decision goes to ``RUN/guard.json``;
+steps, network and validation images, into ``OUT/random-init/``, and keeps whichever reaches the
+higher best validation Dice (pretrained on a tie). The decision goes to ``OUT/guard.json``;
 ``load_finetuned`` (and so predict, evaluate and export) then loads the kept model. It costs a
 second fine-tuning run, never a second pretraining run; ``--guard false`` skips it.
 
@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from ..config import to_dict
 from ..errors import ConfigError
+from ..runtime import distributed as dist
 from ..runtime.checkpoint import atomic_write_text
 from ..runtime.model_card import model_card_markdown
 from ..runtime.outputs import is_marked, marker_kind
@@ -88,6 +89,8 @@ def guarded_finetune(cfg: FinetuneConfig, log: Callable[[str], Any] = print) -> 
         return run_dir
     log(f"guard: fine-tuning the same labeled images from random init too -> {run_dir / TWIN} (--guard false skips this)")
     twin_dir = finetune(_twin_resumes(cfg, twin_config(cfg, run_dir, info), log))
+    if not dist.init(cfg.device).is_main:  # under torchrun every rank trains both runs; the first one decides and writes
+        return run_dir
     twin = json.loads((twin_dir / "model.json").read_text())
     kept = choose(info["best_val_dice"], twin["best_val_dice"])
     decision = {"kept": kept, "n_val": info["n_val"], "pretrained": {"init": str(cfg.init), "best_val_dice": info["best_val_dice"]},

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     shared = set.intersection(*({r["method"] for r in recs} for recs, _ in by_length.values()))
     by_length = {n: ([r for r in recs if r["method"] in shared], [r for r in rows if r["method"] in shared]) for n, (recs, rows) in by_length.items()}
     methods = sorted(shared - {"random"})
-    budgets = sorted({r["budget"] for recs, _ in by_length.values() for r in recs}, key=lambda b: (b == "all", float(b) if b != "all" else 0))
+    budgets = sorted(set.intersection(*({r["budget"] for r in recs} for recs, _ in by_length.values())), key=lambda b: (b == "all", float(b) if b != "all" else 0))
     tables, payload = [], {"lengths": sorted(by_length), "fixed": {}, "chosen": {}}
     for n, (_, rows) in sorted(by_length.items()):
         comps = compare_to_reference(rows, [a.metric])

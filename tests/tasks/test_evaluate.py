@@ -102,3 +102,29 @@ def test_overlay_cases_are_worst_median_best_then_spread():
     assert len({i for i, _ in ranked}) == 7 and all(case.startswith("rank") for _, case in ranked[3:])
     assert overlay_cases(dice, 0) == []
     assert overlay_cases(dice, 2) == [(2, "worst"), (1, "best")]
+
+
+def test_volume_hd95_in_mm_from_the_header(tmp_path):
+    """A NIfTI volume's own voxel size makes HD95 mm when the data state none; a stated spacing wins."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    rows = ["id,image,mask,split,spacing"]
+    for i in range(4):
+        mask = np.zeros((16, 16, 16), np.uint8)
+        mask[4:10, 5:11 + i, 4:12] = 1
+        image = (rng.random((16, 16, 16)) * 0.3 + mask * 0.6).astype(np.float32)
+        affine = np.diag([2.0, 2.0, 2.0, 1.0])
+        nib.save(nib.Nifti1Image(image, affine), tmp_path / f"v{i}.nii.gz")
+        nib.save(nib.Nifti1Image(mask, affine), tmp_path / f"m{i}.nii.gz")
+        rows.append(f"v{i},v{i}.nii.gz,m{i}.nii.gz,{'test' if i == 3 else 'train'},")
+    (tmp_path / "header.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "stated.csv").write_text("\n".join([rows[0], *(r + "1x1x1" for r in rows[1:])]) + "\n")
+    run = finetune(FinetuneConfig(data=str(tmp_path / "header.csv"), out=str(tmp_path / "r"), steps=2, batch_size=2, image_size=(16, 16, 16),
+                                  val_fraction=0, **TINY))
+    header = evaluate(run, split="test", out=tmp_path / "e1", overlays=False)
+    stated = evaluate(run, data=str(tmp_path / "stated.csv"), split="test", out=tmp_path / "e2", overlays=False)
+    assert header["hd95_unit"] == "mm" and stated["hd95_unit"] == "mm"
+    hd = lambda s: s["metrics"]["hd95_class1"]["mean"]  # noqa: E731
+    assert np.isfinite(hd(stated)) and hd(stated) > 0
+    assert hd(header) == pytest.approx(2 * hd(stated))

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..config import build_config
-from ..data.io import convert_channels, read_geometry
+from ..data.io import convert_channels, read_geometry, read_spacing
 from ..data.records import load_sample_fov, load_sample_image, load_sample_mask
 from ..data.sources import resolve_source
 from ..errors import ConfigError, DataError
@@ -99,7 +99,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     try:
         metrics = SegmentationMetrics(num_classes, class_names, vessel=vessel)
         file_name = SafeNames()  # ids come from user data: never a path
-        warned = False
+        warned, in_mm = False, False
         for i, s in enumerate(progress(samples, desc=f"evaluate {split}")):
             image = load_sample_image(s)
             declared = int(s.extra.get("channels") or 0)  # a layout that defines its channel count (chest X-rays: gray) converts by design
@@ -116,7 +116,10 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
             fov = load_sample_fov(s) if vessel else None
             probs = predict_probs(unet, image, info, dev)
             pred = probs.argmax(0).numpy()
-            metrics.update(pred, target, probs.numpy() if vessel else None, fov, spacing=s.spacing, id=s.id)
+            # a volume's own header gives its voxel size when the data do not state one: HD95 in mm
+            spacing = s.spacing or (read_spacing(s.image) if pred.ndim == 3 else None)
+            in_mm = in_mm or spacing is not None
+            metrics.update(pred, target, probs.numpy() if vessel else None, fov, spacing=spacing, id=s.id)
             suffix = ".nii.gz" if pred.ndim == 3 else ".png"
             name = file_name(s.id)
             geometry = read_geometry(s.image) if pred.ndim == 3 and (save_predictions or save_probabilities) else None
@@ -145,7 +148,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
         atomic_write_text(out / "per_image.csv", buf.getvalue())
         summary = {"run": str(run_dir), "model": str(kept_model_dir(run_dir)), "data": str(data), "split": split, "checkpoint": checkpoint, "n_images": len(rows),
                    "class_names": class_names, "metrics": metrics.summary(),
-                   "hd95_unit": "mm" if any(s.spacing for s in samples) else "pixels"}
+                   "hd95_unit": "mm" if in_mm else "pixels"}
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
     except BaseException:
         staged.abandon()

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..config import build_config
-from ..data.io import convert_channels, read_geometry, read_spacing
+from ..data.io import convert_channels, read_geometry
 from ..data.records import load_sample_fov, load_sample_image, load_sample_mask
 from ..data.sources import resolve_source
 from ..errors import ConfigError, DataError
@@ -116,13 +116,13 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
             fov = load_sample_fov(s) if vessel else None
             probs = predict_probs(unet, image, info, dev)
             pred = probs.argmax(0).numpy()
+            geometry = read_geometry(s.image) if pred.ndim == 3 else None  # NIfTI: the header alone
             # a volume's own header gives its voxel size when the data do not state one: HD95 in mm
-            spacing = s.spacing or (read_spacing(s.image) if pred.ndim == 3 else None)
+            spacing = s.spacing or (geometry.spacing if geometry is not None else None)
             in_mm = in_mm or spacing is not None
             metrics.update(pred, target, probs.numpy() if vessel else None, fov, spacing=spacing, id=s.id)
             suffix = ".nii.gz" if pred.ndim == 3 else ".png"
             name = file_name(s.id)
-            geometry = read_geometry(s.image) if pred.ndim == 3 and (save_predictions or save_probabilities) else None
             if save_predictions:
                 save_mask(pred, out / "predictions" / f"{name}{suffix}", num_classes, s.spacing, geometry=geometry)
             if save_probabilities:

@@ -122,6 +122,16 @@ def test_nifti_pairs_and_msd(tmp_path):
         assert item["image"].shape == (1, 2, 4, 4) and item["mask"].shape == (2, 4, 4)
     with pytest.raises(DataError, match="not an MSD task folder"):
         msd(str(tmp_path / "f"))
+    # a manifest in the task folder (e.g. a fixed train/test split) takes the class names from its dataset.json
+    (tmp_path / "m" / "split.csv").write_text("image,mask,split\nimagesTr/case_0.nii.gz,labelsTr/case_0.nii.gz,train\n"
+                                              "imagesTr/case_1.nii.gz,,test\n")
+    listed = read_manifest(tmp_path / "m" / "split.csv")
+    assert listed[0].extra["class_names"] == ["background", "organ", "tumour"] and "class_names" not in listed[1].extra
+    (tmp_path / "m" / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "2": "tumour"}}))
+    with pytest.raises(DataError, match=r"dataset.json: unreadable dataset.json \(label values \[0, 2\] are not 0..1\)"):
+        msd(str(tmp_path / "m"))
+    (tmp_path / "m" / "dataset.json").write_text(json.dumps(["another tool's file"]))
+    assert "class_names" not in read_manifest(tmp_path / "m" / "split.csv")[0].extra  # not ours: ignored
 
 
 def test_manifest(tmp_path):

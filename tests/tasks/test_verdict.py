@@ -8,8 +8,10 @@ import numpy as np
 from PIL import Image
 
 from localdisc.cli.main import main
+from localdisc.data.records import compose_mask, load_sample_mask
+from localdisc.data.sources import resolve_source
 from localdisc.evaluation.stats import cluster_bootstrap
-from localdisc.tasks.verdict import agreement, summarize
+from localdisc.tasks.verdict import agreement, fold_manifests, summarize
 
 TINY = ["--encoder-channels", "4", "8", "8", "--decoder-channels", "8", "8", "--image-size", "24", "24", "--batch-size", "2"]
 
@@ -52,6 +54,49 @@ def test_verdict_end_to_end(tmp_path, capsys):
     # random init trains the pretraining run's network: only the initial weights differ
     nets = {init: json.loads((tmp_path / "v" / "runs" / f"{init}-r0-f0" / "model.json").read_text())["unet"] for init in ("random", "pre")}
     assert nets["random"] == nets["pre"] and nets["random"]["encoder_channels"] == [4, 8, 8]
+
+
+def chest_layout(root, n=5, size=(24, 32)):
+    """A tiny folder in the chest X-ray layout: masks composed from per-structure crops, a left/right pair."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    h, w = size
+    split = ["image,structure_key,patient,split"]
+    structure = ["Template Name,Image,Mask,Resolution,Top,Left,Width,Height"]
+    for i in range(n):
+        Image.fromarray(np.full((h, w, 3), 40 + 30 * i, np.uint8)).save(root / "images" / f"x{i}.jpg")  # RGB file, grey content
+        split.append(f"images/x{i}.jpg,key{i},{i},train")
+        for name, left in (("Left Lung", w // 2 + 2), ("Right Lung", 2), ("Cardiomediastinum", w // 2 - 4)):
+            Image.fromarray(np.full((10, 8), 255, np.uint8)).save(root / "masks" / f"{name[0]}{i}.png")
+            structure.append(f"{name},key{i},masks/{name[0]}{i}.png,{w}x{h},{4 + i},{left},8,10")
+    (root / "split.csv").write_text("\n".join(split) + "\n")
+    (root / "structure.csv").write_text("\n".join(structure) + "\n")
+    return f"cxr:{root}"
+
+
+def test_fold_manifests_keep_a_layouts_composed_masks_and_flip_pairs(tmp_path):
+    samples = resolve_source(chest_layout(tmp_path / "cxr"))
+    schedule = fold_manifests(samples, folds=2, repeats=1, seed=0, folder=tmp_path / "folds")
+    for _, _, manifest in schedule:
+        listed = resolve_source(str(manifest))
+        assert [s.id for s in listed] == [s.id for s in samples]
+        for mine, theirs in zip(listed, samples):
+            assert np.array_equal(load_sample_mask(mine), compose_mask(theirs))
+            assert mine.extra["flip_pairs"] == [(1, 2)] and mine.extra["channels"] == 1
+            assert mine.extra["class_names"] == ["background", "Left Lung", "Right Lung", "Cardiomediastinum"]
+        assert sorted(s.split for s in listed).count("test") in (2, 3)
+
+
+def test_verdict_on_a_layout_with_composed_masks(tmp_path, capsys):
+    spec = chest_layout(tmp_path / "cxr")
+    images = tmp_path / "cxr" / "images"
+    assert main(["pretrain", "--method", "genesis", "--data", str(images), "--in-channels", "1", "--out", str(tmp_path / "pre"), "--steps", "1", *TINY]) == 0
+    assert main(["verdict", "--data", spec, "--init", str(tmp_path / "pre"), "--out", str(tmp_path / "v"), "--folds", "2",
+                 "--repeats", "1", "--steps", "1", "--image-size", "24", "32", "--batch-size", "2"]) == 0
+    model = json.loads((tmp_path / "v" / "runs" / "random-r0-f0" / "model.json").read_text())
+    assert model["flip_pairs"] == [[1, 2]] and model["num_classes"] == 4
+    rows = list(csv.DictReader((tmp_path / "v" / "per_image.csv").open()))
+    assert sorted(r["id"] for r in rows if r["init"] == "pre") == [f"x{i}" for i in range(5)]
 
 
 def test_runs_of_different_networks_are_refused(tmp_path):

@@ -20,13 +20,13 @@ sorted by id, so it is deterministic.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import re
 from pathlib import Path
 
 from ..errors import DataError, shorten
+from .dataset_json import apply_dataset_info, read_dataset_json
 from .io import IMAGE_SUFFIXES, _npy_header, is_volume, require_file, suffix_of
 from .records import Sample
 
@@ -162,15 +162,7 @@ def read_msd(path: str | Path, **_opts) -> list[Sample]:
         raise DataError(f"{folder}: not an MSD task folder (no imagesTr/)")
     label_dir = folder / "labelsTr" if (folder / "labelsTr").is_dir() else None
     samples = read_pairs(folder / "imagesTr", label_dir, task="segmentation", mask_values="index")
-    meta = folder / "dataset.json"
-    if meta.is_file():
-        try:
-            labels = json.loads(meta.read_text()).get("labels", {})
-            names = [labels[k] for k in sorted(labels, key=int)]
-        except (ValueError, KeyError, TypeError) as e:
-            raise DataError(f"{meta}: unreadable dataset.json ({e})") from e
-        for s in samples:
-            s.extra["class_names"] = names
+    apply_dataset_info(samples, read_dataset_json(folder / "dataset.json"))
     return samples
 
 
@@ -266,4 +258,6 @@ def read_manifest(csv_path: str | Path) -> list[Sample]:
             split=SPLITS[split] if split else None, spacing=parse_spacing(row.get("spacing", ""), where, _spatial_dims(image)),
             extra={"meta": meta} if meta else {},
         ))
+    # an MSD task's dataset.json beside the manifest names the classes (and may declare flip pairs, channels)
+    apply_dataset_info(samples, read_dataset_json(base / "dataset.json", strict=False))
     return samples

@@ -8,7 +8,7 @@ the comparison pairs up per (image, repetition). The difference in mean Dice get
 the two-way bootstrap over images and repetitions (``stats.cluster_bootstrap``, the benchmark's),
 and the verdict reads the CI: helps (above 0), hurts (below 0) or cannot tell.
 
-Writes into ``out``: ``folds/`` (one manifest per fold), ``runs/`` (every fine-tuning run and its
+Writes into ``out``: ``folds/`` (one manifest per fold, and the masks a layout composes), ``runs/`` (every fine-tuning run and its
 evaluation), ``per_image.csv`` (id, repetition, init, Dice), ``verdict.json`` and ``verdict.md``.
 With ``budget_minutes`` the schedule stops starting new repetitions once the budget is spent;
 the verdict then rests on the repetitions that finished.
@@ -24,25 +24,50 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..data.dataset_json import DatasetInfo, dataset_json_text
+from ..data.records import compose_mask
 from ..data.sources import resolve_source
 from ..errors import ConfigError, DataError
 from ..evaluation.stats import cluster_bootstrap
 from ..evaluation.stats import verdict as read_ci
 from ..nets.transfer import load_backbone_config
+from ..report.overlays import save_mask
 from ..runtime.outputs import StagedOutput, atomic_write_bytes, atomic_write_csv, check_not_inputs, data_inputs
 from ..train.finetune import FinetuneConfig, finetune
+from ..utils import SafeNames
 from .evaluate import evaluate
+
+
+def labeled_files(samples: list, folder: Path) -> dict[str, str]:
+    """Sample id -> mask file. Masks a layout composes from parts (the chest X-rays' outlines)
+    are written once into ``folder/masks/``; ``folder/dataset.json`` keeps what a manifest cannot
+    say (class names, left/right flip pairs, channels), so each fold's run reads the data as the
+    layout does."""
+    files, names = {}, SafeNames()
+    for s in samples:
+        if s.mask:
+            files[s.id] = str(Path(s.mask).resolve())
+        elif s.extra.get("mask_composer"):
+            mask = compose_mask(s)
+            num_classes = len(s.extra.get("class_names", ())) or int(mask.max()) + 1
+            files[s.id] = str(save_mask(mask, folder / "masks" / f"{names(s.id)}.png", num_classes).resolve())
+    first = samples[0].extra
+    info = DatasetInfo(list(first.get("class_names", ())), [tuple(p) for p in first.get("flip_pairs", ())], int(first.get("channels") or 0))
+    if info.class_names or info.flip_pairs or info.channels:
+        atomic_write_bytes(folder / "dataset.json", dataset_json_text(info).encode())
+    return files
 
 
 def fold_manifests(samples: list, folds: int, repeats: int, seed: int, folder: Path) -> list[tuple[int, int, Path]]:
     """(repetition, fold, manifest) for every fold: ``split`` test for the fold, train for the rest."""
+    masks = labeled_files(samples, folder)
     rows = []
     for r in range(repeats):
         order = np.random.default_rng(seed + r).permutation(len(samples))
         for f in range(folds):
             held = set(order[f::folds].tolist())
             lines = ["id,image,mask,fov,split"] + [
-                ",".join([_cell(s.id), _cell(str(Path(s.image).resolve())), _cell(str(Path(s.mask).resolve()) if s.mask else ""),
+                ",".join([_cell(s.id), _cell(str(Path(s.image).resolve())), _cell(masks.get(s.id, "")),
                           _cell(str(Path(s.fov).resolve()) if s.fov else ""), "test" if i in held else "train"])
                 for i, s in enumerate(samples)]
             path = folder / f"r{r}-f{f}.csv"
@@ -64,9 +89,9 @@ def run_verdict(data: str, init: list[str], out: str | Path, folds: int = 5, rep
     if folds < 2 or repeats < 1 or steps < 1:
         raise ConfigError(f"--folds must be >= 2, --repeats >= 1 and --steps >= 1 (got {folds}, {repeats}, {steps})")
     every = resolve_source(data)
-    samples = [s for s in every if s.mask]
+    samples = [s for s in every if s.mask or s.extra.get("mask_composer")]
     if len(samples) < folds:
-        hint = " (the verdict needs masks as files: image/mask folders, a manifest or an MSD folder)" if every and not samples else ""
+        hint = " (no masks: give image/mask folders, a manifest with a mask column, an MSD folder or a labeled layout)" if every and not samples else ""
         raise DataError(f"{data}: {len(samples)} labeled images, fewer than --folds {folds}{hint}")
     names = {"random": ""} | {Path(p).name or str(p): str(p) for p in init}
     network = same_network(init)
@@ -164,4 +189,4 @@ def _write(folder: Path, scores: list[dict[str, Any]], result: dict[str, Any]) -
     atomic_write_bytes(folder / "verdict.md", ("\n".join(md) + "\n").encode())
 
 
-__all__ = ["run_verdict", "summarize", "fold_manifests", "same_network", "agreement"]
+__all__ = ["run_verdict", "summarize", "labeled_files", "fold_manifests", "same_network", "agreement"]

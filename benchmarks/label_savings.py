@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from localdisc.evaluation.savings import label_savings
 from localdisc.report.benchmark_report import collect
 from localdisc.report.selection import finished_cells
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budgets", nargs="+", required=True, help="budgets read, smallest to all (every method needs every one)")
     p.add_argument("--methods", nargs="+", required=True, help="methods compared; random init (the reference) first")
     p.add_argument("--metric", default="dice_mean", help="per-image column (mean Dice over classes)")
-    p.add_argument("--samples", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--samples", type=int, default=2000, help="bootstrap resamples (at least 1)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--name", default="label_savings")
     a = p.parse_args(argv)
@@ -53,9 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"{a.benchmark}: no finished cells for {missing}", file=sys.stderr)
         return 2
+    if per_image and a.metric not in per_image[0]:
+        print(f"{a.benchmark}: no per-image column {a.metric!r} (has {sorted(per_image[0])})", file=sys.stderr)
+        return 2
     n_labels = [next(float(r["n_labels"]) for r in records if r["budget"] == b) for b in a.budgets]
     seeds = sorted({r["seed"] for r in records})
-    rows = label_savings(per_image, a.methods, a.budgets, n_labels, metric=a.metric, samples=a.samples)
+    try:
+        rows = label_savings(per_image, a.methods, a.budgets, n_labels, metric=a.metric, samples=a.samples)
+    except ValueError as e:
+        print(f"{a.benchmark}: {e}", file=sys.stderr)
+        return 2
     means = {(m, b): [float(r[a.metric]) for r in per_image if r["method"] == m and r["budget"] == b] for m in a.methods for b in a.budgets}
     n_all = max(n_labels)
     lines = ["# Label savings: labels needed to reach random init's Dice with all labels", "",
@@ -64,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
              "| method | " + " | ".join(f"Dice @ {b}" for b in a.budgets) + " | labels needed [95% CI] | saving [95% CI] | P(saving < 2x) |",
              "|---|" + "---|" * (len(a.budgets) + 3)]
     for r in rows:
-        dice = [sum(v) / len(v) for v in (means[(r["method"], b)] for b in a.budgets)]
+        dice = [float(np.nanmean(means[(r["method"], b)])) for b in a.budgets]
         lines.append(f"| {r['method']} | " + " | ".join(f"{d:.3f}" for d in dice)
                      + f" | {_labels(r['needed'], r['status'])} [{r['needed_low']:.0f}, {r['needed_high']:.0f}]"
                      + f" | x{r['savings']:.2f} [x{r['savings_low']:.2f}, x{r['savings_high']:.2f}] | {r['p_two_fold']:.3f} |")
     lines += ["", "Labels needed: first crossing of the target on the method's mean-Dice curve, linear in log labels between "
-              "budgets ('<= n': already at the target with the smallest budget, so the saving is a lower bound; 'not reached': "
-              "below the target even with all labels, an upper CI bound of inf). Saving = all labels / labels needed. CI: "
+              "budgets ('<= n': already at the target with the smallest budget, so the saving is a lower bound, as is the upper end "
+              "of a CI whose resamples reach it there; 'not reached': below the target even with all labels, an upper CI bound of inf). Saving = all labels / labels needed. CI: "
               f"{a.samples} two-way cluster bootstrap resamples (test images and seeds), curves and target recomputed in each. "
               "P(saving < 2x): the share of resamples below a 2x saving."]
     payload = {"benchmark_budgets": a.budgets, "n_labels": n_labels, "seeds": seeds,

@@ -22,11 +22,30 @@ def test_round_trip(tmp_path):
     ({"flip_pairs": [1, 2]}, "pairs of foreground classes"),
     ({"channels": 2}, "'channels' must be 1 or 3"),
     ({"labels": ["bg", "a"]}, "'labels' is not an object"),
-    (["not", "an", "object"], "not a JSON object"),
+    ({"labels": {"0": "bg", "1": None}}, "label names must be non-empty text"),
+    ({"labels": {"0": "bg", "x": "a"}}, "label values must be whole numbers"),
+    ({"flip_pairs": [[1, 2], [2, 3]]}, "each class may appear in one pair, once"),
+    ({"flip_pairs": [[True, 2]]}, "pairs of foreground classes"),
 ])
 def test_bad_files_name_the_file_and_the_problem(tmp_path, record, problem):
     path = tmp_path / "dataset.json"
     path.write_text(json.dumps(record))
-    with pytest.raises(DataError, match=f"dataset.json: unreadable dataset.json \\(.*{problem}"):
-        read_dataset_json(path)
-    assert read_dataset_json(path, strict=False) is None  # beside a manifest: another tool's file, ignored
+    for strict in (True, False):  # a file that says something localdisc reads is read, also beside a manifest
+        with pytest.raises(DataError, match=f"dataset.json: unreadable dataset.json \\(.*{problem}"):
+            read_dataset_json(path, strict=strict)
+
+
+@pytest.mark.parametrize("text", ['["not", "an", "object"]', '{"name": "another tool"}', "not json", "[" * 100000])
+def test_another_tools_file_beside_a_manifest_is_ignored(tmp_path, text):
+    path = tmp_path / "dataset.json"
+    path.write_text(text)
+    assert read_dataset_json(path, strict=False) is None
+    if text.startswith("[["):  # nesting deep enough to exhaust the parser is one line too
+        with pytest.raises(DataError, match="unreadable dataset.json"):
+            read_dataset_json(path)
+
+
+def test_a_bom_and_nnunet_v2_labels_are_read(tmp_path):
+    path = tmp_path / "dataset.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"labels": {"background": 0, "Posterior": 2, "Anterior": 1}}).encode())
+    assert read_dataset_json(path).class_names == ["background", "Anterior", "Posterior"]

@@ -4,6 +4,7 @@ outside the output folder."""
 
 from __future__ import annotations
 
+import json
 import gzip
 import io
 import struct
@@ -156,6 +157,30 @@ def test_an_odd_mask_is_refused_not_a_silent_extra_class(tmp_path, monkeypatch, 
     cfg = FinetuneConfig(data=str(tmp_path / "d"), out=str(tmp_path / "run"), steps=1, batch_size=2, image_size=(16, 16),
                          encoder_channels=(4, 8), decoder_channels=(4,), val_fraction=0, test_fraction=0.01)
     with pytest.raises(DataError, match=rf"masks/i3.png: label values \[0, {int(odd[1])}\] do not fit the dataset's label scheme"):
+        finetune(cfg)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("record, problem", [
+    ({"labels": {"0": "background", "1": "a", "2": "b"}}, r"masks/i3.png: mask holds class 5, but the data names only 3 classes"),
+    ({"flip_pairs": [[1, 7]]}, r"flip pairs \[\[1, 7\]\] name a class beyond the 6 classes"),
+])
+def test_a_dataset_json_that_does_not_fit_the_masks_is_refused(tmp_path, monkeypatch, record, problem):
+    from localdisc.train.finetune import FinetuneConfig, finetune
+
+    monkeypatch.setenv("LOCALDISC_CACHE", str(tmp_path / "cache"))
+    for sub in ("images", "masks"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    rows = ["image,mask,split"]
+    for i in range(6):
+        Image.fromarray((np.eye(16) * 200).astype(np.uint8)).save(tmp_path / "d" / "images" / f"i{i}.png")
+        Image.fromarray((np.eye(16) * (5 if i == 3 else 1 + i % 2)).astype(np.uint8)).save(tmp_path / "d" / "masks" / f"i{i}.png")
+        rows.append(f"images/i{i}.png,masks/i{i}.png,train")
+    (tmp_path / "d" / "list.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "d" / "dataset.json").write_text(json.dumps(record))
+    cfg = FinetuneConfig(data=str(tmp_path / "d" / "list.csv"), out=str(tmp_path / "run"), steps=1, batch_size=2, image_size=(16, 16),
+                         encoder_channels=(4, 8), decoder_channels=(4,), val_fraction=0, num_classes=6 if "flip_pairs" in record else 0)
+    with pytest.raises(DataError, match=problem):
         finetune(cfg)
     assert not (tmp_path / "run").exists()  # refused before anything was written
 

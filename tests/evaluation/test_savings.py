@@ -84,6 +84,11 @@ def test_label_savings_bootstrap_matches_a_slow_reference():
     assert got["ld"]["p_two_fold"] == pytest.approx(np.mean([160 / b["ld"] < 2 for b in boot]))
 
 
-def test_label_savings_needs_the_reference():
+def test_label_savings_needs_the_reference_and_complete_cells():
     with pytest.raises(ValueError, match="reference"):
         label_savings([], ["ld"], ["10"], [10])
+    cells = {("random", "10"): 0.7, ("random", "all"): 0.9, ("ld", "10"): 0.8, ("ld", "all"): 0.95}
+    rows = [r for r in _rows(cells) if not (r["method"] == "random" and r["budget"] == "all" and r["seed"] != 0)]
+    # a resample without seed 0 would have no target: refused, not a silently NaN CI
+    with pytest.raises(ValueError, match=r"not scored on every \(test image, seed\) pair: random @ all \(6 of 18\)"):
+        label_savings(rows, ["random", "ld"], ["10", "all"], [10, 40])

@@ -27,20 +27,38 @@ class DatasetInfo:
     channels: int = 0  # 0 = from the images
 
 
+OURS = ("labels", "flip_pairs", "channels")
+
+
+def _labels(labels: Any) -> list[str]:
+    """Names in label order from MSD's {"0": "background", ...} or nnU-Net v2's {"background": 0, ...}."""
+    if not isinstance(labels, dict):
+        raise ValueError("'labels' is not an object of value -> name")
+    if labels and all(type(v) is int for v in labels.values()):  # nnU-Net v2: name -> value
+        labels = {str(v): k for k, v in labels.items()}
+    try:
+        by_value = {int(k): v for k, v in labels.items()}
+    except ValueError as e:
+        raise ValueError(f"label values must be whole numbers, got {sorted(labels)[:5]}") from e
+    values = sorted(by_value)
+    if values != list(range(len(values))):  # a gap would shift every later class's name
+        raise ValueError(f"label values {values} are not 0..{len(values) - 1}")
+    if not all(isinstance(by_value[v], str) and by_value[v].strip() for v in values):
+        raise ValueError(f"label names must be non-empty text, got {[by_value[v] for v in values][:5]}")
+    return [by_value[v] for v in values]
+
+
 def _parse(record: Any) -> DatasetInfo:
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
-    labels = record.get("labels", {})
-    if not isinstance(labels, dict):
-        raise ValueError("'labels' is not an object of value -> name")
-    values = sorted(int(k) for k in labels)
-    if values != list(range(len(values))):  # a gap would shift every later class's name
-        raise ValueError(f"label values {values} are not 0..{len(values) - 1}")
-    names = [str(labels[k]) for k in sorted(labels, key=int)]
+    names = _labels(record.get("labels", {}))
     pairs = record.get("flip_pairs", [])
     if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and all(type(c) is int and c > 0 for c in p) for p in pairs):
         raise ValueError(f"'flip_pairs' must be a list of [class, class] pairs of foreground classes, got {pairs!r}")
-    if names and any(c >= len(names) for p in pairs for c in p):
+    classes = [c for p in pairs for c in p]
+    if len(set(classes)) != len(classes):  # a class in two pairs (or paired with itself) has no single mirror
+        raise ValueError(f"'flip_pairs' {pairs}: each class may appear in one pair, once")
+    if names and any(c >= len(names) for c in classes):
         raise ValueError(f"'flip_pairs' {pairs} names a class beyond the labels 0..{len(names) - 1}")
     channels = record.get("channels", 0)
     if type(channels) is not int or channels not in (0, 1, 3):
@@ -49,17 +67,24 @@ def _parse(record: Any) -> DatasetInfo:
 
 
 def read_dataset_json(path: Path, strict: bool = True) -> DatasetInfo | None:
-    """The file's :class:`DatasetInfo`; None when there is no file. A file localdisc cannot read
-    is an error naming it with ``strict`` (an MSD folder's own file), else ignored (a manifest's
-    folder may hold another tool's dataset.json)."""
+    """The file's :class:`DatasetInfo`; None when there is no file. A file that says something
+    localdisc reads (``labels``, ``flip_pairs``, ``channels``) but cannot be read is an error
+    naming it. Without ``strict`` (beside a manifest, whose folder may hold another tool's
+    dataset.json), a file with none of those keys, or not JSON at all, is ignored."""
     if not path.is_file():
         return None
     try:
-        return _parse(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        record = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError, RecursionError, OSError) as e:
         if strict:
-            raise DataError(f"{path}: unreadable dataset.json ({e})") from e
+            raise DataError(f"{path}: unreadable dataset.json ({str(e)[:200]})") from e
         return None
+    if not strict and not (isinstance(record, dict) and any(k in record for k in OURS)):
+        return None
+    try:
+        return _parse(record)
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{path}: unreadable dataset.json ({e})") from e
 
 
 def apply_dataset_info(samples: list, info: DatasetInfo | None) -> None:

@@ -61,6 +61,19 @@ def score_cube(per_image: Sequence[dict[str, Any]], methods: Sequence[str], budg
     return cube, images, seeds
 
 
+def _require_complete(per_image: Sequence[dict[str, Any]], methods: Sequence[str], budgets: Sequence[str]) -> None:
+    """Every (method, budget) cell scored on the same (test image, seed) pairs: a resample that
+    misses a cell's only seed would otherwise make its mean, and the target, NaN."""
+    keys: dict[tuple[str, str], set] = {(m, str(b)): set() for m in methods for b in budgets}
+    for r in per_image:
+        if (str(r["method"]), str(r["budget"])) in keys:
+            keys[(str(r["method"]), str(r["budget"]))].add((str(r["id"]), str(r["seed"])))
+    union = set().union(*keys.values())
+    partial = [f"{m} @ {b} ({len(k)} of {len(union)})" for (m, b), k in keys.items() if k != union]
+    if partial:
+        raise ValueError(f"cells not scored on every (test image, seed) pair: {', '.join(partial)}")
+
+
 def _needed(means: np.ndarray, labels: Sequence[float], ref: int) -> list[tuple[float, str]]:
     """Per method, labels to reach the reference's mean at its largest budget. means: (methods, budgets)."""
     target = means[ref, int(np.argmax(labels))]
@@ -74,11 +87,16 @@ def label_savings(per_image: Sequence[dict[str, Any]], methods: Sequence[str], b
     savings_high, p_two_fold}: labels each method needs to reach the reference's Dice with all
     labels (``n_labels`` per budget; the largest is "all"), the saving ``n_all / needed``, its
     ``level`` bootstrap CI, and the share of resamples whose saving is below 2x (a one-sided p for
-    "at least a 2x saving"). Censored values: ``needed`` = the smallest budget for ``at_most``
-    (the saving is then a lower bound), inf for ``never`` (saving 0)."""
+    "at least a 2x saving"; always 1 when all labels are under twice the smallest budget).
+    Censored values: ``needed`` = the smallest budget for ``at_most`` (the saving is then a lower
+    bound, and so is the CI's upper end when resamples reach the target there), inf for ``never``
+    (saving 0). Every (method, budget) cell must hold the same (test image, seed) pairs."""
     methods = list(methods)
     if reference not in methods:
         raise ValueError(f"reference {reference!r} is not among the methods {methods}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    _require_complete(per_image, methods, budgets)
     labels = [float(n) for n in n_labels]
     n_all, ref = max(labels), methods.index(reference)
     cube, _, _ = score_cube(per_image, methods, budgets, metric)

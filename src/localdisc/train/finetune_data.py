@@ -59,6 +59,7 @@ def infer_num_classes(datasets: Sequence[ImageDataset], class_names: list[str] |
     others' scheme (a 16-bit {0, 1000} mask among 0/255 ones, one {0, 7} mask among binary
     ones) is refused with its name and values instead of silently training a 1001-class model."""
     if class_names:
+        _require_named(datasets, class_names)
         return max(2, len(class_names))
     found: dict[int, list[str]] = {}
     for ds in datasets:
@@ -77,6 +78,17 @@ def infer_num_classes(datasets: Sequence[ImageDataset], class_names: list[str] |
                         f"{f'; also in {len(files) - 1} other file(s)' if len(files) > 1 else ''}. Fix the mask, or pass --num-classes "
                         "if some classes are truly absent from the labeled images")
     return max(2, len(values))
+
+
+def _require_named(datasets: Sequence[ImageDataset], class_names: list[str]) -> None:
+    """Every mask value must be a named class (a dataset.json naming 3 classes over masks that hold 5 is refused)."""
+    for ds in datasets:
+        for i in range(len(ds)):
+            ds[i]
+            beyond = [int(v) for v in ds.mask_values.get(i, []) if int(v) >= len(class_names)]
+            if beyond:
+                raise DataError(f"{ds.samples[i].mask or ds.samples[i].image}: mask holds class {beyond[0]}, but the data names only "
+                                f"{len(class_names)} classes {class_names} (values 0..{len(class_names) - 1}); fix the mask or the class names")
 
 
 def _raw_values(datasets: list[Any], path: str) -> list:
@@ -143,7 +155,9 @@ def load_labeled_data(cfg: FinetuneConfig, parts: dict[str, list]) -> LabeledDat
     num_classes = cfg.num_classes or infer_num_classes(labeled, class_names)
     if not class_names or len(class_names) != num_classes:
         class_names = ["background"] + [f"class{c}" for c in range(1, num_classes)]
-    return LabeledData(parts, train_ds, val_ds, channels, num_classes, list(class_names),
-                       [tuple(p) for p in first.extra.get("flip_pairs", ())], first.extra.get("task", "segmentation"))
+    flip_pairs = [tuple(p) for p in first.extra.get("flip_pairs", ())]
+    if any(c >= num_classes for p in flip_pairs for c in p):
+        raise DataError(f"{cfg.data}: flip pairs {[list(p) for p in flip_pairs]} name a class beyond the {num_classes} classes (0..{num_classes - 1})")
+    return LabeledData(parts, train_ds, val_ds, channels, num_classes, list(class_names), flip_pairs, first.extra.get("task", "segmentation"))
 
 __all__ = ["assigned_splits", "finetune_samples", "infer_num_classes", "sample_patches"]

@@ -16,7 +16,7 @@ def register(sub) -> None:
         "helps / hurts / cannot tell, by how much, at what compute. Pretrain first with `localdisc pretrain`.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--data", required=True, help="your labeled images: an images/ + masks/ folder, a manifest .csv or an MSD folder")
+    p.add_argument("--data", required=True, help="your labeled images: an images/ + masks/ folder, a manifest .csv, an MSD folder or any layout spec such as cxr:PATH")
     p.add_argument("--init", nargs="+", required=True, metavar="RUN", help="pretraining run(s) to compare with random init")
     p.add_argument("--out", required=True, help="output folder (verdict.md, verdict.json, per_image.csv, the runs)")
     p.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-validation (each image is held out once per repetition)")

@@ -113,6 +113,7 @@ def test_summary_reads_the_ci():
               for i in range(8) for r in range(2) for init in ("random", "ld")]
     out = summarize(scores, ["random", "ld"], [0, 1], 60)
     assert out["comparisons"]["ld"]["verdict"] == "helps" and "use ld" in out["lines"][0]
+    assert "p<0.001" in out["lines"][0] and "p=0," not in out["lines"][0]  # every resample is above 0
     worse = [{**s, "dice": s["dice"] - (0.2 if s["init"] == "ld" else 0)} for s in scores]
     assert "use random init" in summarize(worse, ["random", "ld"], [0, 1], 60)["lines"][0]
 

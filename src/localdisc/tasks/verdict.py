@@ -159,7 +159,8 @@ def summarize(scores: list[dict[str, Any]], inits: list[str], repetitions: list[
         word = read_ci(lo, hi)
         out["comparisons"][name] = {"mean_diff": mean, "ci_low": lo, "ci_high": hi, "p_value": p, "verdict": word}
         advice = {"helps": f"use {name}", "hurts": "use random init", "cannot tell": "random init is as good as far as these labels can tell"}[word]
-        out["lines"].append(f"verdict: {name} {word}: {mean:+.3f} Dice vs random init [95% CI {lo:+.3f}, {hi:+.3f}], p={p:.2g}, over {len(ids)} "
+        p_text = f"p={p:.2g}" if p >= 0.001 else "p<0.001"  # a bootstrap p of 0 only means no resample crossed 0
+        out["lines"].append(f"verdict: {name} {word}: {mean:+.3f} Dice vs random init [95% CI {lo:+.3f}, {hi:+.3f}], {p_text}, over {len(ids)} "
                             f"images x {len(repetitions)} repetition(s) in {out['minutes']:g} min: {advice}")
     return out
 

@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from localdisc.report.bench_figures import dice_curve, gain_curve, overlay_grid, overlay_strip
+from localdisc.report.plots import METHOD_COLORS, method_color
 
 
 def test_a_strip_has_the_image_then_one_tile_per_map(tmp_path):
@@ -30,3 +31,9 @@ def test_a_grid_has_one_row_per_image_and_a_titled_column_per_map(tmp_path):
 def test_curves_are_written(tmp_path):
     assert dice_curve([10, 20], {"rule": [0.2, 0.4]}, {"otsu": 0.3, "frangi": 0.1}, tmp_path / "c" / "dice.png").stat().st_size > 0
     assert gain_curve([10, 20], [0.01, 0.05], [-0.01, 0.02], [0.03, 0.08], tmp_path / "gain.png", "t").stat().st_size > 0
+
+
+def test_the_methods_of_a_report_have_distinct_colours():
+    names = list(METHOD_COLORS)
+    assert "ld-guarded" in names  # the row every benchmark report adds
+    assert len({method_color(n) for n in names}) == len(names)

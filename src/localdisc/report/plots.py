@@ -10,7 +10,8 @@ from typing import Sequence
 COLORS = ["#000000", "#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#999999", "#17becf"]
 # one colour per method name in every report, whichever methods a benchmark has
 METHOD_COLORS = {"random": "#000000", "ld": "#e41a1c", "ld-full-finetune": "#ff7f00", "simclr": "#377eb8", "densecl": "#4daf4a",
-                 "genesis": "#984ea3", "cluster-contrast": "#a65628", "ld+pdcr+uafs": "#f781bf", "random+pdcr+uafs": "#999999"}
+                 "genesis": "#984ea3", "cluster-contrast": "#a65628", "ld+pdcr+uafs": "#f781bf", "random+pdcr+uafs": "#999999",
+                 "ld-guarded": "#17becf"}  # every report adds ld-guarded beside the methods: it must not share their colours
 
 
 def method_color(name: str) -> str:

@@ -128,6 +128,20 @@ def verdict(ci_low: float, ci_high: float) -> str:
     return "cannot tell"
 
 
+def format_p(p: float | None) -> str:
+    """A p-value for people: two significant digits, "<0.001" below that (a bootstrap p of 0 only
+    means that no resample crossed 0), "n/a" when missing."""
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 0.001 else "<0.001"
+
+
+def p_label(p: float | None) -> str:
+    """"p=0.02", "p<0.001" or "p=n/a"."""
+    text = format_p(p)
+    return f"p{text}" if text.startswith("<") else f"p={text}"
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (same order; NaN stays NaN and is not counted)."""
     p = np.asarray(p_values, dtype=np.float64)

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..evaluation.stats import format_p, p_label
+
 
 @dataclass
 class Table:
@@ -65,12 +67,6 @@ def metric_table(agg: dict[tuple[str, str], tuple[float, float, int]], methods: 
     return Table(title, ["method"] + [f"labels: {b}" for b in budgets], rows, bold)
 
 
-def format_p(p: float) -> str:
-    if p is None or not math.isfinite(p):
-        return "n/a"
-    return f"{p:.2g}" if p >= 0.001 else "<0.001"
-
-
 def comparison_table(comparisons: Sequence[dict[str, Any]], methods: Sequence[str], budgets: Sequence[str], metric: str,
                      title: str, digits: int = 3, reference: str = "random") -> Table:
     """Cells '+0.031 [+0.012, +0.050] d=0.45 p=0.02': mean paired difference vs the reference,
@@ -89,10 +85,9 @@ def comparison_table(comparisons: Sequence[dict[str, Any]], methods: Sequence[st
             if e is None or not e["n_pairs"]:
                 row.append("")
                 continue
-            p = format_p(e["p_value"])
             d = e.get("effect_size")
             d = f" d={float(d):+.2f}" if d not in (None, "") and math.isfinite(float(d)) else ""
-            row.append(f"{e['mean_diff']:+.{digits}f} [{e['ci_low']:+.{digits}f}, {e['ci_high']:+.{digits}f}]{d} p{'' if p.startswith('<') else '='}{p}")
+            row.append(f"{e['mean_diff']:+.{digits}f} [{e['ci_low']:+.{digits}f}, {e['ci_high']:+.{digits}f}]{d} {p_label(e['p_value'])}")
             if e["ci_low"] > 0:
                 bold.add((len(rows), c))
                 shade[(len(rows), c)] = "better"

@@ -28,7 +28,7 @@ from ..data.dataset_json import DatasetInfo, dataset_json_text
 from ..data.records import compose_mask
 from ..data.sources import resolve_source
 from ..errors import ConfigError, DataError
-from ..evaluation.stats import cluster_bootstrap
+from ..evaluation.stats import cluster_bootstrap, p_label
 from ..evaluation.stats import verdict as read_ci
 from ..nets.transfer import load_backbone_config
 from ..report.overlays import save_mask
@@ -159,8 +159,7 @@ def summarize(scores: list[dict[str, Any]], inits: list[str], repetitions: list[
         word = read_ci(lo, hi)
         out["comparisons"][name] = {"mean_diff": mean, "ci_low": lo, "ci_high": hi, "p_value": p, "verdict": word}
         advice = {"helps": f"use {name}", "hurts": "use random init", "cannot tell": "random init is as good as far as these labels can tell"}[word]
-        p_text = f"p={p:.2g}" if p >= 0.001 else "p<0.001"  # a bootstrap p of 0 only means no resample crossed 0
-        out["lines"].append(f"verdict: {name} {word}: {mean:+.3f} Dice vs random init [95% CI {lo:+.3f}, {hi:+.3f}], {p_text}, over {len(ids)} "
+        out["lines"].append(f"verdict: {name} {word}: {mean:+.3f} Dice vs random init [95% CI {lo:+.3f}, {hi:+.3f}], {p_label(p)}, over {len(ids)} "
                             f"images x {len(repetitions)} repetition(s) in {out['minutes']:g} min: {advice}")
     return out
 

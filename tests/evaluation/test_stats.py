@@ -151,3 +151,22 @@ def test_compare_to_ld_is_each_method_minus_ld():
         ld = {(r["id"], r["seed"]): r["dice_mean"] for r in rows if r["method"] == "ld"}
         assert out[m]["mean_diff"] == pytest.approx(np.mean([by[k] - ld[k] for k in ld]))
     assert out["random"]["ci_high"] < 0 < out["simclr"]["ci_low"]
+
+
+def test_cluster_bootstrap_with_pretraining_runs_as_a_third_factor():
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.03, 0.1, (6, 3, 2)) + np.array([0.0, 0.08])  # the second pretraining run gains more
+    d[1, 2, 0] = np.nan
+    lo, hi, p = cluster_bootstrap(d, samples=400, seed=5)
+    g = np.random.default_rng(5)
+    means = []
+    for _ in range(400):
+        imgs, seeds, runs = g.integers(0, 6, 6), g.integers(0, 3, 3), g.integers(0, 2, 2)
+        vals = [d[i, s, r] for i in imgs for s in seeds for r in runs if np.isfinite(d[i, s, r])]
+        means.append(sum(vals) / len(vals))
+    srt = np.sort(means)
+    assert (lo, hi) == pytest.approx((srt[9], srt[-10]))
+    assert p == pytest.approx(min(1.0, 2 * min(np.mean(srt <= 0), np.mean(srt >= 0))))
+    # the run-to-run difference widens the interval beyond either run's own two-way CI
+    one = [cluster_bootstrap(d[:, :, r], samples=400, seed=5) for r in range(2)]
+    assert hi - lo > max(h - lo_ for lo_, h, _ in one)

@@ -92,16 +92,17 @@ def cluster_bootstrap(diffs: np.ndarray, level: float = 0.95, samples: int = 400
     """(CI low, CI high, p) of the mean of ``diffs`` (n_images, n_seeds; NaN = missing) under a
     two-way bootstrap: each resample draws images AND seeds with replacement (whole rows and
     columns), so both the test-image and the seed (label subset, initialization) variation enter.
+    A third axis (n_images, n_seeds, n_pretraining_runs) is a third crossed factor, resampled the
+    same way, so the variation between pretraining runs enters too.
     The CI is the percentile interval; p is two-sided from the same resamples, 2 min(P(mean* <= 0),
     P(mean* >= 0)): the CI excludes 0 exactly when p < 1 - level, so the two never disagree."""
     d = np.asarray(diffs, dtype=np.float64)
-    if d.ndim != 2 or not np.isfinite(d).any():
+    if d.ndim not in (2, 3) or not np.isfinite(d).any():
         return math.nan, math.nan, math.nan
     rng = np.random.default_rng(seed)
-    n_img, n_seed = d.shape
     means = np.empty(samples)
     for b in range(samples):
-        sub = d[rng.integers(0, n_img, n_img)][:, rng.integers(0, n_seed, n_seed)]
+        sub = d[np.ix_(*(rng.integers(0, n, n) for n in d.shape))]
         means[b] = np.nanmean(sub) if np.isfinite(sub).any() else np.nan
     means = np.sort(means[np.isfinite(means)])
     alpha = (1 - level) / 2

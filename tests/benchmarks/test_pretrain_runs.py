@@ -1,0 +1,58 @@
+"""benchmarks/pretrain_runs.py: each run against its own reference cells, pooled over runs with
+the pretraining run as a third resampled factor."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from localdisc.evaluation.stats import cluster_bootstrap
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pretrain_runs.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("bench_pretrain_runs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(folder: Path, gain: float, reference_shift: float, rng) -> np.ndarray:
+    """per_image.csv of random and ld at budget 2 (5 images, 3 seeds); returns ld - random (images, seeds)."""
+    folder.mkdir()
+    rows, d = [], np.zeros((5, 3))
+    for i in range(5):
+        for s in range(3):
+            ref = 0.5 + reference_shift + 0.01 * i
+            ld = ref + gain + rng.normal(0, 0.02)
+            d[i, s] = ld - ref
+            rows += [{"method": "random", "budget": "2", "seed": s, "id": f"img{i}", "dice_mean": ref},
+                     {"method": "ld", "budget": "2", "seed": s, "id": f"img{i}", "dice_mean": ld}]
+    rows.append({"method": "random", "budget": "5", "seed": 0, "id": "img0", "dice_mean": 0.7})  # no ld cell: budget left out
+    with open(folder / "per_image.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows[::-1])  # row order must not matter
+    return d
+
+
+def test_runs_are_compared_with_their_own_reference_and_pooled(tmp_path):
+    rng = np.random.default_rng(0)
+    d1 = _write(tmp_path / "a", 0.02, 0.0, rng)
+    d2 = _write(tmp_path / "b", 0.10, 0.05, rng)  # another random-init result in that folder
+    assert _script().main(["--runs", f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}", "--out", str(tmp_path), "--name", "t"]) == 0
+    result = json.loads((tmp_path / "t.json").read_text())
+    assert list(result["budgets"]) == ["2"]
+    cell = result["budgets"]["2"]
+    assert cell["runs"]["a"]["mean_diff"] == pytest.approx(d1.mean()) and cell["runs"]["b"]["mean_diff"] == pytest.approx(d2.mean())
+    assert (cell["runs"]["a"]["ci_low"], cell["runs"]["a"]["ci_high"]) == pytest.approx(cluster_bootstrap(d1)[:2])
+    assert cell["pooled"]["mean_diff"] == pytest.approx((d1.mean() + d2.mean()) / 2)
+    lo, hi, p = cluster_bootstrap(np.stack([d1, d2], axis=2))
+    assert (cell["pooled"]["ci_low"], cell["pooled"]["ci_high"], cell["pooled"]["p_value"]) == pytest.approx((lo, hi, p))
+    assert "| 2 |" in (tmp_path / "t.md").read_text()

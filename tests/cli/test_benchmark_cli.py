@@ -134,6 +134,10 @@ def test_second_call_reuses_everything(bench, monkeypatch, capsys):
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert main(["benchmark", str(CONFIG), "--out", str(bench), "--dry-run"]) == 0
     assert "(0 to do)" in capsys.readouterr().out
+    # another pretraining run (into another --out): its pretraining folder carries the seed
+    assert main(["benchmark", str(CONFIG), "--out", str(bench.parent / "seed7"), "--dry-run", "--pretrain-seed", "7"]) == 0
+    plan = capsys.readouterr().out
+    assert "seed 7: todo" in plan and "-s7" in plan and "seed 0" not in plan.split("finetune")[0]
 
 
 def test_unfinished_cell_is_completed_without_retraining(bench, monkeypatch, capsys):

@@ -22,6 +22,10 @@ def register(sub) -> None:
     p.add_argument("--profile", default=None, help="profile of the config to apply, e.g. quick (CPU, ~1 h) or full (GPU, paper-scale); default: the config's default_profile")
     p.add_argument("--methods", nargs="+", default=None, metavar="NAME", help="run only these method entries (random init is always included)")
     p.add_argument("--data", default=None, help="override the config's data spec (e.g. your own copy: ph2:/path/to/PH2)")
+    p.add_argument("--pretrain-seed", type=int, default=None, metavar="N",
+                   help="train the one pretraining run shared by every fine-tuning seed with this seed (default: the config's "
+                        "pretrain_seed); another N into another --out repeats the benchmark with another pretraining run "
+                        "(compare the two with benchmarks/pretrain_runs.py)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the config's device)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, cells and which are already finished) and exit")
     p.add_argument("--report-only", action="store_true", help="only rebuild the tables, plot and report from the cells finished so far")
@@ -34,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, data=args.data)
     if args.device:
         cfg = replace(cfg, device=args.device)
+    if args.pretrain_seed is not None:
+        cfg = replace(cfg, pretrain_seed=args.pretrain_seed)
     out = Path(args.out or cfg.out or f"runs/benchmark-{cfg.name}" + (f"-{cfg.profile}" if cfg.profile else ""))
     if args.dry_run:
         print(describe_plan(cfg, out))

@@ -36,8 +36,10 @@ def differences(rows: list[dict[str, str]], method: str, reference: str, metric:
 
 
 def stacked(per_run: list[dict[tuple[str, str, str], float]], budget: str) -> np.ndarray:
-    """(n_images, n_seeds, n_runs) of differences at one budget; NaN where a run lacks a pair."""
-    keys = [k for k in per_run[0] if k[0] == budget]
+    """(n_images, n_seeds, n_runs) of differences at one budget, over the runs that have it; NaN
+    where such a run lacks a pair."""
+    per_run = [d for d in per_run if any(k[0] == budget for k in d)]
+    keys = [k for d in per_run for k in d if k[0] == budget]
     images, seeds = sorted({k[1] for k in keys}), sorted({k[2] for k in keys})
     d = np.full((len(images), len(seeds), len(per_run)), np.nan)
     for r, diffs in enumerate(per_run):
@@ -68,20 +70,21 @@ def main(argv: list[str] | None = None) -> int:
         with open(Path(folder) / "per_image.csv", newline="") as f:
             per_run.append(differences(list(csv.DictReader(f)), a.method, a.reference, a.metric))
         names.append(name)
-    budgets = sorted({k[0] for k in per_run[0]}.intersection(*({k[0] for k in d} for d in per_run[1:])),
-                     key=lambda b: (b == "all", float(b) if b != "all" else 0))
+    budgets = sorted(set().union(*({k[0] for k in d} for d in per_run)), key=lambda b: (b == "all", float(b) if b != "all" else 0))
     fmt = lambda c: f"{c['mean_diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"  # noqa: E731
     lines = [f"# {a.method} minus {a.reference} across pretraining runs", "",
              f"{a.metric}, {a.method} minus {a.reference} on matched (test image, seed) pairs [95% CI]. Per run: images and seeds resampled "
-             f"(the benchmark's CI). Pooled: images, seeds and the {len(names)} pretraining runs resampled as crossed clusters.", "",
+             f"(the benchmark's CI). Pooled: images, seeds and the pretraining runs that have the budget resampled as crossed clusters.", "",
              "| labels | " + " | ".join(names) + " | pooled over runs | p (pooled) | verdict (pooled) |", "|---:|" + "---|" * (len(names) + 3)]
     payload: dict = {"runs": dict(pair.split("=", 1) for pair in a.runs), "method": a.method, "reference": a.reference, "metric": a.metric, "budgets": {}}
     for b in budgets:
+        have = [n for n, diffs in zip(names, per_run) if any(k[0] == b for k in diffs)]
         d = stacked(per_run, b)
-        runs = [cell(d[:, :, r]) for r in range(d.shape[2])]
+        runs = dict(zip(have, (cell(d[:, :, r]) for r in range(d.shape[2]))))
         pooled = cell(d)
-        payload["budgets"][b] = {"runs": dict(zip(names, runs)), "pooled": pooled, "n_images": d.shape[0], "n_seeds": d.shape[1]}
-        lines.append(f"| {b} | " + " | ".join(fmt(c) for c in runs) + f" | {fmt(pooled)} | {format_p(pooled['p_value'])} | {pooled['verdict']} |")
+        payload["budgets"][b] = {"runs": runs, "pooled": pooled, "n_images": d.shape[0], "n_seeds": d.shape[1], "n_runs": len(have)}
+        lines.append(f"| {b} | " + " | ".join(fmt(runs[n]) if n in runs else "not run" for n in names)
+                     + f" | {fmt(pooled)} ({len(have)} run{'s' if len(have) != 1 else ''}) | {format_p(pooled['p_value'])} | {pooled['verdict']} |")
     _, md = write_result(a.out, a.name, payload, lines, argv=None if argv is None else ["benchmarks/pretrain_runs.py", *argv], wall_s=time.time() - t0)
     print(f"wrote {md}")
     return 0

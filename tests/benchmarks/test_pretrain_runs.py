@@ -34,7 +34,10 @@ def _write(folder: Path, gain: float, reference_shift: float, rng) -> np.ndarray
             d[i, s] = ld - ref
             rows += [{"method": "random", "budget": "2", "seed": s, "id": f"img{i}", "dice_mean": ref},
                      {"method": "ld", "budget": "2", "seed": s, "id": f"img{i}", "dice_mean": ld}]
-    rows.append({"method": "random", "budget": "5", "seed": 0, "id": "img0", "dice_mean": 0.7})  # no ld cell: budget left out
+    if reference_shift == 0:  # a budget only the first folder has
+        rows += [{"method": "random", "budget": "5", "seed": 0, "id": "img0", "dice_mean": 0.7},
+                 {"method": "ld", "budget": "5", "seed": 0, "id": "img0", "dice_mean": 0.75}]
+    rows.append({"method": "random", "budget": "10", "seed": 0, "id": "img0", "dice_mean": 0.7})  # no ld cell: budget left out
     with open(folder / "per_image.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -48,11 +51,13 @@ def test_runs_are_compared_with_their_own_reference_and_pooled(tmp_path):
     d2 = _write(tmp_path / "b", 0.10, 0.05, rng)  # another random-init result in that folder
     assert _script().main(["--runs", f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}", "--out", str(tmp_path), "--name", "t"]) == 0
     result = json.loads((tmp_path / "t.json").read_text())
-    assert list(result["budgets"]) == ["2"]
+    assert list(result["budgets"]) == ["2", "5"]
+    assert result["budgets"]["5"]["n_runs"] == 1 and list(result["budgets"]["5"]["runs"]) == ["a"]  # only a has ld at 5
     cell = result["budgets"]["2"]
     assert cell["runs"]["a"]["mean_diff"] == pytest.approx(d1.mean()) and cell["runs"]["b"]["mean_diff"] == pytest.approx(d2.mean())
     assert (cell["runs"]["a"]["ci_low"], cell["runs"]["a"]["ci_high"]) == pytest.approx(cluster_bootstrap(d1)[:2])
     assert cell["pooled"]["mean_diff"] == pytest.approx((d1.mean() + d2.mean()) / 2)
     lo, hi, p = cluster_bootstrap(np.stack([d1, d2], axis=2))
     assert (cell["pooled"]["ci_low"], cell["pooled"]["ci_high"], cell["pooled"]["p_value"]) == pytest.approx((lo, hi, p))
-    assert "| 2 |" in (tmp_path / "t.md").read_text()
+    assert result["budgets"]["5"]["pooled"]["mean_diff"] == pytest.approx(0.05)
+    assert "| 2 |" in (tmp_path / "t.md").read_text() and "not run" in (tmp_path / "t.md").read_text()

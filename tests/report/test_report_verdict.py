@@ -36,3 +36,9 @@ def test_verdict_first_and_one_seed_warning():
     three = verdict_lines(compare_to_reference(_per_image(-0.05, [0, 1, 2]), ["dice_mean"]), ["random", "ld"], ["2"], [0, 1, 2], False)
     assert "hurts at 2 labels" in three[1] and not any("one seed" in x for x in three)
     assert verdict(-0.01, 0.02) == "cannot tell"
+
+
+def test_verdict_says_1_label():
+    rows = [dict(r, budget="1") for r in _per_image(0.05, [0])]
+    line = verdict_lines(compare_to_reference(rows, ["dice_mean"]), ["random", "ld"], ["1"], [0], shared_pretraining=True)[1]
+    assert "helps at 1 label (" in line

@@ -113,7 +113,7 @@ def verdict_lines(comparisons: list[dict[str, Any]], methods: list[str], budgets
         cells = [by[(m, b)] for b in budgets if (m, b) in by]
         if cells:
             lines.append(f"**{m}** vs random init: " + "; ".join(
-                f"{c['verdict']} at {c['budget']} labels ({c['mean_diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}])" for c in cells))
+                f"{c['verdict']} at {c['budget']} label{'' if str(c['budget']) == '1' else 's'} ({c['mean_diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}])" for c in cells))
     if not lines:
         return []
     head = ["**Verdict** (mean Dice difference vs random init on the test images, 95% CI over test images and seeds; "

@@ -183,3 +183,13 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert main(["benchmark", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "nosuchmethod" in capsys.readouterr().err
     assert main(["benchmark", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_report_rebuilds_keep_the_run_that_computed_the_cells(bench, capsys):
+    before = json.loads((bench / "provenance.json").read_text())
+    for _ in range(2):  # a rebuild of a rebuild must not name the first rebuild as the cells' source
+        assert main(["benchmark", str(CONFIG), "--out", str(bench), "--report-only"]) == 0
+    after = json.loads((bench / "provenance.json").read_text())
+    assert "report rebuilt" in after["command"] and "--report-only" not in after["command"]
+    assert after["cells_computed_by"]["command"] == before["command"] and "report rebuilt" not in before["command"]
+    assert after["invocations"] == before["invocations"] and after["wall_seconds"] == before["wall_seconds"]

@@ -152,9 +152,11 @@ def settings_text(settings: dict[str, Any]) -> str:
     return ", ".join(f"`{k} {show(v)}`" for k, v in settings.items())
 
 
-def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_seconds: float | None = None) -> dict[str, Path]:
+def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_seconds: float | None = None, rebuilt: bool = False) -> dict[str, Path]:
     """results.csv, per_image.csv, comparisons.csv (every method minus random init), comparisons_vs_ld.csv
-    (every method minus LD, when LD and another method ran), results.md, dice_vs_labels.png, report.html."""
+    (every method minus LD, when LD and another method ran), results.md, dice_vs_labels.png, report.html.
+    ``rebuilt``: only the outputs are written now (--report-only); the provenance keeps the run that
+    computed the cells and their wall time."""
 
     if not cells:
         print(f"no finished cells in {out} yet: nothing to report")
@@ -220,11 +222,11 @@ def write_outputs(cfg: BenchmarkConfig, out: Path, cells: list[Cell], wall_secon
     prov = provenance(cfg.device or "cpu")
     earlier = json.loads((out / "provenance.json").read_text()) if (out / "provenance.json").is_file() else {}
     invocations = list(earlier.get("invocations") or [])
-    if " --report-only" in prov["command"]:
+    if rebuilt:
         # the cells were computed by the same command without --report-only; record that one
         prov["command"] = prov["command"].replace(" --report-only", "") + "  (report rebuilt from the finished cells)"
-        if earlier:
-            prov["cells_computed_by"] = {k: v for k, v in earlier.items() if k in ("command", "commit", "date")}
+        if earlier:  # a rebuild of a rebuild keeps the run that computed the cells
+            prov["cells_computed_by"] = earlier.get("cells_computed_by") or {k: v for k, v in earlier.items() if k in ("command", "commit", "date")}
         wall_seconds = None  # rebuilding the report is not the cells' wall time
     elif wall_seconds is not None:
         invocations.append({"date": prov["date"], "commit": prov["commit"], "wall_seconds": round(wall_seconds, 1)})

@@ -233,7 +233,7 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, report_only: bool = Fal
                 ensure_pretrained(cfg, cell.method, cell.pretrain_seed, cell.pretrain_dir, data, result)
             rec = run_cell(cfg, cell, result)
             print(f"{tag}: test Dice {rec['metrics']['dice_mean']['mean']:.3f} ({rec['train_seconds']:.0f} s train, {rec['eval_seconds']:.0f} s eval)", flush=True)
-    write_outputs(cfg, out, [c for c in cells if c.done], wall_seconds=time.time() - started)
+    write_outputs(cfg, out, [c for c in cells if c.done], wall_seconds=time.time() - started, rebuilt=report_only)
     return result
 
 

@@ -138,6 +138,12 @@ def test_second_call_reuses_everything(bench, monkeypatch, capsys):
     assert main(["benchmark", str(CONFIG), "--out", str(bench.parent / "seed7"), "--dry-run", "--pretrain-seed", "7"]) == 0
     plan = capsys.readouterr().out
     assert "seed 7: todo" in plan and "-s7" in plan and "seed 0" not in plan.split("finetune")[0]
+    # only some label budgets: the plan keeps those cells; a budget the profile lacks is one clear error
+    assert main(["benchmark", str(CONFIG), "--out", str(bench), "--dry-run", "--budgets", "all"]) == 0
+    plan = capsys.readouterr().out
+    assert "budgets ['all']" in plan and "b2-" not in plan and "ball-s0" in plan
+    assert main(["benchmark", str(CONFIG), "--out", str(bench), "--dry-run", "--budgets", "5"]) == 2
+    assert "--budgets ['5'] not in the profile (budgets: 2, all)" in capsys.readouterr().err
 
 
 def test_unfinished_cell_is_completed_without_retraining(bench, monkeypatch, capsys):

@@ -21,6 +21,8 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default: the config's 'out', else runs/benchmark-NAME-PROFILE)")
     p.add_argument("--profile", default=None, help="profile of the config to apply, e.g. quick (CPU, ~1 h) or full (GPU, paper-scale); default: the config's default_profile")
     p.add_argument("--methods", nargs="+", default=None, metavar="NAME", help="run only these method entries (random init is always included)")
+    p.add_argument("--budgets", nargs="+", default=None, metavar="LABELS",
+                   help="run only these label budgets of the profile (e.g. 2 all); the cells of the others are left as they are")
     p.add_argument("--data", default=None, help="override the config's data spec (e.g. your own copy: ph2:/path/to/PH2)")
     p.add_argument("--pretrain-seed", type=int, default=None, metavar="N",
                    help="train the one pretraining run shared by every fine-tuning seed with this seed (default: the config's "
@@ -33,7 +35,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_benchmark_config(args.config, args.profile, args.methods)
+    cfg = load_benchmark_config(args.config, args.profile, args.methods, args.budgets)
     if args.data:
         cfg = replace(cfg, data=args.data)
     if args.device:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..config import build_config, load_config_file, to_dict
 from ..errors import ConfigError
 from ..train.finetune import FinetuneConfig
@@ -146,7 +148,8 @@ def _data_relative_to(config_dir: Path, spec: str) -> str:
     return f"{kind}:{resolved}" if path is rest else resolved
 
 
-def load_benchmark_config(path: str | Path, profile: str | None = None, methods: list[str] | None = None) -> BenchmarkConfig:
+def load_benchmark_config(path: str | Path, profile: str | None = None, methods: list[str] | None = None,
+                          budgets: list[str] | None = None) -> BenchmarkConfig:
     """Read a benchmark YAML. Top-level keys (see configs/synthetic.yaml for a commented example):
 
     name, data (spec), image_size, in_channels, num_classes, budgets (counts, fractions, 'all'),
@@ -155,7 +158,8 @@ def load_benchmark_config(path: str | Path, profile: str | None = None, methods:
     methods: [name | {name, pretrain, method: {...}, pretrain_options: {...}, finetune: {add-ons}}],
     profiles: {quick: {overrides}, full: {overrides}}, default_profile, max_overlays, device, out.
     ``profile`` (default: ``default_profile``) is deep-merged over the top level; ``methods``
-    keeps only those entries (random init is always kept as the reference).
+    keeps only those entries (random init is always kept as the reference), ``budgets`` only those
+    label budgets (as typed on the command line: "2", "0.25", "all").
     """
 
     path = Path(path)
@@ -194,7 +198,12 @@ def load_benchmark_config(path: str | Path, profile: str | None = None, methods:
             raise ConfigError(f"{path}: {key}: {bad} are set by the benchmark (use the top-level keys data/seeds/budgets)")
     seeds = raw.get("seeds", [0])
     seeds = [int(s) for s in (seeds if isinstance(seeds, list) else [seeds])]
-    budgets = [_budget(b, str(path)) for b in (raw.get("budgets") or ["all"])]
+    all_budgets = [_budget(b, str(path)) for b in (raw.get("budgets") or ["all"])]
+    chosen = [_budget(yaml.safe_load(b), f"{path}: --budgets") for b in (budgets or [])]  # "2" -> 2, "0.25" -> 0.25, "all" 
+    missing = [budget_label(b) for b in chosen if b not in all_budgets]
+    if missing:
+        raise ConfigError(f"{path}: --budgets {missing} not in the profile (budgets: {', '.join(budget_label(b) for b in all_budgets)})")
+    budgets = [b for b in all_budgets if not chosen or b in chosen]
     tup = lambda v: tuple(int(x) for x in v) if v is not None else None  # noqa: E731
     return BenchmarkConfig(
         name=str(raw.get("name") or path.stem), data=_data_relative_to(path.parent, str(raw["data"])), image_size=tup(raw["image_size"]),

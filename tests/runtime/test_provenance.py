@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import tempfile
 from pathlib import Path
@@ -49,6 +50,10 @@ def test_write_result_writes_both_files_with_provenance_and_no_machine_path(tmp_
     lines = md.read_text().splitlines()
     assert lines[0] == "# Title" and lines[1] == "" and lines[2].startswith("- Command: `python benchmarks/x.py")
     assert "- Wall time: 1.0 min" in lines and lines[-1] == "| a | b |"
+    # the numeric libraries are named with their versions: another monai or numpy can change a few-label result
+    packages = record["machine"]["packages"]
+    assert packages["numpy"] == np.__version__ and packages["monai"] == importlib.metadata.version("monai")
+    assert f"- Packages: numpy {np.__version__}, scipy " in md.read_text()
     assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic: no temporary left behind
 
 

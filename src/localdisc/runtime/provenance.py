@@ -9,6 +9,7 @@ committed and a path such as ``/home/alice/data`` names a machine, not a result.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -38,6 +39,22 @@ def git_commit(path: str | Path | None = None) -> str:
     return (sha or "unknown") + ("+dirty" if dirty else "")
 
 
+# Libraries whose arithmetic reaches the numbers (resizing, normalization, metrics): with few labels,
+# a float rounded differently early in fine-tuning can end in another model, so a result names them.
+NUMERIC_PACKAGES = ("numpy", "scipy", "monai", "nibabel", "pillow", "scikit-image", "scikit-learn")
+
+
+def package_versions(names: tuple[str, ...] = NUMERIC_PACKAGES) -> dict[str, str]:
+    """{package: installed version or "absent"} for ``names``."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
 def machine(device: str = "cpu") -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
@@ -47,6 +64,7 @@ def machine(device: str = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": device,
+        "packages": package_versions(),
     }
     if str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -69,6 +87,8 @@ def provenance_markdown(prov: dict[str, Any], wall_seconds: float | None = None,
         f"Commit: `{prov['commit']}`; date: {prov['date']}",
         f"Machine: {m['platform']}, {m['cpu_count']} CPUs ({m['torch_threads']} torch threads), Python {m['python']}, torch {m['torch']}, device {m['device']}" + (f" ({m['gpu']})" if m.get("gpu") else ""),
     ]
+    if m.get("packages"):  # results written before the packages were recorded lack them
+        lines.append("Packages: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()))
     if wall_seconds is not None:
         lines.append(f"Wall time: {wall_seconds / 60:.1f} min" + (f", summed over the {invocations} invocations that computed the cells" if invocations > 1 else ""))
     return lines

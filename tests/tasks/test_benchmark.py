@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -83,11 +84,23 @@ def test_budget_forms(tmp_path):
     assert cfg.budgets == [1, 5, 0.25, 0.25, "all"]
 
 
-@pytest.mark.parametrize("name, classes", [("ph2", 2), ("cxr", 4), ("drive", 2), ("synthetic", 2)])
-def test_shipped_configs_parse_in_every_profile(tmp_path, name, classes):
+def test_budgets_chosen_on_the_command_line(tmp_path):
+    path = _write(tmp_path, {**BASE, "budgets": [2, 0.25, "all"]})
+    assert load_benchmark_config(path, budgets=["all", "2"]).budgets == [2, "all"]  # the profile's order
+    assert load_benchmark_config(path, budgets=["25%"]).budgets == [0.25]
+    for typed in ("{", "!!python/name:os.system", "abc%", "nan", "1e400", "-2"):  # one clear line, never a traceback
+        with pytest.raises(ConfigError, match=f"budget '{re.escape(typed)}' must be"):
+            load_benchmark_config(path, budgets=[typed])
+    with pytest.raises(ConfigError, match=r"--budgets \['5'\] not in the profile \(budgets: 2, 0.25, all\)"):
+        load_benchmark_config(path, budgets=["5"])
+
+
+@pytest.mark.parametrize("name, classes, gpu_profile", [("ph2", 2, True), ("cxr", 4, True), ("drive", 2, True), ("synthetic", 2, True),
+                                                    ("hippocampus", 3, False)])
+def test_shipped_configs_parse_in_every_profile(tmp_path, name, classes, gpu_profile):
     path = CONFIGS / f"{name}.yaml"
     profiles = yaml.safe_load(path.read_text()).get("profiles", {})
-    assert {"quick", "full"} <= set(profiles)
+    assert "quick" in profiles and ("full" in profiles) == gpu_profile
     for profile in profiles:
         cfg = load_benchmark_config(path, profile=profile)
         assert cfg.num_classes == classes and cfg.methods[0].name == "random"

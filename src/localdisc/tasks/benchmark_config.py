@@ -14,12 +14,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ..config import build_config, load_config_file, to_dict
 from ..errors import ConfigError
@@ -97,14 +96,26 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _budget(b: Any, where: str) -> int | float | str:
+def _budget(given: Any, where: str) -> int | float | str:
+    b = given
     if isinstance(b, str) and b.strip().lower() in ("all", "full", "100%"):
         return "all"
-    if isinstance(b, str) and b.strip().endswith("%"):
-        b = float(b.strip()[:-1]) / 100
-    if isinstance(b, bool) or not isinstance(b, (int, float)) or b <= 0 or (isinstance(b, float) and b > 1 and not b.is_integer()):
-        raise ConfigError(f"{where}: budget {b!r} must be a count of labeled images, a fraction in (0, 1), or 'all'")
+    if isinstance(b, str):
+        b = _typed(b.strip()[:-1], 0.01) if b.strip().endswith("%") else _typed(b.strip())
+    if (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0
+            or (isinstance(b, float) and b > 1 and not b.is_integer())):
+        raise ConfigError(f"{where}: budget {given!r} must be a count of labeled images, a fraction in (0, 1), or 'all'")
     return int(b) if float(b).is_integer() and b >= 1 else float(b)
+
+
+def _typed(text: str, scale: float = 1) -> int | float | str:
+    """A budget typed as text: "2" -> 2, "0.25" -> 0.25, text that is no number stays text."""
+    for kind in (int, float):
+        try:
+            return kind(text) * scale if scale != 1 else kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def budget_label(b: Any) -> str:
@@ -199,7 +210,7 @@ def load_benchmark_config(path: str | Path, profile: str | None = None, methods:
     seeds = raw.get("seeds", [0])
     seeds = [int(s) for s in (seeds if isinstance(seeds, list) else [seeds])]
     all_budgets = [_budget(b, str(path)) for b in (raw.get("budgets") or ["all"])]
-    chosen = [_budget(yaml.safe_load(b), f"{path}: --budgets") for b in (budgets or [])]  # "2" -> 2, "0.25" -> 0.25, "all" 
+    chosen = [_budget(b, f"{path}: --budgets") for b in (budgets or [])]
     missing = [budget_label(b) for b in chosen if b not in all_budgets]
     if missing:
         raise ConfigError(f"{path}: --budgets {missing} not in the profile (budgets: {', '.join(budget_label(b) for b in all_budgets)})")

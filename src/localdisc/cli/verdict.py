@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder (verdict.md, verdict.json, per_image.csv, the runs)")
     p.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-validation (each image is held out once per repetition)")
     p.add_argument("--repeats", type=int, default=2, help="repetitions with another shuffle of the images")
-    p.add_argument("--steps", type=int, default=300, help="fine-tuning steps per run (the same for every initialization)")
+    p.add_argument("--steps", type=int, default=300, help="fine-tuning steps per run, the same for every initialization: the length you would train with (too few, and a pretrained start wins by its head start)")
     p.add_argument("--image-size", type=int, nargs="+", default=None, help="training size (default: the data's own resolution)")
     p.add_argument("--batch-size", type=int, default=4, help="fine-tuning batch size")
     p.add_argument("--budget-minutes", type=float, default=0.0, help="start no new repetition after this many minutes (0 = no limit)")

@@ -144,6 +144,8 @@ def test_second_call_reuses_everything(bench, monkeypatch, capsys):
     assert "budgets ['all']" in plan and "b2-" not in plan and "ball-s0" in plan
     assert main(["benchmark", str(CONFIG), "--out", str(bench), "--dry-run", "--budgets", "5"]) == 2
     assert "--budgets ['5'] not in the profile (budgets: 2, all)" in capsys.readouterr().err
+    assert main(["benchmark", str(CONFIG), "--out", str(bench), "--dry-run", "--pretrain-seed", "-1"]) == 2
+    assert "--pretrain-seed must be an integer from 0 to 2147483647, got -1" in capsys.readouterr().err
 
 
 def test_unfinished_cell_is_completed_without_retraining(bench, monkeypatch, capsys):

@@ -72,6 +72,9 @@ def test_every_method_gets_the_same_protocol(tmp_path):
     ({"finetune": {"seed": 3}}, "set by the benchmark"),
     ({"budgets": [0]}, "budget"),
     ({"budgets": [2.5]}, "budget"),
+    ({"pretrain_seed": -1}, "pretrain_seed must be an integer from 0"),
+    ({"pretrain_seed": 2**31}, "pretrain_seed must be an integer from 0"),
+    ({"pretrain_seed": "1"}, "pretrain_seed must be an integer from 0"),
     ({"colour": "red"}, "unknown key"),
 ])
 def test_bad_configs_are_rejected(tmp_path, bad, match):

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..tasks.benchmark import describe_plan, load_benchmark_config, run_benchmark
+from ..tasks.benchmark_config import checked_seed
 from .main import add_command
 
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.device:
         cfg = replace(cfg, device=args.device)
     if args.pretrain_seed is not None:
-        cfg = replace(cfg, pretrain_seed=args.pretrain_seed)
+        cfg = replace(cfg, pretrain_seed=checked_seed(args.pretrain_seed, "--pretrain-seed"))
     out = Path(args.out or cfg.out or f"runs/benchmark-{cfg.name}" + (f"-{cfg.profile}" if cfg.profile else ""))
     if args.dry_run:
         print(describe_plan(cfg, out))

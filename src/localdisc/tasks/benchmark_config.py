@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import build_config, load_config_file, to_dict
+from ..config import MAX_INT, build_config, load_config_file, to_dict
 from ..errors import ConfigError
 from ..train.finetune import FinetuneConfig
 from ..train.pretrain import PretrainConfig
@@ -116,6 +116,13 @@ def _typed(text: str, scale: float = 1) -> int | float | str:
         except ValueError:
             pass
     return text
+
+
+def checked_seed(value: Any, where: str) -> int:
+    """A seed as torch and numpy take it: an integer in [0, 2^31 - 1]."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise ConfigError(f"{where} must be an integer from 0 to {MAX_INT}, got {value!r}")
+    return value
 
 
 def budget_label(b: Any) -> str:
@@ -219,7 +226,7 @@ def load_benchmark_config(path: str | Path, profile: str | None = None, methods:
     return BenchmarkConfig(
         name=str(raw.get("name") or path.stem), data=_data_relative_to(path.parent, str(raw["data"])), image_size=tup(raw["image_size"]),
         in_channels=int(raw.get("in_channels", 0)), num_classes=int(raw.get("num_classes", 0)), budgets=budgets, seeds=seeds,
-        pretrain_seed=None if raw.get("pretrain_seed") is None else int(raw["pretrain_seed"]),
+        pretrain_seed=None if raw.get("pretrain_seed") is None else checked_seed(raw["pretrain_seed"], f"{path}: pretrain_seed"),
         split_seed=int(raw.get("split_seed", 0)), val_fraction=float(raw.get("val_fraction", 0.2)),
         test_fraction=float(raw.get("test_fraction", 0.2)), encoder_channels=tup(raw.get("encoder_channels")),
         decoder_channels=tup(raw.get("decoder_channels")), norm=raw.get("norm"), pretrain=dict(raw.get("pretrain") or {}),

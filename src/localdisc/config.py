@@ -225,7 +225,7 @@ def _check_value(f: dataclasses.Field, tp: Any, optional: bool, v: Any) -> Any:
 # finite; nothing is negative except an automatic sentinel that is the option's default (-1);
 # the names below need more.
 POSITIVE = {"lr", "steps", "batch_size", "ae_lr", "ae_batch_size", "feature_batch_size", "sw_batch_size", "proj_hidden", "proj_dim",
-            "dense_dim", "dense_hidden", "grid", "num_pseudo_classes", "embed_dim", "num_clusters"}
+            "dense_dim", "dense_hidden", "grid", "num_pseudo_classes", "embed_dim", "num_clusters", "log_every", "checkpoint_every"}
 POSITIVE_ITEMS = {"image_size", "patch_size", "crop_size", "spacing", "encoder_channels", "decoder_channels", "ae_channels"}
 UNIT_INTERVAL_SUFFIXES = ("_prob", "_fraction")
 FRACTION_OR_COUNT = {"val_fraction"}  # below 1 a fraction, from 1 a number of images

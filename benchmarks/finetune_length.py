@@ -4,7 +4,8 @@ Reads benchmark folders run with the same protocol at different fine-tuning leng
 `cpu-baselines` cells at 200 steps and its `cpu-length` profile at 400), and reports every
 method minus random init (1) at each fixed length and (2) with the length chosen per method,
 budget and seed on validation Dice (the chosen cell's test scores stand for it; test is never
-used to choose). Methods and cells present at every length only.
+used to choose), and, where LD is among them, every method minus LD at the chosen lengths.
+Methods and cells present at every length only.
 
     python benchmarks/finetune_length.py --runs 200=runs/ph2-cpu-baselines 400=runs/ph2-cpu-length --name finetune_length_ph2
 """
@@ -48,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     comps = compare_to_reference(rows, [a.metric])
     payload["chosen"] = {"comparisons": comps, "cells": [{k: r[k] for k in ("method", "budget", "seed", "steps", "best_val_dice")} for r in chosen]}
     tables.append(comparison_table(comps, methods, budgets, a.metric, "Length chosen per method, budget and seed on validation Dice: minus random init"))
+    if "ld" in methods:  # the comparison a user makes: each baseline at its best length minus LD at its own
+        versus_ld = compare_to_reference(rows, [a.metric], reference="ld")
+        payload["chosen_vs_ld"] = versus_ld
+        tables.append(comparison_table(versus_ld, [m for m in ["random", *methods] if m != "ld"], budgets, a.metric,
+                                       "Length chosen per method, budget and seed on validation Dice: minus LD (below 0 = LD better)", reference="ld"))
     counts = Counter((r["method"], r["steps"]) for r in chosen)
     lines = ["# Fine-tuning length: is the gain a head start?", "",
              f"Lengths {sorted(by_length)} (steps); the same cells (method, budget, seed) at each. Chosen lengths: "

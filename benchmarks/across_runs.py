@@ -6,9 +6,11 @@ and the methods of both folders can be compared pair by pair (test image, seed),
 one run against baselines from another. This script refuses folders whose random-init rows
 (per_image.csv) differ anywhere they overlap, or that hold the same method with other scores, and
 reports every method minus the reference method (default ld) with the benchmark's two-way
-bootstrap CI and the Holm-corrected p.
+bootstrap CI and the Holm-corrected p. `FOLDER:m1,m2` takes only those methods (and random
+init, always checked) from a folder, e.g. to pair LD of one run with the baselines of a folder
+that holds another LD run.
 
-    python benchmarks/across_runs.py --runs runs/ph2-cpu runs/ph2-baselines --budgets 2 --name ph2_baselines_vs_ld
+    python benchmarks/across_runs.py --runs runs/ph2-cpu runs/ph2-baselines:simclr,densecl --budgets 2 --name ph2_baselines_vs_ld
 """
 
 from __future__ import annotations
@@ -26,14 +28,26 @@ from localdisc.runtime.provenance import write_result
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def folder_and_methods(spec: str) -> tuple[str, set[str] | None]:
+    """'FOLDER' -> (FOLDER, None: every method); 'FOLDER:m1,m2' -> (FOLDER, {random, m1, m2})."""
+    folder, sep, names = spec.rpartition(":")
+    if not sep or Path(spec).exists() or not names:
+        return spec, None
+    return folder, {"random", *(n.strip() for n in names.split(",") if n.strip())}
+
+
 def merged_rows(folders: list[str], metric: str) -> list[dict[str, str]]:
-    """The per_image.csv rows of every folder, each (method, budget, seed, image) once; a
-    ValueError names the first disagreement (random init, or a method found twice)."""
+    """The per_image.csv rows of every folder (each `FOLDER` or `FOLDER:m1,m2`), each (method,
+    budget, seed, image) once; a ValueError names the first disagreement (random init, or a
+    method found twice)."""
     seen: dict[tuple[str, str, str, str], tuple[str, str]] = {}
     rows = []
-    for folder in folders:
+    for spec in folders:
+        folder, methods = folder_and_methods(spec)
         with open(Path(folder) / "per_image.csv", newline="") as f:
             for r in csv.DictReader(f):
+                if methods is not None and r["method"] not in methods:
+                    continue
                 key = (r["method"], r["budget"], r["seed"], r["id"])
                 if key in seen:
                     first, value = seen[key]
@@ -48,7 +62,7 @@ def merged_rows(folders: list[str], metric: str) -> list[dict[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", required=True, metavar="FOLDER", help="benchmark folders (per_image.csv) sharing random init's cells")
+    p.add_argument("--runs", nargs="+", required=True, metavar="FOLDER[:METHODS]", help="benchmark folders (per_image.csv) sharing random init's cells; :m1,m2 takes only those methods from a folder")
     p.add_argument("--reference", default="ld", help="the method every other one is compared with")
     p.add_argument("--budgets", nargs="+", default=None, help="only these label budgets (default: those the reference has)")
     p.add_argument("--metric", default="dice_mean", help="per-image column compared (mean Dice over classes)")

@@ -55,3 +55,17 @@ def test_methods_of_two_folders_are_paired_through_random_init(tmp_path):
     _write(tmp_path / "c", {"random": other, "densecl": densecl})
     assert script.main(["--runs", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path), "--name", "u"]) == 2
     assert not (tmp_path / "u.json").exists()
+
+
+def test_a_folder_gives_only_the_methods_named_after_it(tmp_path):
+    rng = np.random.default_rng(3)
+    random = np.round(rng.uniform(0.4, 0.8, (5, 3)), 6)
+    ld, other_ld = np.round(random + 0.05, 6), np.round(random + 0.02, 6)
+    densecl = np.round(random + rng.normal(0.0, 0.02, (5, 3)), 6)
+    _write(tmp_path / "a", {"random": random, "ld": ld})
+    _write(tmp_path / "b", {"random": random, "densecl": densecl, "ld": other_ld})
+    script = _script()
+    assert script.main(["--runs", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path), "--name", "t"]) == 2  # two LDs
+    assert script.main(["--runs", str(tmp_path / "a"), f"{tmp_path / 'b'}:densecl", "--out", str(tmp_path), "--name", "t"]) == 0
+    vs_ld = {c["method"]: c for c in json.loads((tmp_path / "t.json").read_text())["minus_reference"]}
+    assert vs_ld["densecl"]["mean_diff"] == pytest.approx((densecl - ld).mean())

@@ -4,7 +4,6 @@ random-init cells, and folders whose random-init cells differ refused."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,6 @@ import numpy as np
 import pytest
 
 from localdisc.evaluation.stats import cluster_bootstrap
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "across_runs.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("bench_across_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write(folder: Path, scores: dict[str, np.ndarray]) -> None:
@@ -34,13 +24,13 @@ def _write(folder: Path, scores: dict[str, np.ndarray]) -> None:
         w.writerows(rows)
 
 
-def test_methods_of_two_folders_are_paired_through_random_init(tmp_path):
+def test_methods_of_two_folders_are_paired_through_random_init(tmp_path, benchmark_script):
     rng = np.random.default_rng(0)
     random = np.round(rng.uniform(0.4, 0.8, (6, 3)), 6)
     ld, densecl = np.round(random + rng.normal(0.05, 0.02, (6, 3)), 6), np.round(random + rng.normal(0.01, 0.02, (6, 3)), 6)
     _write(tmp_path / "a", {"random": random, "ld": ld})
     _write(tmp_path / "b", {"random": random, "densecl": densecl})
-    script = _script()
+    script = benchmark_script("across_runs")
     assert script.main(["--runs", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path), "--name", "t"]) == 0
     result = json.loads((tmp_path / "t.json").read_text())
     vs_ld = {c["method"]: c for c in result["minus_reference"]}
@@ -57,14 +47,14 @@ def test_methods_of_two_folders_are_paired_through_random_init(tmp_path):
     assert not (tmp_path / "u.json").exists()
 
 
-def test_a_folder_gives_only_the_methods_named_after_it(tmp_path):
+def test_a_folder_gives_only_the_methods_named_after_it(tmp_path, benchmark_script):
     rng = np.random.default_rng(3)
     random = np.round(rng.uniform(0.4, 0.8, (5, 3)), 6)
     ld, other_ld = np.round(random + 0.05, 6), np.round(random + 0.02, 6)
     densecl = np.round(random + rng.normal(0.0, 0.02, (5, 3)), 6)
     _write(tmp_path / "a", {"random": random, "ld": ld})
     _write(tmp_path / "b", {"random": random, "densecl": densecl, "ld": other_ld})
-    script = _script()
+    script = benchmark_script("across_runs")
     assert script.main(["--runs", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path), "--name", "t"]) == 2  # two LDs
     assert script.main(["--runs", str(tmp_path / "a"), f"{tmp_path / 'b'}:densecl", "--out", str(tmp_path), "--name", "t"]) == 0
     vs_ld = {c["method"]: c for c in json.loads((tmp_path / "t.json").read_text())["minus_reference"]}

@@ -3,23 +3,12 @@ random init and with LD at theirs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from localdisc.evaluation.stats import cluster_bootstrap
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "finetune_length.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("bench_finetune_length", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(scores: dict[str, np.ndarray], val: dict[str, list[float]]):
@@ -31,14 +20,14 @@ def _run(scores: dict[str, np.ndarray], val: dict[str, list[float]]):
     return recs, rows
 
 
-def test_each_method_at_its_chosen_length_minus_random_and_minus_ld(tmp_path, monkeypatch):
+def test_each_method_at_its_chosen_length_minus_random_and_minus_ld(tmp_path, monkeypatch, benchmark_script):
     rng = np.random.default_rng(1)
     short = {m: rng.uniform(0.3, 0.9, (7, 3)) for m in ("random", "ld", "densecl")}
     long = {m: rng.uniform(0.3, 0.9, (7, 3)) for m in ("random", "ld", "densecl")}
     val_short = {"random": [0.5, 0.9, 0.5], "ld": [0.9, 0.9, 0.1], "densecl": [0.1, 0.1, 0.9]}
     val_long = {"random": [0.6, 0.2, 0.6], "ld": [0.1, 0.5, 0.5], "densecl": [0.5, 0.5, 0.5]}
     runs = {"short": _run(short, val_short), "long": _run(long, val_long)}
-    script = _script()
+    script = benchmark_script("finetune_length")
     monkeypatch.setattr(script, "finished_cells", lambda folder: folder)
     monkeypatch.setattr(script, "collect", lambda folder: runs[folder])
     assert script.main(["--runs", "200=short", "400=long", "--out", str(tmp_path), "--name", "t"]) == 0

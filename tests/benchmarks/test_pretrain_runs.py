@@ -4,7 +4,6 @@ the pretraining run as a third resampled factor."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,6 @@ import numpy as np
 import pytest
 
 from localdisc.evaluation.stats import cluster_bootstrap
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pretrain_runs.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("bench_pretrain_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write(folder: Path, gain: float, reference_shift: float, rng) -> np.ndarray:
@@ -45,11 +35,11 @@ def _write(folder: Path, gain: float, reference_shift: float, rng) -> np.ndarray
     return d
 
 
-def test_runs_are_compared_with_their_own_reference_and_pooled(tmp_path):
+def test_runs_are_compared_with_their_own_reference_and_pooled(tmp_path, benchmark_script):
     rng = np.random.default_rng(0)
     d1 = _write(tmp_path / "a", 0.02, 0.0, rng)
     d2 = _write(tmp_path / "b", 0.10, 0.05, rng)  # another random-init result in that folder
-    assert _script().main(["--runs", f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}", "--out", str(tmp_path), "--name", "t"]) == 0
+    assert benchmark_script("pretrain_runs").main(["--runs", f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}", "--out", str(tmp_path), "--name", "t"]) == 0
     result = json.loads((tmp_path / "t.json").read_text())
     assert list(result["budgets"]) == ["2", "5"]
     assert result["budgets"]["5"]["n_runs"] == 1 and list(result["budgets"]["5"]["runs"]) == ["a"]  # only a has ld at 5

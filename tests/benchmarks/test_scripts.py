@@ -7,7 +7,6 @@ localdisc.runtime.provenance.write_result (one writer: provenance, atomic files,
 from __future__ import annotations
 
 import ast
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -33,10 +32,8 @@ def test_a_script_is_thin(script):
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
-def test_a_script_explains_its_options(script, capsys):
-    spec = importlib.util.spec_from_file_location(f"bench_{script.stem}", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_a_script_explains_its_options(script, capsys, benchmark_script):
+    module = benchmark_script(script.stem)
     with pytest.raises(SystemExit) as done:
         module.main(["--help"])
     assert done.value.code == 0 and "usage:" in capsys.readouterr().out
